@@ -1,0 +1,137 @@
+// Package config owns the connector's configuration: it reads the --config
+// file, validates it against the spec's connectionSpecification (schemas/),
+// reports every problem together naming the fields but never their values,
+// applies the defaults, and adapts the generated type into Config, the
+// runtime's own. It does not reach the network.
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+
+	genconfig "destination-keen/gen/config"
+	"destination-keen/internal/failure"
+	"destination-keen/schemas"
+)
+
+// Secret is a string that formats as [redacted]; Reveal returns the value.
+type Secret string
+
+// Reveal returns the secret itself, for the one place that must send it.
+func (s Secret) Reveal() string { return string(s) }
+
+func (Secret) String() string   { return "[redacted]" }
+func (Secret) GoString() string { return "[redacted]" }
+
+// MarshalJSON keeps the secret out of any JSON the connector writes.
+func (Secret) MarshalJSON() ([]byte, error) { return []byte(`"[redacted]"`), nil }
+
+// Config is the validated configuration with defaults applied.
+type Config struct {
+	ProjectID      string
+	APIKey         Secret
+	InferTimestamp bool
+	// Brokers are the Kafka bootstrap servers as host:port, in the order given.
+	Brokers []string
+	// APIURL is the HTTP API's base URL without a trailing slash.
+	APIURL string
+}
+
+// Load reads and parses the config file at path.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, failure.Configf(err, "Cannot read the config file %s", path)
+	}
+	return Parse(b)
+}
+
+// Parse validates doc against the connectionSpecification and returns the
+// config with defaults applied. Its errors are config_errors that list every
+// problem, sorted, each naming the field.
+func Parse(doc []byte) (*Config, error) {
+	if err := schemas.Validate(schemas.Config, doc); err != nil {
+		var se *schemas.SyntaxError
+		if errors.As(err, &se) {
+			// The cause is left out on purpose: the decoder may quote the input.
+			return nil, &failure.Error{Kind: failure.Config, Message: "The config is " + se.Error()}
+		}
+		problems := describe(schemas.Problems(err))
+		if len(problems) == 0 {
+			return nil, failure.Configf(err, "The config could not be validated")
+		}
+		return nil, &failure.Error{Kind: failure.Config, Message: "The config is invalid: " + strings.Join(problems, "; ")}
+	}
+	var g genconfig.Config
+	if err := json.Unmarshal(doc, &g); err != nil {
+		// The schema accepted what the generated type refuses: the two drifted.
+		return nil, failure.Systemf(errors.New(redactValues(err.Error())), "The config passed validation but could not be decoded")
+	}
+	return adapt(&g), nil
+}
+
+func adapt(g *genconfig.Config) *Config {
+	c := &Config{
+		ProjectID:      g.ProjectID,
+		APIKey:         Secret(g.APIKey),
+		InferTimestamp: g.InferTimestamp,
+		APIURL:         strings.TrimRight(g.APIURL, "/"),
+	}
+	for _, b := range strings.Split(g.KafkaBootstrapServers, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			c.Brokers = append(c.Brokers, b)
+		}
+	}
+	return c
+}
+
+var missingRE = regexp.MustCompile(`'([^']*)'`)
+
+// describe turns validator problems into "field: what is wrong" lines. The
+// validator's messages never quote the value; ours neither.
+func describe(ps []schemas.Problem) []string {
+	var out []string
+	for _, p := range ps {
+		field := strings.TrimPrefix(p.Location, "/")
+		if field == "" {
+			if names, ok := strings.CutPrefix(p.Message, "missing properties: "); ok {
+				for _, m := range missingRE.FindAllStringSubmatch(names, -1) {
+					out = append(out, m[1]+": is required")
+				}
+				continue
+			}
+			field = "config"
+		}
+		msg := p.Message
+		if strings.HasPrefix(msg, "does not match pattern") {
+			msg = "has the wrong form: " + patternHints[field]
+			if patternHints[field] == "" {
+				msg = "has the wrong form (see the field's description)"
+			}
+		}
+		out = append(out, field+": "+msg)
+	}
+	return out
+}
+
+// patternHints say what a field's pattern asks for, in words.
+var patternHints = map[string]string{
+	"project_id":              "copy the Project ID from the Access tab of your Keen project (letters and digits only)",
+	"kafka_bootstrap_servers": "give a comma-separated list of host:port",
+	"api_url":                 "give an https:// URL (TLS is required)",
+}
+
+// redactValues drops quoted values from a decoder message.
+func redactValues(s string) string {
+	return regexp.MustCompile(`"[^"]*"`).ReplaceAllString(s, `"…"`)
+}
+
+// String describes the config for logs, without the key.
+func (c *Config) String() string {
+	return fmt.Sprintf("project_id=%s infer_timestamp=%t kafka_bootstrap_servers=%s api_url=%s",
+		c.ProjectID, c.InferTimestamp, strings.Join(c.Brokers, ","), c.APIURL)
+}

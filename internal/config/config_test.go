@@ -1,0 +1,118 @@
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"destination-keen/internal/failure"
+)
+
+const key = "SECRET-key-7f3a9c"
+
+func TestParseDefaults(t *testing.T) {
+	c, err := Parse([]byte(`{"project_id":"abc123","api_key":"` + key + `"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Config{
+		ProjectID:      "abc123",
+		APIKey:         key,
+		InferTimestamp: true,
+		Brokers:        []string{"b1.kafka-in.keen.io:9092", "b2.kafka-in.keen.io:9092", "b3.kafka-in.keen.io:9092"},
+		APIURL:         "https://api.keen.io/3.0",
+	}
+	if !reflect.DeepEqual(c, want) {
+		t.Fatalf("got %#v\nwant %#v", c, want)
+	}
+}
+
+func TestParseOverrides(t *testing.T) {
+	c, err := Parse([]byte(`{"project_id":"p1","api_key":"k","infer_timestamp":false,
+		"kafka_bootstrap_servers":" 127.0.0.1:9092 ,localhost:9093","api_url":"https://127.0.0.1:8443/3.0/"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.InferTimestamp {
+		t.Error("infer_timestamp false was not kept")
+	}
+	if want := []string{"127.0.0.1:9092", "localhost:9093"}; !reflect.DeepEqual(c.Brokers, want) {
+		t.Errorf("brokers %q, want %q", c.Brokers, want)
+	}
+	if c.APIURL != "https://127.0.0.1:8443/3.0" {
+		t.Errorf("api_url %q keeps its trailing slash", c.APIURL)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		doc  string
+		want string // the whole message: every problem, sorted
+	}{
+		{"not json", `{"project_id": ` + key, "The config is not valid JSON"},
+		{"empty", ``, "The config is not valid JSON"},
+		{"not an object", `["` + key + `"]`, "The config is invalid: config: expected object, but got array"},
+		{"both missing", `{}`, "The config is invalid: project_id: is required; api_key: is required"},
+		{"key wrong type", `{"project_id":"p","api_key":7}`, "The config is invalid: api_key: expected string, but got number"},
+		{"many at once", `{"project_id":"a b","api_key":"` + key + `","infer_timestamp":"` + key + `","api_url":"http://` + key + `"}`,
+			"The config is invalid: api_url: has the wrong form: give an https:// URL (TLS is required); " +
+				"infer_timestamp: expected boolean, but got string; " +
+				"project_id: has the wrong form: copy the Project ID from the Access tab of your Keen project (letters and digits only)"},
+		{"bad brokers", `{"project_id":"p","api_key":"k","kafka_bootstrap_servers":"` + key + `"}`,
+			"The config is invalid: kafka_bootstrap_servers: has the wrong form: give a comma-separated list of host:port"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.doc))
+			f := failure.As(err)
+			if err == nil || f.Kind != failure.Config {
+				t.Fatalf("want a config_error, got %v", err)
+			}
+			if !strings.HasPrefix(f.Message, tt.want) {
+				t.Fatalf("message\n got %q\nwant %q", f.Message, tt.want)
+			}
+			if strings.Contains(err.Error(), key) {
+				t.Fatalf("the error quotes the key: %q", err)
+			}
+		})
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.json"))
+	if f := failure.As(err); f.Kind != failure.Config || !strings.Contains(f.Message, "Cannot read the config file") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestLoadFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "config.json")
+	if err := os.WriteFile(p, []byte(`{"project_id":"p","api_key":"k"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(p)
+	if err != nil || c.ProjectID != "p" {
+		t.Fatalf("Load = %v, %v", c, err)
+	}
+}
+
+func TestSecretNeverFormats(t *testing.T) {
+	c := &Config{ProjectID: "p", APIKey: key}
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{fmt.Sprint(c.APIKey), fmt.Sprintf("%v %+v %#v %s", c, c, c, c), fmt.Sprintf("%#v", *c), string(b)} {
+		if strings.Contains(s, key) {
+			t.Errorf("secret leaked: %s", s)
+		}
+	}
+	if c.APIKey.Reveal() != key {
+		t.Error("Reveal must return the key")
+	}
+}

@@ -1,0 +1,87 @@
+// Package connector ties the pieces into Airbyte's three commands: spec,
+// check and write. It owns their order of operations and what each prints;
+// the rules of Keen, the Kafka sink and the protocol codecs live in their own
+// packages. cmd/destination-keen only parses flags and calls in here.
+package connector
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"destination-keen/gen/protocol"
+	"destination-keen/internal/airbyte"
+	"destination-keen/internal/config"
+	"destination-keen/internal/failure"
+	"destination-keen/schemas"
+)
+
+// Version is the connector's version; the Dockerfile's io.airbyte.version
+// label and metadata.yaml's dockerImageTag must equal it (a test checks).
+const Version = "0.3.0"
+
+// Spec returns the connector specification: schemas/spec.json with the
+// connectionSpecification taken from schemas/config.schema.json.
+func Spec() (*protocol.ConnectorSpecification, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(schemas.Raw(schemas.SpecFile), &fields); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", schemas.SpecFile, err)
+	}
+	fields["connectionSpecification"] = schemas.Raw(schemas.ConfigFile)
+	doc, err := json.Marshal(fields)
+	if err != nil {
+		return nil, fmt.Errorf("compose spec: %w", err)
+	}
+	var spec protocol.ConnectorSpecification
+	if err := json.Unmarshal(doc, &spec); err != nil {
+		return nil, fmt.Errorf("decode spec: %w", err)
+	}
+	return &spec, nil
+}
+
+// RunSpec prints one SPEC message.
+func RunSpec(em *airbyte.Emitter) error {
+	spec, err := Spec()
+	if err != nil {
+		return failure.Systemf(err, "The connector's embedded spec is broken")
+	}
+	return em.Spec(spec)
+}
+
+// Probe is one online check of a valid config (Kafka, HTTP API). It returns
+// nil when the check passes, or an error whose failure.Error message tells the
+// user what to fix.
+type Probe func(ctx context.Context, cfg *config.Config) error
+
+// RunCheck prints one CONNECTION_STATUS: FAILED with what to fix when the
+// config is invalid or a probe fails, SUCCEEDED otherwise. The returned error
+// is only for a failure to write the status.
+func RunCheck(ctx context.Context, em *airbyte.Emitter, configPath string, probes ...Probe) error {
+	cfg, err := config.Load(configPath)
+	if err != nil {
+		return em.ConnectionStatus(false, failure.As(err).Message)
+	}
+	em.Redact(cfg.APIKey.Reveal())
+	for _, probe := range probes {
+		if err := probe(ctx, cfg); err != nil {
+			f := failure.As(err)
+			msg := f.Message
+			if f.Cause != nil {
+				msg += " (" + f.Cause.Error() + ")"
+			}
+			return em.ConnectionStatus(false, msg)
+		}
+	}
+	return em.ConnectionStatus(true, "")
+}
+
+// RunWrite runs a sync. The write path is not built yet: after validating
+// the config it fails with a system_error.
+func RunWrite(ctx context.Context, em *airbyte.Emitter, configPath, catalogPath string) error {
+	cfg, err := config.Load(configPath)
+	if err != nil {
+		return err
+	}
+	em.Redact(cfg.APIKey.Reveal())
+	return failure.Systemf(nil, "write is not implemented in this version")
+}

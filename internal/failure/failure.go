@@ -1,0 +1,81 @@
+// Package failure owns the connector's error classification: every error that
+// ends a command is one *Error, which knows its Airbyte failure_type, the
+// message for a person (what happened and what to do) and the wrapped cause
+// (for internal_message). Errors are classified once, where they are created
+// or first understood; nothing downstream matches error strings.
+package failure
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Kind is the Airbyte failure_type of an error.
+type Kind int
+
+const (
+	// System is a bug or bad input from the source: retrying will not help.
+	System Kind = iota
+	// Config means the user must change the config or catalog.
+	Config
+	// Transient means the same sync may succeed later.
+	Transient
+)
+
+// FailureType is the protocol's name for the kind.
+func (k Kind) FailureType() string {
+	switch k {
+	case Config:
+		return "config_error"
+	case Transient:
+		return "transient_error"
+	default:
+		return "system_error"
+	}
+}
+
+func (k Kind) String() string { return k.FailureType() }
+
+// Error is a classified error. Message is for a person and must never hold a
+// secret; Cause holds the technical detail and is reported as the trace's
+// internal_message.
+type Error struct {
+	Kind    Kind
+	Message string
+	Stream  string // the stream concerned, when there is one
+	Cause   error
+}
+
+func (e *Error) Error() string {
+	if e.Cause == nil {
+		return e.Message
+	}
+	return e.Message + ": " + e.Cause.Error()
+}
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Cause }
+
+// Configf returns a config_error with a formatted message and cause.
+func Configf(cause error, format string, args ...any) *Error {
+	return &Error{Kind: Config, Message: fmt.Sprintf(format, args...), Cause: cause}
+}
+
+// Transientf returns a transient_error with a formatted message and cause.
+func Transientf(cause error, format string, args ...any) *Error {
+	return &Error{Kind: Transient, Message: fmt.Sprintf(format, args...), Cause: cause}
+}
+
+// Systemf returns a system_error with a formatted message and cause.
+func Systemf(cause error, format string, args ...any) *Error {
+	return &Error{Kind: System, Message: fmt.Sprintf(format, args...), Cause: cause}
+}
+
+// As returns the outermost *Error in err's chain, or, when there is none, a
+// system_error wrapping err: an error nobody classified is a bug.
+func As(err error) *Error {
+	if e, ok := errors.AsType[*Error](err); ok {
+		return e
+	}
+	return &Error{Kind: System, Message: "The connector failed unexpectedly", Cause: err}
+}
