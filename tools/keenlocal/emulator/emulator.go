@@ -1,0 +1,603 @@
+// Package emulator is a local stand-in for Keen's ingestion side, close
+// enough that the connector's real code paths run against it unchanged: a
+// Kafka cluster (kfake, the real wire protocol) behind SASL/PLAIN and TLS,
+// where the username is the project ID and the password the key; Keen's HTTP
+// API for deleting collections, listing them and extracting events, over TLS
+// with the same generated CA; Keen's event rules, checked on every consumed
+// message, with the events Keen would silently drop kept apart as rejected;
+// and faults to inject (failed, slow or dropped produce requests, failing
+// deletes, a blackhole mode for benchmarks). It is a test tool: it keeps
+// everything in memory and is not a model of Keen's query engine.
+package emulator
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+)
+
+// Options configure an emulator. The zero value is usable. Everything
+// listens on 127.0.0.1.
+type Options struct {
+	ProjectID string // default "keenlocal"
+	APIKey    string // the master key; default a random one
+	// WriteKey, when set, is a second key that the brokers accept but the
+	// HTTP API refuses where a master key is needed (403).
+	WriteKey   string
+	Brokers    int   // default 3
+	Partitions int   // partitions of each auto-created topic; default 3
+	KafkaPorts []int // default: random free ports
+	HTTPPort   int   // default: a random free port
+	// Dir receives ca.pem; default a temporary folder removed by Close.
+	Dir string
+	// DataDir makes the brokers persist what they store (kfake's DataDir).
+	DataDir string
+	// Blackhole acknowledges produce requests without storing anything.
+	Blackhole bool
+	// Logf, when set, receives one line per notable event.
+	Logf func(format string, args ...any)
+}
+
+// Event is one stored event as extraction returns it.
+type Event = map[string]any
+
+// Rejection is an event Keen would have dropped, and why.
+type Rejection struct {
+	Collection string `json:"collection"`
+	Partition  int32  `json:"partition"`
+	Offset     int64  `json:"offset"`
+	Reason     string `json:"reason"`
+	Value      string `json:"value"` // the first KiB of the message value
+}
+
+// Request is one HTTP API call the emulator answered.
+type Request struct {
+	Method string `json:"method"`
+	Path   string `json:"path"`
+	Status int    `json:"status"`
+}
+
+// Emulator is a running local Keen.
+type Emulator struct {
+	opts     Options
+	ca       *authority
+	caFile   string
+	ownDir   string
+	cluster  *kfake.Cluster
+	consumer *kgo.Client
+	admin    *kadm.Client
+	http     *http.Server
+	httpAddr string
+	internal struct{ user, pass string }
+
+	mu        sync.Mutex
+	events    map[string][]stored
+	rejected  []Rejection
+	consumed  map[string]map[int32]int64 // next offset to consume, per topic partition
+	cutoff    map[string]map[int32]int64 // offsets below are deleted, per collection partition
+	requests  []Request
+	deleteFlt []httpFault
+
+	stopConsume context.CancelFunc
+	consumeDone chan struct{}
+	closeOnce   sync.Once
+}
+
+type stored struct {
+	partition int32
+	offset    int64
+	event     Event
+}
+
+type httpFault struct {
+	status     int
+	retryAfter string
+}
+
+// Start starts an emulator; Close stops it.
+func Start(opts Options) (*Emulator, error) {
+	if opts.ProjectID == "" {
+		opts.ProjectID = "keenlocal"
+	}
+	if opts.APIKey == "" {
+		opts.APIKey = randomHex(16)
+	}
+	if opts.Brokers <= 0 {
+		opts.Brokers = 3
+	}
+	if opts.Partitions <= 0 {
+		opts.Partitions = 3
+	}
+	if opts.Logf == nil {
+		opts.Logf = func(string, ...any) {}
+	}
+	e := &Emulator{
+		opts:     opts,
+		events:   map[string][]stored{},
+		consumed: map[string]map[int32]int64{},
+		cutoff:   map[string]map[int32]int64{},
+	}
+	e.internal.user, e.internal.pass = "keenlocal-internal", randomHex(16)
+	ok := false
+	defer func() {
+		if !ok {
+			e.Close()
+		}
+	}()
+
+	var err error
+	if e.ca, err = newAuthority(); err != nil {
+		return nil, err
+	}
+	dir := opts.Dir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "keenlocal-"); err != nil {
+			return nil, fmt.Errorf("temp dir: %w", err)
+		}
+		e.ownDir = dir
+	}
+	e.caFile = filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(e.caFile, e.ca.caPEM, 0o644); err != nil {
+		return nil, fmt.Errorf("write CA: %w", err)
+	}
+	if err := e.startKafka(); err != nil {
+		return nil, err
+	}
+	if err := e.startHTTP(); err != nil {
+		return nil, err
+	}
+	ok = true
+	return e, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (e *Emulator) startKafka() error {
+	kopts := []kfake.Opt{
+		kfake.NumBrokers(e.opts.Brokers),
+		kfake.AllowAutoTopicCreation(),
+		kfake.DefaultNumPartitions(e.opts.Partitions),
+		kfake.EnableSASL(),
+		kfake.Superuser("PLAIN", e.opts.ProjectID, e.opts.APIKey),
+		kfake.Superuser("PLAIN", e.internal.user, e.internal.pass),
+		kfake.TLS(e.ca.serverConfig()),
+	}
+	if e.opts.Blackhole {
+		kopts = append(kopts, kfake.BlackholeProduce())
+	}
+	if e.opts.DataDir != "" {
+		kopts = append(kopts, kfake.DataDir(e.opts.DataDir))
+	}
+	if len(e.opts.KafkaPorts) > 0 {
+		kopts = append(kopts, kfake.Ports(e.opts.KafkaPorts...))
+	}
+	c, err := kfake.NewCluster(kopts...)
+	if err != nil {
+		return fmt.Errorf("start kafka: %w", err)
+	}
+	e.cluster = c
+	if len(e.opts.KafkaPorts) == 0 {
+		// Remember the ports kfake chose, so that a restart can reuse them.
+		for _, a := range c.ListenAddrs() {
+			_, p, _ := net.SplitHostPort(a)
+			port, _ := strconv.Atoi(p)
+			e.opts.KafkaPorts = append(e.opts.KafkaPorts, port)
+		}
+	}
+	c.ControlKey(int16(kmsg.SASLAuthenticate), e.controlSASL)
+
+	if e.opts.Blackhole {
+		return nil // nothing is stored, so nothing is consumed
+	}
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(e.BrokerAddrs()...),
+		kgo.DialTLSConfig(e.ca.clientConfig()),
+		kgo.SASL(plain.Auth{User: e.internal.user, Pass: e.internal.pass}.AsMechanism()),
+		kgo.ConsumeRegex(),
+		kgo.ConsumeTopics(".*"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.MetadataMinAge(50*time.Millisecond),
+		kgo.MetadataMaxAge(500*time.Millisecond),
+		kgo.FetchMaxWait(100*time.Millisecond),
+		kgo.FetchMaxBytes(256<<20),
+		kgo.FetchMaxPartitionBytes(128<<20),
+		kgo.BrokerMaxReadBytes(512<<20),
+	)
+	if err != nil {
+		return fmt.Errorf("start consumer: %w", err)
+	}
+	e.consumer = cl
+	e.admin = kadm.NewClient(cl)
+	ctx, cancel := context.WithCancel(context.Background())
+	e.stopConsume = cancel
+	e.consumeDone = make(chan struct{})
+	go e.consume(ctx)
+	return nil
+}
+
+// controlSASL answers a wrong password the way a real broker does: a
+// SaslAuthenticate response with SASL_AUTHENTICATION_FAILED and a message
+// (kfake alone would just close the connection). The write key is let in as
+// the project's user.
+func (e *Emulator) controlSASL(kreq kmsg.Request) (kmsg.Response, error, bool) {
+	req := kreq.(*kmsg.SASLAuthenticateRequest)
+	parts := strings.SplitN(string(req.SASLAuthBytes), "\x00", 3)
+	if len(parts) != 3 {
+		return nil, nil, false // not PLAIN: kfake decides
+	}
+	user, pass := parts[1], parts[2]
+	switch {
+	case user == e.internal.user && pass == e.internal.pass,
+		user == e.opts.ProjectID && pass == e.opts.APIKey:
+		return nil, nil, false
+	case user == e.opts.ProjectID && e.opts.WriteKey != "" && pass == e.opts.WriteKey:
+		req.SASLAuthBytes = []byte("\x00" + user + "\x00" + e.opts.APIKey)
+		return nil, nil, false
+	}
+	e.cluster.KeepControl()
+	e.opts.Logf("kafka: SASL authentication failed for user %q", user)
+	resp := req.ResponseKind().(*kmsg.SASLAuthenticateResponse)
+	msg := "Authentication failed: Invalid username or password"
+	resp.ErrorCode = kerr.SaslAuthenticationFailed.Code
+	resp.ErrorMessage = &msg
+	return resp, nil, true
+}
+
+// consume reads every topic from the start and files each message as a
+// stored event or a rejection.
+func (e *Emulator) consume(ctx context.Context) {
+	defer close(e.consumeDone)
+	for {
+		fetches := e.consumer.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		e.mu.Lock()
+		fetches.EachRecord(func(r *kgo.Record) { e.file(r) })
+		e.mu.Unlock()
+	}
+}
+
+// file stores or rejects one record; e.mu is held.
+func (e *Emulator) file(r *kgo.Record) {
+	parts := e.consumed[r.Topic]
+	if parts == nil {
+		parts = map[int32]int64{}
+		e.consumed[r.Topic] = parts
+	}
+	parts[r.Partition] = r.Offset + 1
+	if strings.HasPrefix(r.Topic, "__") {
+		return // Kafka's internal topics
+	}
+	if r.Offset < e.cutoff[r.Topic][r.Partition] {
+		return // deleted
+	}
+	reject := func(reason string) {
+		v := r.Value
+		if len(v) > 1024 {
+			v = v[:1024]
+		}
+		e.rejected = append(e.rejected, Rejection{Collection: r.Topic, Partition: r.Partition, Offset: r.Offset, Reason: reason, Value: string(v)})
+		e.opts.Logf("rejected %s/%d@%d: %s", r.Topic, r.Partition, r.Offset, reason)
+	}
+	if err := CheckCollection(r.Topic); err != nil {
+		reject(err.Error())
+		return
+	}
+	ev, err := CheckEvent(r.Value)
+	if err != nil {
+		reject(err.Error())
+		return
+	}
+	created := r.Timestamp.UTC().Format("2006-01-02T15:04:05.000Z")
+	k, _ := ev["keen"].(map[string]any)
+	if k == nil {
+		k = map[string]any{}
+		ev["keen"] = k
+	}
+	k["created_at"] = created
+	k["id"] = randomHex(12)
+	if _, ok := k["timestamp"]; !ok {
+		k["timestamp"] = created
+	}
+	e.events[r.Topic] = append(e.events[r.Topic], stored{partition: r.Partition, offset: r.Offset, event: ev})
+}
+
+// Sync waits until everything the brokers have acknowledged so far has been
+// consumed and filed, so that reads after a produce see it.
+func (e *Emulator) Sync(ctx context.Context) error {
+	_, err := e.sync(ctx)
+	return err
+}
+
+func (e *Emulator) sync(ctx context.Context) (kadm.ListedOffsets, error) {
+	if e.opts.Blackhole {
+		return nil, nil
+	}
+	// Ask the brokers, not the client's metadata cache, which topics exist.
+	mreq := kmsg.NewPtrMetadataRequest()
+	mresp, err := mreq.RequestWith(ctx, e.consumer)
+	if err != nil {
+		return nil, fmt.Errorf("list topics: %w", err)
+	}
+	var topics []string
+	for _, t := range mresp.Topics {
+		if t.Topic != nil && t.ErrorCode == 0 {
+			topics = append(topics, *t.Topic)
+		}
+	}
+	if len(topics) == 0 {
+		return kadm.ListedOffsets{}, nil
+	}
+	ends, err := e.admin.ListEndOffsets(ctx, topics...)
+	if err != nil {
+		return nil, fmt.Errorf("list end offsets: %w", err)
+	}
+	if err := ends.Error(); err != nil {
+		return nil, fmt.Errorf("list end offsets: %w", err)
+	}
+	e.consumer.ForceMetadataRefresh()
+	for {
+		behind := false
+		e.mu.Lock()
+		ends.Each(func(o kadm.ListedOffset) {
+			if o.Offset > 0 && e.consumed[o.Topic][o.Partition] < o.Offset {
+				behind = true
+			}
+		})
+		e.mu.Unlock()
+		if !behind {
+			return ends, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for the consumer: %w", ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// Events returns the stored events of a collection, after a Sync.
+func (e *Emulator) Events(ctx context.Context, collection string) ([]Event, error) {
+	if err := e.Sync(ctx); err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]Event, 0, len(e.events[collection]))
+	for _, s := range e.events[collection] {
+		out = append(out, s.event)
+	}
+	return out, nil
+}
+
+// Collections returns every collection with its event count, after a Sync.
+func (e *Emulator) Collections(ctx context.Context) (map[string]int, error) {
+	if err := e.Sync(ctx); err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := map[string]int{}
+	for c, evs := range e.events {
+		if len(evs) > 0 {
+			out[c] = len(evs)
+		}
+	}
+	return out, nil
+}
+
+// Rejected returns the events Keen would have dropped, after a Sync.
+func (e *Emulator) Rejected(ctx context.Context) ([]Rejection, error) {
+	if err := e.Sync(ctx); err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]Rejection(nil), e.rejected...), nil
+}
+
+// DeleteCollection removes every event produced to collection so far; events
+// produced afterwards are kept. Deleting an unknown collection is fine.
+func (e *Emulator) DeleteCollection(ctx context.Context, collection string) error {
+	ends, err := e.sync(ctx)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	cut := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Topic == collection {
+			cut[o.Partition] = o.Offset
+		}
+	})
+	e.cutoff[collection] = cut
+	delete(e.events, collection)
+	e.opts.Logf("deleted collection %s", collection)
+	return nil
+}
+
+// Requests returns the HTTP API calls answered so far, in order.
+func (e *Emulator) Requests() []Request {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]Request(nil), e.requests...)
+}
+
+// ProjectID returns the project's ID (the SASL username).
+func (e *Emulator) ProjectID() string { return e.opts.ProjectID }
+
+// APIKey returns the master key (the SASL password).
+func (e *Emulator) APIKey() string { return e.opts.APIKey }
+
+// CAFile returns the path of the PEM file of the CA that signed the
+// brokers' and the API's certificates.
+func (e *Emulator) CAFile() string { return e.caFile }
+
+// BrokerAddrs returns the brokers' host:port addresses.
+func (e *Emulator) BrokerAddrs() []string {
+	out := make([]string, len(e.opts.KafkaPorts))
+	for i, p := range e.opts.KafkaPorts {
+		out[i] = net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
+	}
+	return out
+}
+
+// APIURL returns the base URL of the HTTP API, like https://api.keen.io/3.0.
+func (e *Emulator) APIURL() string { return "https://" + e.httpAddr + "/3.0" }
+
+// RejectedURL returns the endpoint listing rejected events.
+func (e *Emulator) RejectedURL() string { return "https://" + e.httpAddr + "/emulator/rejected" }
+
+// Cluster returns the kfake cluster, for faults this package does not wrap.
+func (e *Emulator) Cluster() *kfake.Cluster { return e.cluster }
+
+// ConnectorConfig is the connector config that points at the emulator, plus
+// the CA file a client must trust.
+type ConnectorConfig struct {
+	ProjectID             string `json:"project_id"`
+	APIKey                string `json:"api_key"`
+	KafkaBootstrapServers string `json:"kafka_bootstrap_servers"`
+	APIURL                string `json:"api_url"`
+	CAFile                string `json:"ca_file"`
+}
+
+// Config returns the connector config for this emulator.
+func (e *Emulator) Config() ConnectorConfig {
+	return ConnectorConfig{
+		ProjectID:             e.opts.ProjectID,
+		APIKey:                e.opts.APIKey,
+		KafkaBootstrapServers: strings.Join(e.BrokerAddrs(), ","),
+		APIURL:                e.APIURL(),
+		CAFile:                e.caFile,
+	}
+}
+
+// WriteReadyFile writes Config as JSON to path atomically (a temporary file
+// renamed into place), so that a reader never sees half of it.
+func (e *Emulator) WriteReadyFile(path string) error {
+	b, err := json.MarshalIndent(e.Config(), "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".ready-*")
+	if err != nil {
+		return fmt.Errorf("ready file: %w", err)
+	}
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return fmt.Errorf("ready file: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("ready file: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("ready file: %w", err)
+	}
+	return nil
+}
+
+// Close stops everything and removes the temporary folder it made.
+func (e *Emulator) Close() {
+	e.closeOnce.Do(func() {
+		if e.http != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = e.http.Shutdown(ctx)
+			cancel()
+		}
+		if e.stopConsume != nil {
+			e.stopConsume()
+			<-e.consumeDone
+		}
+		if e.consumer != nil {
+			e.consumer.Close()
+		}
+		if e.cluster != nil {
+			e.cluster.Close()
+		}
+		if e.ownDir != "" {
+			os.RemoveAll(e.ownDir)
+		}
+	})
+}
+
+// Faults.
+
+// FailProduce answers the next n produce requests (to topic, or to any topic
+// when topic is "") with the Kafka error err, e.g. kerr.NotLeaderForPartition
+// (retriable) or kerr.TopicAuthorizationFailed (fatal). n < 0 means until the
+// returned function is called.
+func (e *Emulator) FailProduce(topic string, n int, err *kerr.Error) (remove func()) {
+	if n == 0 {
+		return func() {}
+	}
+	h := e.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: topic, Err: err, Count: n})
+	return h.Remove
+}
+
+// DelayProduce holds each of the next n produce requests for d before the
+// brokers answer it.
+func (e *Emulator) DelayProduce(d time.Duration, n int) {
+	var left atomic.Int64
+	left.Store(int64(n))
+	e.cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		if left.Add(-1) < 0 {
+			e.cluster.DropControl()
+			return nil, nil, false
+		}
+		e.cluster.SleepControl(func() { time.Sleep(d) })
+		return nil, nil, false
+	})
+}
+
+// DropProduceConnections closes the connection of each of the next n produce
+// requests without answering them.
+func (e *Emulator) DropProduceConnections(n int) {
+	var left atomic.Int64
+	left.Store(int64(n))
+	e.cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		if left.Add(-1) < 0 {
+			e.cluster.DropControl()
+			return nil, nil, false
+		}
+		e.cluster.KeepControl()
+		return nil, errors.New("keenlocal: connection dropped by fault"), true
+	})
+}
+
+// FailDeletes answers the next n DELETE calls with status (429, 500, ...),
+// with a Retry-After header when retryAfter is not "".
+func (e *Emulator) FailDeletes(n, status int, retryAfter string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for range n {
+		e.deleteFlt = append(e.deleteFlt, httpFault{status: status, retryAfter: retryAfter})
+	}
+}

@@ -1,0 +1,508 @@
+package emulator
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+func start(t *testing.T, opts Options) *Emulator {
+	t.Helper()
+	e, err := Start(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	return e
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func trust(t *testing.T, e *Emulator) *x509.CertPool {
+	t.Helper()
+	pem, err := os.ReadFile(e.CAFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatal("ca.pem holds no certificate")
+	}
+	return pool
+}
+
+// saramaConfig is a producer config as the connector builds it: SASL/PLAIN
+// over TLS, acks=all.
+func saramaConfig(user, pass string, pool *x509.CertPool) *sarama.Config {
+	c := sarama.NewConfig()
+	c.Version = sarama.V3_0_0_0
+	c.ClientID = "emulator-test"
+	c.Net.TLS.Enable = true
+	c.Net.TLS.Config = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	c.Net.SASL.Enable = true
+	c.Net.SASL.Mechanism = sarama.SASLTypePlaintext
+	c.Net.SASL.Version = sarama.SASLHandshakeV1
+	c.Net.SASL.User = user
+	c.Net.SASL.Password = pass
+	c.Net.DialTimeout = 5 * time.Second
+	c.Metadata.Retry.Max = 1
+	c.Metadata.Retry.Backoff = 50 * time.Millisecond
+	c.Producer.RequiredAcks = sarama.WaitForAll
+	c.Producer.Return.Successes = true
+	c.Producer.Retry.Max = 5
+	c.Producer.Retry.Backoff = 50 * time.Millisecond
+	return c
+}
+
+func producer(t *testing.T, e *Emulator, mutate ...func(*sarama.Config)) sarama.SyncProducer {
+	t.Helper()
+	c := saramaConfig(e.ProjectID(), e.APIKey(), trust(t, e))
+	for _, m := range mutate {
+		m(c)
+	}
+	p, err := sarama.NewSyncProducer(e.BrokerAddrs(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+func send(p sarama.SyncProducer, topic string, values ...string) error {
+	for _, v := range values {
+		if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder(v)}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func TestSASL(t *testing.T) {
+	e := start(t, Options{APIKey: "master-key", WriteKey: "write-key"})
+	pool := trust(t, e)
+	tests := []struct {
+		name, user, pass string
+		wantErr          error
+	}{
+		{"master key", e.ProjectID(), "master-key", nil},
+		{"write key", e.ProjectID(), "write-key", nil},
+		{"wrong key", e.ProjectID(), "nope", sarama.ErrSASLAuthenticationFailed},
+		{"wrong project", "other", "master-key", sarama.ErrSASLAuthenticationFailed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := saramaConfig(tt.user, tt.pass, pool)
+			c.Producer.Retry.Max = 0
+			p, err := sarama.NewSyncProducer(e.BrokerAddrs(), c)
+			if err == nil {
+				err = send(p, "logins", `{"ok":true}`)
+				p.Close()
+			}
+			if !errors.Is(err, tt.wantErr) && (tt.wantErr != nil || err != nil) {
+				t.Fatalf("got %v, want %v", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestTLSTrust(t *testing.T) {
+	e := start(t, Options{})
+	other := start(t, Options{}) // another CA
+	c := saramaConfig(e.ProjectID(), e.APIKey(), trust(t, other))
+	c.Metadata.Retry.Max = 0
+	_, err := sarama.NewSyncProducer(e.BrokerAddrs(), c)
+	if err == nil {
+		t.Fatal("a client trusting another CA connected")
+	}
+	var unknown x509.UnknownAuthorityError
+	if !errors.As(err, &unknown) && !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("want a certificate error, got %v", err)
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: trust(t, other)}}}
+	if _, err := client.Get(e.APIURL() + "/projects/keenlocal/events"); err == nil || !errors.As(err, &unknown) {
+		t.Fatalf("HTTP: want an unknown-authority error, got %v", err)
+	}
+}
+
+func TestProduceAndExtract(t *testing.T) {
+	e := start(t, Options{})
+	p := producer(t, e)
+	if err := send(p, "purchases",
+		`{"item":"golden widget","price":18446744073709551615,"keen":{"timestamp":"2021-08-04T12:27:48Z"}}`,
+		`{"item":"silver widget","tags":["a","b"],"nested":{"ok":1}}`); err != nil {
+		t.Fatal(err)
+	}
+	evs := extract(t, e, "purchases")
+	if len(evs) != 2 {
+		t.Fatalf("extracted %d events, want 2", len(evs))
+	}
+	byItem := map[string]map[string]any{}
+	for _, ev := range evs {
+		byItem[ev["item"].(string)] = ev
+	}
+	golden := byItem["golden widget"]
+	if got := fmt.Sprint(golden["price"]); got != "18446744073709551615" {
+		t.Errorf("price %s lost precision", got)
+	}
+	keen := golden["keen"].(map[string]any)
+	if keen["timestamp"] != "2021-08-04T12:27:48Z" || keen["id"] == nil || keen["created_at"] == nil {
+		t.Errorf("keen object %v", keen)
+	}
+	silver := byItem["silver widget"]["keen"].(map[string]any)
+	if silver["timestamp"] != silver["created_at"] {
+		t.Errorf("an event without keen.timestamp takes created_at: %v", silver)
+	}
+	cols := getJSON(t, e, e.APIURL()+"/projects/keenlocal/events", e.APIKey(), http.StatusOK)
+	if !strings.Contains(cols, `"name":"purchases"`) || !strings.Contains(cols, `"count":2`) {
+		t.Errorf("collections: %s", cols)
+	}
+	assertNoRejections(t, e)
+}
+
+func extract(t *testing.T, e *Emulator, collection string) []map[string]any {
+	t.Helper()
+	body := getJSON(t, e, e.APIURL()+"/projects/"+e.ProjectID()+"/queries/extraction?event_collection="+collection, e.APIKey(), http.StatusOK)
+	var out struct {
+		Result []map[string]any `json:"result"`
+	}
+	d := json.NewDecoder(strings.NewReader(body))
+	d.UseNumber()
+	if err := d.Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out.Result
+}
+
+func httpClient(t *testing.T, e *Emulator) *http.Client {
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: trust(t, e)}}, Timeout: 30 * time.Second}
+}
+
+func call(t *testing.T, e *Emulator, method, url, key string) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", key)
+	}
+	resp, err := httpClient(t, e).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+func getJSON(t *testing.T, e *Emulator, url, key string, want int) string {
+	t.Helper()
+	status, _, body := call(t, e, http.MethodGet, url, key)
+	if status != want {
+		t.Fatalf("GET %s: %d %s, want %d", url, status, body, want)
+	}
+	return body
+}
+
+func assertNoRejections(t *testing.T, e *Emulator) {
+	t.Helper()
+	rej, err := e.Rejected(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rej) != 0 {
+		t.Fatalf("rejected: %+v", rej)
+	}
+}
+
+func TestDeleteSemantics(t *testing.T) {
+	e := start(t, Options{})
+	p := producer(t, e)
+	if err := send(p, "visits", `{"n":1}`, `{"n":2}`); err != nil {
+		t.Fatal(err)
+	}
+	if err := send(p, "other", `{"n":1}`); err != nil {
+		t.Fatal(err)
+	}
+	url := e.APIURL() + "/projects/keenlocal/events/visits"
+	if status, _, body := call(t, e, http.MethodDelete, url, e.APIKey()); status != http.StatusNoContent {
+		t.Fatalf("delete: %d %s", status, body)
+	}
+	if status, _, _ := call(t, e, http.MethodDelete, e.APIURL()+"/projects/keenlocal/events/never_written", e.APIKey()); status != http.StatusNoContent {
+		t.Fatalf("deleting an unknown collection must succeed, got %d", status)
+	}
+	if err := send(p, "visits", `{"n":3}`); err != nil {
+		t.Fatal(err)
+	}
+	evs := extract(t, e, "visits")
+	if len(evs) != 1 || fmt.Sprint(evs[0]["n"]) != "3" {
+		t.Fatalf("after delete: %v, want only n=3", evs)
+	}
+	if got := extract(t, e, "other"); len(got) != 1 {
+		t.Fatalf("delete touched another collection: %v", got)
+	}
+}
+
+func TestHTTPErrors(t *testing.T) {
+	e := start(t, Options{APIKey: "master-key", WriteKey: "write-key"})
+	base := e.APIURL() + "/projects/keenlocal"
+	tests := []struct {
+		name, method, url, key string
+		status                 int
+		code                   string
+	}{
+		{"wrong key", http.MethodGet, base + "/events", "bogus", 401, "InvalidApiKeyError"},
+		{"no key", http.MethodDelete, base + "/events/x", "", 401, "InvalidApiKeyError"},
+		{"write key on delete", http.MethodDelete, base + "/events/x", "write-key", 403, "InsufficientPermissionsError"},
+		{"unknown project", http.MethodGet, e.APIURL() + "/projects/nope/events", "master-key", 404, "ProjectNotFoundError"},
+		{"extraction without collection", http.MethodGet, base + "/queries/extraction", "master-key", 400, "MissingRequiredPropertyError"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, _, body := call(t, e, tt.method, tt.url, tt.key)
+			var kerr struct {
+				Message   string `json:"message"`
+				ErrorCode string `json:"error_code"`
+			}
+			if err := json.Unmarshal([]byte(body), &kerr); err != nil {
+				t.Fatalf("body %q: %v", body, err)
+			}
+			if status != tt.status || kerr.ErrorCode != tt.code || kerr.Message == "" {
+				t.Fatalf("got %d %+v, want %d %s", status, kerr, tt.status, tt.code)
+			}
+		})
+	}
+	// api_key as a query parameter works too, as on Keen.
+	getJSON(t, e, base+"/events?api_key=master-key", "", http.StatusOK)
+}
+
+func TestEventRules(t *testing.T) {
+	long := strings.Repeat("p", 256)
+	tests := []struct {
+		name       string
+		collection string
+		value      string
+		reason     string // "" means stored
+	}{
+		{"plain object", "rules", `{"a":1}`, ""},
+		{"not json", "rules", `{"a":`, "event is not JSON"},
+		{"not an object", "rules", `[1,2]`, "not an object"},
+		{"two objects", "rules", `{"a":1}{"b":2}`, "data after its JSON object"},
+		{"dot in name", "rules", `{"a.b":1}`, `contains a '.'`},
+		{"nested dot", "rules", `{"x":{"a.b":1}}`, `"x.a.b" contains a '.'`},
+		{"dollar", "rules", `{"$a":1}`, `starts with '$'`},
+		{"255 characters", "rules", `{"` + long[:255] + `":1}`, ""},
+		{"256 characters", "rules", `{"` + long + `":1}`, "256 or longer"},
+		{"array of primitives", "rules", `{"a":[1,"x",null,true]}`, ""},
+		{"array of objects", "rules", `{"a":[{"b":1}]}`, "arrays may hold only primitives"},
+		{"array of arrays", "rules", `{"a":[[1]]}`, "arrays may hold only primitives"},
+		{"keen not an object", "rules", `{"keen":"x"}`, "keen is a JSON string"},
+		{"keen writable keys", "rules", `{"keen":{"timestamp":"2020-01-01T00:00:00.123Z","addons":[],"location":{"coordinates":[1,2]},"uniqueness_token":"u"}}`, ""},
+		{"keen unknown key", "rules", `{"keen":{"foo":1}}`, "keen.foo is not a writable keen property"},
+		{"timestamp with offset", "rules", `{"keen":{"timestamp":"2020-01-01T00:00:00+02:00"}}`, ""},
+		{"timestamp without zone", "rules", `{"keen":{"timestamp":"2020-01-01T10:11"}}`, ""},
+		{"timestamp not iso", "rules", `{"keen":{"timestamp":"1999/12/15 14:44 utc"}}`, "not ISO-8601"},
+		{"timestamp out of range", "rules", `{"keen":{"timestamp":"2020-13-01T00:00:00Z"}}`, "not a valid time"},
+		{"timestamp a number", "rules", `{"keen":{"timestamp":1628080068}}`, "not a string"},
+		{"collection with dots inside", "orders.v2", `{"a":1}`, ""},
+		{"collection starting with _", "_raw", `{"a":1}`, "starts with _"},
+		{"collection ending with .", "raw.", `{"a":1}`, "starts or ends with ."},
+		{"collection of 65 characters", strings.Repeat("c", 65), `{"a":1}`, "over 64"},
+	}
+	e := start(t, Options{})
+	p := producer(t, e)
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			marker := fmt.Sprintf("case-%d", i)
+			// Each case goes to its own copy of the collection name when the
+			// name is valid, so that stored events can be told apart.
+			if err := send(p, tt.collection, tt.value); err != nil {
+				t.Fatal(err)
+			}
+			rej, err := e.Rejected(ctx(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got *Rejection
+			for j := range rej {
+				if rej[j].Value == tt.value && rej[j].Collection == tt.collection {
+					got = &rej[j]
+				}
+			}
+			switch {
+			case tt.reason == "" && got != nil:
+				t.Fatalf("%s rejected: %s", marker, got.Reason)
+			case tt.reason != "" && got == nil:
+				t.Fatalf("%s stored, want rejected for %q", marker, tt.reason)
+			case tt.reason != "" && !strings.Contains(got.Reason, tt.reason):
+				t.Fatalf("reason %q, want %q", got.Reason, tt.reason)
+			}
+		})
+	}
+	body := getJSON(t, e, e.RejectedURL(), "", http.StatusOK)
+	if !strings.Contains(body, `"reason"`) {
+		t.Fatalf("rejected endpoint: %s", body)
+	}
+}
+
+func TestParseTimestamp(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"2021-08-04T12:27:48Z", "2021-08-04T12:27:48Z"},
+		{"2021-08-04T12:27:48.151Z", "2021-08-04T12:27:48.151Z"},
+		{"2021-08-04T14:27:48+02:00", "2021-08-04T12:27:48Z"},
+		{"2021-08-04T14:27:48+0200", "2021-08-04T12:27:48Z"},
+		{"2021-08-04T12:27", "2021-08-04T12:27:00Z"},
+		{"2021-08-04", "2021-08-04T00:00:00Z"},
+		{"2021-08-04 12:27:48", "2021-08-04T12:27:48Z"},
+		{"2021-02-30", ""},
+		{"yesterday", ""},
+		{"2021-08-04T12:27:48.1234567890Z", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseTimestamp(tt.in)
+			if tt.want == "" {
+				if err == nil {
+					t.Fatalf("accepted, got %v", got)
+				}
+				return
+			}
+			if err != nil || got.Format(time.RFC3339Nano) != tt.want {
+				t.Fatalf("got %v %v, want %s", got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestFailProduce(t *testing.T) {
+	t.Run("retriable", func(t *testing.T) {
+		e := start(t, Options{})
+		p := producer(t, e)
+		e.FailProduce("", 2, kerr.NotLeaderForPartition)
+		if err := send(p, "retried", `{"a":1}`); err != nil {
+			t.Fatalf("a producer with retries must get through: %v", err)
+		}
+		if evs := extract(t, e, "retried"); len(evs) != 1 {
+			t.Fatalf("got %d events, want 1", len(evs))
+		}
+	})
+	t.Run("fatal", func(t *testing.T) {
+		e := start(t, Options{})
+		p := producer(t, e)
+		e.FailProduce("denied", -1, kerr.TopicAuthorizationFailed)
+		err := send(p, "denied", `{"a":1}`)
+		if !errors.Is(err, sarama.ErrTopicAuthorizationFailed) {
+			t.Fatalf("got %v, want TOPIC_AUTHORIZATION_FAILED", err)
+		}
+		if err := send(p, "allowed", `{"a":1}`); err != nil {
+			t.Fatalf("a fault on one topic must not touch another: %v", err)
+		}
+	})
+}
+
+func TestDelayProduce(t *testing.T) {
+	e := start(t, Options{})
+	p := producer(t, e)
+	if err := send(p, "warm", `{"a":1}`); err != nil { // metadata and connections
+		t.Fatal(err)
+	}
+	e.DelayProduce(300*time.Millisecond, 1)
+	began := time.Now()
+	if err := send(p, "warm", `{"a":2}`); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(began); d < 300*time.Millisecond {
+		t.Fatalf("produce answered after %v, want at least the 300ms delay", d)
+	}
+}
+
+func TestDropProduceConnections(t *testing.T) {
+	e := start(t, Options{})
+	p := producer(t, e)
+	e.DropProduceConnections(1)
+	if err := send(p, "dropped", `{"a":1}`); err != nil {
+		t.Fatalf("a producer with retries must reconnect: %v", err)
+	}
+	if evs := extract(t, e, "dropped"); len(evs) != 1 {
+		t.Fatalf("got %d events, want 1", len(evs))
+	}
+	unretried := producer(t, e, func(c *sarama.Config) { c.Producer.Retry.Max = 0 })
+	e.DropProduceConnections(1)
+	if err := send(unretried, "dropped", `{"a":2}`); err == nil {
+		t.Fatal("a dropped connection must fail a producer without retries")
+	}
+}
+
+func TestFailDeletes(t *testing.T) {
+	e := start(t, Options{})
+	e.FailDeletes(1, http.StatusTooManyRequests, "7")
+	e.FailDeletes(1, http.StatusTooManyRequests, "")
+	e.FailDeletes(1, http.StatusInternalServerError, "")
+	url := e.APIURL() + "/projects/keenlocal/events/c"
+	wants := []struct {
+		status     int
+		retryAfter string
+	}{{429, "7"}, {429, ""}, {500, ""}, {204, ""}}
+	for i, w := range wants {
+		status, h, _ := call(t, e, http.MethodDelete, url, e.APIKey())
+		if status != w.status || h.Get("Retry-After") != w.retryAfter {
+			t.Fatalf("call %d: %d Retry-After %q, want %d %q", i, status, h.Get("Retry-After"), w.status, w.retryAfter)
+		}
+	}
+	reqs := e.Requests()
+	if len(reqs) != 4 || reqs[3].Status != 204 || reqs[0].Method != http.MethodDelete {
+		t.Fatalf("request log %+v", reqs)
+	}
+}
+
+func TestBlackhole(t *testing.T) {
+	e := start(t, Options{Blackhole: true})
+	p := producer(t, e)
+	if err := send(p, "void", `{"a":1}`, `not even json`); err != nil {
+		t.Fatal(err)
+	}
+	cols, err := e.Collections(ctx(t))
+	if err != nil || len(cols) != 0 {
+		t.Fatalf("blackhole stored %v (%v)", cols, err)
+	}
+}
+
+func TestReadyFile(t *testing.T) {
+	e := start(t, Options{ProjectID: "proj1", APIKey: "k1"})
+	path := filepath.Join(t.TempDir(), "ready.json")
+	if err := e.WriteReadyFile(path); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg ConnectorConfig
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg != e.Config() || cfg.ProjectID != "proj1" || cfg.APIKey != "k1" || !strings.HasPrefix(cfg.APIURL, "https://127.0.0.1:") {
+		t.Fatalf("ready file %+v", cfg)
+	}
+	matches, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".ready-*"))
+	if len(matches) != 0 {
+		t.Fatalf("temporary files left: %v", matches)
+	}
+}
