@@ -1,0 +1,248 @@
+// Package catalog compiles the configured catalog, once, before any network
+// call, into one Plan per stream: its Keen collection, whether the sync
+// truncates it, and where its keen.timestamp comes from. Every problem is
+// reported together as one config_error. The per-record path only looks
+// plans up; it never reads the catalog or a JSON schema.
+package catalog
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"sync/atomic"
+
+	"destination-keen/gen/protocol"
+	"destination-keen/internal/failure"
+	"destination-keen/internal/keen"
+	"destination-keen/schemas"
+)
+
+// CursorKind is what the stream's JSON schema says about its cursor.
+type CursorKind int
+
+// Cursor kinds. Values are parsed by what they hold in every case; the kind
+// is reported in the plan log so that a user can see what was expected.
+const (
+	CursorUnknown CursorKind = iota // no usable schema: decided per value
+	CursorDate                      // a string with format date-time or date
+	CursorEpoch                     // an integer or number
+	CursorString                    // a string without a date format
+)
+
+func (k CursorKind) String() string {
+	return [...]string{"decided per value", "date-time string", "epoch number", "string"}[k]
+}
+
+// Plan is what the connector does with one configured stream.
+type Plan struct {
+	Stream     string
+	Namespace  string
+	Collection string
+	// Truncate: delete the collection before the sync writes to it.
+	Truncate bool
+	// Reason says why the stream truncates or appends, for the log.
+	Reason string
+	// Cursor is the path to the cursor in each record; nil means every event
+	// takes its record's emitted_at.
+	Cursor     []string
+	CursorKind CursorKind
+	Parser     keen.Parser
+
+	// Counters for the end-of-sync log.
+	Records        atomic.Int64
+	FromCursor     atomic.Int64 // keen.timestamp taken from the cursor
+	Fallbacks      atomic.Int64 // cursor missing or unreadable: emitted_at
+	DroppedKeenKey atomic.Int64
+	Rejected       atomic.Int64 // oversized records skipped
+}
+
+// Name is the stream's name with its namespace, for messages.
+func (p *Plan) Name() string {
+	if p.Namespace != "" {
+		return p.Namespace + "." + p.Stream
+	}
+	return p.Stream
+}
+
+// Catalog is the compiled catalog.
+type Catalog struct {
+	Plans  []*Plan
+	byKey  map[key]*Plan
+	byName map[string][]*Plan
+	// Warnings are things the user should know that do not stop the sync.
+	Warnings []string
+}
+
+type key struct{ namespace, stream string }
+
+// Lookup returns the plan for a record's stream: an exact namespace match,
+// or, when the record's namespace is not in the catalog, the only stream of
+// that name. nil means the stream is not in the catalog.
+func (c *Catalog) Lookup(namespace, stream string) *Plan {
+	if p := c.byKey[key{namespace, stream}]; p != nil {
+		return p
+	}
+	if ps := c.byName[stream]; len(ps) == 1 {
+		return ps[0]
+	}
+	return nil
+}
+
+// Load reads and compiles the catalog file at path.
+func Load(path string, inferTimestamp bool) (*Catalog, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, failure.Configf(err, "Cannot read the catalog file %s", path)
+	}
+	return Compile(b, inferTimestamp)
+}
+
+// Compile validates doc against ConfiguredAirbyteCatalog and compiles it.
+func Compile(doc []byte, inferTimestamp bool) (*Catalog, error) {
+	if err := schemas.Validate("ConfiguredAirbyteCatalog", doc); err != nil {
+		if se, ok := errors.AsType[*schemas.SyntaxError](err); ok {
+			return nil, failure.Configf(nil, "The catalog is %s", se.Error())
+		}
+		var lines []string
+		for _, p := range schemas.Problems(err) {
+			lines = append(lines, p.String())
+		}
+		if len(lines) == 0 {
+			return nil, failure.Configf(err, "The catalog could not be validated")
+		}
+		return nil, failure.Configf(nil, "The catalog is invalid: %s", strings.Join(lines, "; "))
+	}
+	var cat protocol.ConfiguredAirbyteCatalog
+	if err := json.Unmarshal(doc, &cat); err != nil {
+		return nil, failure.Systemf(err, "The catalog passed validation but could not be decoded")
+	}
+	c := &Catalog{byKey: map[key]*Plan{}, byName: map[string][]*Plan{}}
+	var problems []string
+	for i := range cat.Streams {
+		p, err := compileStream(&cat.Streams[i], inferTimestamp)
+		if err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		k := key{p.Namespace, p.Stream}
+		if c.byKey[k] != nil {
+			problems = append(problems, fmt.Sprintf("stream %q appears twice in the catalog", p.Name()))
+			continue
+		}
+		c.byKey[k] = p
+		c.byName[p.Stream] = append(c.byName[p.Stream], p)
+		c.Plans = append(c.Plans, p)
+	}
+	problems = append(problems, c.checkCollisions()...)
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		return nil, failure.Configf(nil, "The catalog cannot be synced to Keen: %s", strings.Join(problems, "; "))
+	}
+	return c, nil
+}
+
+func compileStream(s *protocol.ConfiguredAirbyteStream, inferTimestamp bool) (*Plan, error) {
+	p := &Plan{Stream: s.Stream.Name}
+	if s.Stream.Namespace != nil {
+		p.Namespace = *s.Stream.Namespace
+	}
+	coll, err := keen.CollectionName(p.Stream)
+	if err != nil {
+		return nil, fmt.Errorf("stream %q: %w", p.Name(), err)
+	}
+	p.Collection = coll
+
+	gen, minGen := s.GenerationID, s.MinimumGenerationID
+	switch s.DestinationSyncMode {
+	case protocol.DestinationSyncModeOverwrite:
+		p.Truncate, p.Reason = true, "overwrite"
+	case protocol.DestinationSyncModeAppend:
+		if gen != nil && minGen != nil && *gen > 0 && *gen == *minGen {
+			p.Truncate, p.Reason = true, fmt.Sprintf("refresh (generation %d)", *gen)
+		} else {
+			p.Reason = "append"
+		}
+	default:
+		return nil, fmt.Errorf("stream %q: destination sync mode %s is not supported by Keen (use append or overwrite)", p.Name(), s.DestinationSyncMode)
+	}
+
+	if inferTimestamp && len(s.CursorField) > 0 {
+		p.Cursor = slices.Clone(s.CursorField)
+		p.CursorKind = cursorKind(s.Stream.JSONSchema, p.Cursor)
+	}
+	return p, nil
+}
+
+// checkCollisions finds streams that share a collection: a warning when all
+// of them append, an error when one would truncate what another writes.
+func (c *Catalog) checkCollisions() []string {
+	byColl := map[string][]*Plan{}
+	for _, p := range c.Plans {
+		byColl[p.Collection] = append(byColl[p.Collection], p)
+	}
+	var problems []string
+	colls := make([]string, 0, len(byColl))
+	for coll := range byColl {
+		colls = append(colls, coll)
+	}
+	sort.Strings(colls)
+	for _, coll := range colls {
+		ps := byColl[coll]
+		if len(ps) < 2 {
+			continue
+		}
+		names := make([]string, len(ps))
+		truncates := false
+		for i, p := range ps {
+			names[i] = fmt.Sprintf("%q", p.Name())
+			truncates = truncates || p.Truncate
+		}
+		if truncates {
+			problems = append(problems, fmt.Sprintf("streams %s all map to collection %q and one of them truncates it, which would delete the others' events", strings.Join(names, ", "), coll))
+			continue
+		}
+		c.Warnings = append(c.Warnings, fmt.Sprintf("streams %s all write to collection %q", strings.Join(names, ", "), coll))
+	}
+	return problems
+}
+
+// cursorKind reads what the stream's JSON schema says about the cursor.
+func cursorKind(schema json.RawMessage, path []string) CursorKind {
+	var node map[string]any
+	if json.Unmarshal(schema, &node) != nil {
+		return CursorUnknown
+	}
+	for _, name := range path {
+		props, _ := node["properties"].(map[string]any)
+		next, _ := props[name].(map[string]any)
+		if next == nil {
+			return CursorUnknown
+		}
+		node = next
+	}
+	types := map[string]bool{}
+	switch t := node["type"].(type) {
+	case string:
+		types[t] = true
+	case []any:
+		for _, x := range t {
+			if s, ok := x.(string); ok {
+				types[s] = true
+			}
+		}
+	}
+	format, _ := node["format"].(string)
+	switch {
+	case types["string"] && (format == "date-time" || format == "date"):
+		return CursorDate
+	case types["string"]:
+		return CursorString
+	case types["integer"] || types["number"]:
+		return CursorEpoch
+	}
+	return CursorUnknown
+}

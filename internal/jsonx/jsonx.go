@@ -1,0 +1,413 @@
+// Package jsonx is the connector's hot-path JSON scanner: it validates a JSON
+// text and finds the byte ranges of object members without decoding values
+// into Go types, so that records and states pass through byte for byte
+// (large integers stay exact) and the per-record cost stays a single pass.
+// It owns syntax only; what the members mean is for its callers.
+package jsonx
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+)
+
+// MaxDepth bounds nesting, so that a hostile document cannot exhaust the
+// stack; the encoding/json decoder uses the same bound.
+const MaxDepth = 10000
+
+// SyntaxError says where a text stops being JSON. It never quotes the text.
+type SyntaxError struct {
+	Offset int
+	Msg    string
+}
+
+func (e *SyntaxError) Error() string { return fmt.Sprintf("%s at byte %d", e.Msg, e.Offset) }
+
+func errAt(i int, msg string) error { return &SyntaxError{Offset: i, Msg: msg} }
+
+// Kind is the type of a JSON value, from its first byte.
+type Kind byte
+
+// Kinds of JSON values.
+const (
+	Invalid Kind = iota
+	Object
+	Array
+	String
+	Number
+	True
+	False
+	Null
+)
+
+func (k Kind) String() string {
+	return [...]string{"invalid", "object", "array", "string", "number", "true", "false", "null"}[k]
+}
+
+// KindOf returns the kind of the value starting at b[0] (no white space).
+func KindOf(b []byte) Kind {
+	if len(b) == 0 {
+		return Invalid
+	}
+	switch c := b[0]; {
+	case c == '{':
+		return Object
+	case c == '[':
+		return Array
+	case c == '"':
+		return String
+	case c == '-' || (c >= '0' && c <= '9'):
+		return Number
+	case c == 't':
+		return True
+	case c == 'f':
+		return False
+	case c == 'n':
+		return Null
+	}
+	return Invalid
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) {
+		switch b[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// TrimSpace returns b without leading and trailing JSON white space.
+func TrimSpace(b []byte) []byte {
+	i := skipSpace(b, 0)
+	j := len(b)
+	for j > i {
+		switch b[j-1] {
+		case ' ', '\t', '\n', '\r':
+			j--
+			continue
+		}
+		break
+	}
+	return b[i:j]
+}
+
+// Valid reports whether b is exactly one JSON value (white space around it
+// allowed) with valid UTF-8 strings, or returns where it is not.
+func Valid(b []byte) error {
+	i := skipSpace(b, 0)
+	end, err := skipValue(b, i, 0)
+	if err != nil {
+		return err
+	}
+	if j := skipSpace(b, end); j != len(b) {
+		return errAt(j, "data after the JSON value")
+	}
+	return nil
+}
+
+// SkipValue validates the value starting at b[i] and returns the index just
+// past it.
+func SkipValue(b []byte, i int) (int, error) { return skipValue(b, i, 0) }
+
+func skipValue(b []byte, i, depth int) (int, error) {
+	if i >= len(b) {
+		return i, errAt(i, "unexpected end of JSON")
+	}
+	switch c := b[i]; {
+	case c == '{':
+		if depth >= MaxDepth {
+			return i, errAt(i, "JSON nested too deeply")
+		}
+		return skipObject(b, i, depth+1)
+	case c == '[':
+		if depth >= MaxDepth {
+			return i, errAt(i, "JSON nested too deeply")
+		}
+		return skipArray(b, i, depth+1)
+	case c == '"':
+		end, _, err := scanString(b, i)
+		return end, err
+	case c == '-' || (c >= '0' && c <= '9'):
+		return scanNumber(b, i)
+	case c == 't':
+		return literal(b, i, "true")
+	case c == 'f':
+		return literal(b, i, "false")
+	case c == 'n':
+		return literal(b, i, "null")
+	}
+	return i, errAt(i, "invalid character")
+}
+
+func literal(b []byte, i int, lit string) (int, error) {
+	if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != lit {
+		return i, errAt(i, "invalid literal")
+	}
+	return i + len(lit), nil
+}
+
+func skipObject(b []byte, i, depth int) (int, error) {
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return i + 1, nil
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return i, errAt(i, "object key expected")
+		}
+		end, _, err := scanString(b, i)
+		if err != nil {
+			return end, err
+		}
+		i = skipSpace(b, end)
+		if i >= len(b) || b[i] != ':' {
+			return i, errAt(i, "':' expected after object key")
+		}
+		i = skipSpace(b, i+1)
+		if i, err = skipValue(b, i, depth); err != nil {
+			return i, err
+		}
+		i = skipSpace(b, i)
+		if i >= len(b) {
+			return i, errAt(i, "unexpected end of JSON in object")
+		}
+		switch b[i] {
+		case ',':
+			i = skipSpace(b, i+1)
+		case '}':
+			return i + 1, nil
+		default:
+			return i, errAt(i, "',' or '}' expected in object")
+		}
+	}
+}
+
+func skipArray(b []byte, i, depth int) (int, error) {
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == ']' {
+		return i + 1, nil
+	}
+	for {
+		var err error
+		if i, err = skipValue(b, i, depth); err != nil {
+			return i, err
+		}
+		i = skipSpace(b, i)
+		if i >= len(b) {
+			return i, errAt(i, "unexpected end of JSON in array")
+		}
+		switch b[i] {
+		case ',':
+			i = skipSpace(b, i+1)
+		case ']':
+			return i + 1, nil
+		default:
+			return i, errAt(i, "',' or ']' expected in array")
+		}
+	}
+}
+
+// scanString validates the string starting at b[i] (the quote) and returns
+// the index past its closing quote and whether it holds escapes.
+func scanString(b []byte, i int) (end int, escaped bool, err error) {
+	start := i
+	i++
+	for i < len(b) {
+		c := b[i]
+		switch {
+		case c == '"':
+			return i + 1, escaped, nil
+		case c == '\\':
+			escaped = true
+			if i+1 >= len(b) {
+				return i, escaped, errAt(i, "unexpected end of JSON in string")
+			}
+			switch b[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if i+6 > len(b) || !isHex4(b[i+2:i+6]) {
+					return i, escaped, errAt(i, "invalid \\u escape in string")
+				}
+				i += 6
+			default:
+				return i, escaped, errAt(i, "invalid escape in string")
+			}
+		case c < 0x20:
+			return i, escaped, errAt(i, "control character in string")
+		case c < utf8.RuneSelf:
+			i++
+		default:
+			r, size := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && size == 1 {
+				return i, escaped, errAt(i, "invalid UTF-8 in string")
+			}
+			i += size
+		}
+	}
+	return i, escaped, errAt(start, "unterminated string")
+}
+
+func isHex4(b []byte) bool {
+	for _, c := range b {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+func scanNumber(b []byte, i int) (int, error) {
+	start := i
+	if b[i] == '-' {
+		i++
+	}
+	digits := func() int {
+		n := 0
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+			n++
+		}
+		return n
+	}
+	if i < len(b) && b[i] == '0' {
+		i++
+	} else if digits() == 0 {
+		return i, errAt(start, "invalid number")
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if digits() == 0 {
+			return i, errAt(start, "invalid number")
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return i, errAt(start, "invalid number")
+		}
+	}
+	return i, nil
+}
+
+// Member is one member of an object: the raw key (with its quotes) and the
+// raw value, as sub-slices of the scanned text.
+type Member struct {
+	Key, Value []byte
+	// Start and End bound the whole member (key to value) in the object.
+	Start, End int
+}
+
+// Name returns the member's key unquoted. It allocates only when the key
+// holds escapes.
+func (m *Member) Name() string {
+	k := m.Key
+	s, err := Unquote(k)
+	if err != nil {
+		return string(k[1 : len(k)-1])
+	}
+	return s
+}
+
+// KeyIs reports whether the member's key equals name, without allocating
+// for keys without escapes.
+func (m *Member) KeyIs(name string) bool {
+	k := m.Key
+	if !hasEscape(k) {
+		return len(k) == len(name)+2 && string(k[1:len(k)-1]) == name
+	}
+	return m.Name() == name
+}
+
+func hasEscape(quoted []byte) bool {
+	for _, c := range quoted[1 : len(quoted)-1] {
+		if c == '\\' {
+			return true
+		}
+	}
+	return false
+}
+
+// ErrNotObject is returned by Members for a value that is not an object.
+var ErrNotObject = errors.New("not a JSON object")
+
+// Members validates the object b (no surrounding white space) and calls fn
+// for each member in order. fn returning false stops the walk early; then
+// the rest of b is not validated.
+func Members(b []byte, fn func(m *Member) bool) error {
+	if len(b) == 0 || b[0] != '{' {
+		return ErrNotObject
+	}
+	i := skipSpace(b, 1)
+	if i < len(b) && b[i] == '}' {
+		if i+1 != len(b) {
+			return errAt(i+1, "data after the JSON object")
+		}
+		return nil
+	}
+	var m Member
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return errAt(i, "object key expected")
+		}
+		kstart := i
+		end, _, err := scanString(b, i)
+		if err != nil {
+			return err
+		}
+		m.Key = b[kstart:end]
+		i = skipSpace(b, end)
+		if i >= len(b) || b[i] != ':' {
+			return errAt(i, "':' expected after object key")
+		}
+		i = skipSpace(b, i+1)
+		vstart := i
+		if i, err = skipValue(b, i, 1); err != nil {
+			return err
+		}
+		m.Value = b[vstart:i]
+		m.Start, m.End = kstart, i
+		if !fn(&m) {
+			return nil
+		}
+		i = skipSpace(b, i)
+		if i >= len(b) {
+			return errAt(i, "unexpected end of JSON in object")
+		}
+		switch b[i] {
+		case ',':
+			i = skipSpace(b, i+1)
+		case '}':
+			if i+1 != len(b) {
+				return errAt(i+1, "data after the JSON object")
+			}
+			return nil
+		default:
+			return errAt(i, "',' or '}' expected in object")
+		}
+	}
+}
+
+// Unquote returns the string value of the JSON string s (with quotes).
+// Strings with escapes, rare in practice, go through encoding/json.
+func Unquote(s []byte) (string, error) {
+	if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' {
+		return "", errors.New("not a JSON string")
+	}
+	if !hasEscape(s) {
+		return string(s[1 : len(s)-1]), nil
+	}
+	var out string
+	if err := json.Unmarshal(s, &out); err != nil {
+		return "", fmt.Errorf("invalid JSON string: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,131 @@
+package jsonx
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func TestValid(t *testing.T) {
+	tests := []struct {
+		in string
+		ok bool
+	}{
+		{`{}`, true},
+		{` {"a": [1, -2.5e+3, "x\u00e9\n", true, false, null, {}]} `, true},
+		{`18446744073709551615`, true},
+		{`"\ud83d\ude00"`, true},
+		{`{"a":1,}`, false},
+		{`{"a" 1}`, false},
+		{`[1 2]`, false},
+		{`01`, false},
+		{`1.`, false},
+		{`-`, false},
+		{`1e`, false},
+		{`"\x"`, false},
+		{`"\u12"`, false},
+		{"\"a\tb\"", false},
+		{"\"\xff\"", false},
+		{`{"a":1}{}`, false},
+		{`{"a":1`, false},
+		{`tru`, false},
+		{``, false},
+		{strings.Repeat("[", MaxDepth) + strings.Repeat("]", MaxDepth), true},
+		{strings.Repeat("[", MaxDepth+1) + strings.Repeat("]", MaxDepth+1), false},
+	}
+	for _, tt := range tests {
+		name := tt.in
+		if len(name) > 40 {
+			name = name[:40]
+		}
+		t.Run(name, func(t *testing.T) {
+			err := Valid([]byte(tt.in))
+			if (err == nil) != tt.ok {
+				t.Fatalf("Valid(%q) = %v, want ok=%v", tt.in, err, tt.ok)
+			}
+		})
+	}
+}
+
+func TestMembers(t *testing.T) {
+	doc := []byte(`{"type" : "RECORD", "re\u0063ord":{"a":1} ,"n":[1,2]}`)
+	var names, values []string
+	if err := Members(doc, func(m *Member) bool {
+		names = append(names, m.Name())
+		values = append(values, string(m.Value))
+		if string(doc[m.Start:m.End]) != string(m.Key)+string(doc[m.Start+len(m.Key):m.End]) {
+			t.Errorf("member bounds wrong")
+		}
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(names, ",") != "type,record,n" || strings.Join(values, "|") != `"RECORD"|{"a":1}|[1,2]` {
+		t.Fatalf("names %q values %q", names, values)
+	}
+	var m Member
+	m.Key = []byte(`"re\u0063ord"`)
+	if !m.KeyIs("record") || m.KeyIs("recor") {
+		t.Fatal("KeyIs with escapes")
+	}
+	for _, bad := range []string{`[1]`, ``, `{"a":1`, `{"a":1} x`, `{"a":}`} {
+		if err := Members([]byte(bad), func(*Member) bool { return true }); err == nil {
+			t.Errorf("Members(%q) accepted", bad)
+		}
+	}
+}
+
+func TestUnquote(t *testing.T) {
+	for in, want := range map[string]string{
+		`"plain"`:        "plain",
+		`"a\/b\n\u00e9"`: "a/b\né",
+		`"\ud83d\ude00"`: "😀",
+		`"tab\there"`:    "tab\there",
+		`""`:             "",
+	} {
+		got, err := Unquote([]byte(in))
+		if err != nil || got != want {
+			t.Errorf("Unquote(%s) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if _, err := Unquote([]byte(`x`)); err == nil {
+		t.Error("Unquote accepted a non-string")
+	}
+}
+
+// FuzzValid checks the scanner against encoding/json: both must agree on
+// what is JSON (encoding/json replaces invalid UTF-8 where we refuse it, so
+// only texts that are valid UTF-8 are compared).
+func FuzzValid(f *testing.F) {
+	for _, s := range []string{`{}`, `{"a":[1,2,{"b":null}]}`, `"\u00e9"`, `-0.5e-3`, `[1,]`, `{"a":1}x`, `"\ud800"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		err := Valid(b)
+		if !json.Valid(b) {
+			if err == nil {
+				t.Fatalf("accepted what encoding/json rejects: %q", b)
+			}
+			return
+		}
+		if err != nil && !strings.Contains(err.Error(), "UTF-8") && !strings.Contains(err.Error(), "nested") {
+			t.Fatalf("rejected valid JSON %q: %v", b, err)
+		}
+		// Members must see exactly the keys encoding/json sees, in order.
+		tb := TrimSpace(b)
+		if KindOf(tb) == Object && err == nil {
+			var keys []string
+			if merr := Members(tb, func(m *Member) bool { keys = append(keys, m.Name()); return true }); merr != nil {
+				t.Fatalf("Members rejected a valid object: %v", merr)
+			}
+			var obj map[string]json.RawMessage
+			if json.Unmarshal(tb, &obj) == nil {
+				for _, k := range keys {
+					if _, ok := obj[k]; !ok {
+						t.Fatalf("key %q not in encoding/json's view %v", k, obj)
+					}
+				}
+			}
+		}
+	})
+}

@@ -1,0 +1,263 @@
+package keen
+
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCollectionName(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"Ünïcödé Stream!", "Unicode_Stream"},
+		{"orders.v2", "orders.v2"},
+		{"_airbyte_raw", "airbyte_raw"},
+		{"users", "users"},
+		{"my stream\tname\nx", "my_stream_name_x"},
+		{"$price (usd)*+,", "price_usd"},
+		{"..hidden..", "hidden"},
+		{"._.x", "x"},
+		{"façade-ÅNGSTRÖM", "facade-ANGSTROM"},
+		{"日本語 stream", "stream"},
+		{strings.Repeat("a", 63) + ".b", strings.Repeat("a", 63)},
+		{strings.Repeat("x", 70), strings.Repeat("x", 64)},
+		{"trailing.", "trailing"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := CollectionName(tt.in)
+			if err != nil || got != tt.want {
+				t.Fatalf("CollectionName(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+			}
+			if !ValidCollection(got) {
+				t.Fatalf("%q breaks Keen's rules", got)
+			}
+		})
+	}
+	for _, in := range []string{"", "$$$", "___", "...", "日本語"} {
+		if got, err := CollectionName(in); err == nil {
+			t.Errorf("CollectionName(%q) = %q, want an error", in, got)
+		}
+	}
+}
+
+func FuzzCollectionName(f *testing.F) {
+	for _, s := range []string{"Ünïcödé Stream!", "orders.v2", "_airbyte_raw", "$$$", " . _", strings.Repeat("é", 80)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		got, err := CollectionName(in)
+		if err != nil {
+			if got != "" {
+				t.Fatalf("error with a name %q", got)
+			}
+			return
+		}
+		if !ValidCollection(got) {
+			t.Fatalf("CollectionName(%q) = %q breaks Keen's rules", in, got)
+		}
+		if again, _ := CollectionName(got); again != got {
+			t.Fatalf("not idempotent: %q -> %q -> %q", in, got, again)
+		}
+	})
+}
+
+func TestParseCursor(t *testing.T) {
+	tests := []struct {
+		raw  string
+		want string // "" means no time: fall back to emitted_at
+	}{
+		// The Java connector's own cases.
+		{`"1999/12/15 14:44 utc"`, "1999-12-15T14:44:00Z"},
+		{`1628080068`, "2021-08-04T12:27:48Z"},
+		{`1628081113151`, "2021-08-04T12:45:13.151Z"},
+		{`"1628080068"`, "2021-08-04T12:27:48Z"},
+		{`250000`, ""},
+		{`"some_text"`, ""},
+		// ISO and friends.
+		{`"2021-08-04T12:27:48Z"`, "2021-08-04T12:27:48Z"},
+		{`"2021-08-04T12:27:48.120Z"`, "2021-08-04T12:27:48.12Z"},
+		{`"2021-08-04T14:27:48+02:00"`, "2021-08-04T12:27:48Z"},
+		{`"2021-08-04T12:27:48"`, "2021-08-04T12:27:48Z"},
+		{`"2021-08-04 12:27:48.151+00"`, "2021-08-04T12:27:48.151Z"},
+		{`"2021-08-04 12:27"`, "2021-08-04T12:27:00Z"},
+		{`"2021-08-04"`, "2021-08-04T00:00:00Z"},
+		{`"2021/08/04"`, "2021-08-04T00:00:00Z"},
+		{`"Wed, 04 Aug 2021 12:27:48 GMT"`, "2021-08-04T12:27:48Z"},
+		{`"Wed, 04 Aug 2021 14:27:48 +0200"`, "2021-08-04T12:27:48Z"},
+		{`"Wed Aug  4 12:27:48 2021"`, "2021-08-04T12:27:48Z"},
+		{`"Wed, 04 Aug 2021 12:27:48 PST"`, ""}, // unknown abbreviation: no guessing
+		{`1628080068.5`, "2021-08-04T12:27:48.5Z"},
+		{`1e20`, ""}, // beyond year 9999
+		{`-1628080068`, ""},
+		{`null`, ""},
+		{`true`, ""},
+		{`{"a":1}`, ""},
+		{`"2021-13-04"`, ""},
+		{`""`, ""},
+	}
+	var p Parser
+	for _, tt := range tests {
+		t.Run(tt.raw, func(t *testing.T) {
+			got, ok := p.Parse([]byte(tt.raw))
+			if tt.want == "" {
+				if ok {
+					t.Fatalf("parsed as %v, want a fallback", got)
+				}
+				return
+			}
+			if !ok || string(AppendTimestamp(nil, got)) != tt.want {
+				t.Fatalf("got %v %v, want %s", got, ok, tt.want)
+			}
+		})
+	}
+}
+
+func TestAppendTimestamp(t *testing.T) {
+	for ms, want := range map[int64]string{
+		1602637789200: "2020-10-14T01:09:49.2Z",
+		1602637789000: "2020-10-14T01:09:49Z",
+		1628081113151: "2021-08-04T12:45:13.151Z",
+	} {
+		if got := string(AppendTimestamp(nil, time.UnixMilli(ms))); got != want {
+			t.Errorf("%d: %s, want %s", ms, got, want)
+		}
+	}
+}
+
+func FuzzParseString(f *testing.F) {
+	for _, s := range []string{"1999/12/15 14:44 utc", "1628080068", "2021-08-04T12:27:48Z", "some_text", "1e300", "2021-08-04 12:27:48.151+00"} {
+		f.Add(s)
+	}
+	var p Parser
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := p.ParseString(s)
+		if !ok {
+			return
+		}
+		out := string(AppendTimestamp(nil, got))
+		if y := got.Year(); y < 1 || y > 9999 || !strings.HasSuffix(out, "Z") {
+			t.Fatalf("ParseString(%q) = %s, out of Keen's range", s, out)
+		}
+		back, err := time.Parse(time.RFC3339Nano, out)
+		if err != nil || !back.Equal(got) {
+			t.Fatalf("%s does not read back: %v", out, err)
+		}
+	})
+}
+
+var ts = time.Date(2021, 8, 4, 12, 27, 48, 0, time.UTC)
+
+func TestAppendEvent(t *testing.T) {
+	tests := []struct {
+		name, data, want string
+		dropped          int
+		replaced         bool
+	}{
+		{"plain", `{"a":1}`, `{"a":1,"keen":{"timestamp":"2021-08-04T12:27:48Z"}}`, 0, false},
+		{"empty", `{}`, `{"keen":{"timestamp":"2021-08-04T12:27:48Z"}}`, 0, false},
+		{"exact bytes", `{"big":18446744073709551615,"s":"a\nb\r\u2028 é","f":1.50}`,
+			`{"big":18446744073709551615,"s":"a\nb\r\u2028 é","f":1.50,"keen":{"timestamp":"2021-08-04T12:27:48Z"}}`, 0, false},
+		{"keen merged", `{"a":1,"keen":{"timestamp":"x","addons":[{"name":"n"}],"id":"1","location":{"coordinates":[1,2]},"created_at":"y","uniqueness_token":"u"},"b":2}`,
+			`{"a":1,"b":2,"keen":{"timestamp":"2021-08-04T12:27:48Z","addons":[{"name":"n"}],"location":{"coordinates":[1,2]},"uniqueness_token":"u"}}`, 2, false},
+		{"keen not an object", `{"keen":"x","a":1}`, `{"a":1,"keen":{"timestamp":"2021-08-04T12:27:48Z"}}`, 0, true},
+		{"keen alone", `{"keen":{}}`, `{"keen":{"timestamp":"2021-08-04T12:27:48Z"}}`, 0, false},
+		{"duplicate keen, last wins", `{"keen":{"addons":1},"keen":{"location":2}}`, `{"keen":{"timestamp":"2021-08-04T12:27:48Z","location":2}}`, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, sh, err := AppendEvent([]byte("prefix:"), []byte(tt.data), ts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != "prefix:"+tt.want {
+				t.Fatalf("got  %s\nwant prefix:%s", got, tt.want)
+			}
+			if sh.DroppedKeenKeys != tt.dropped || sh.ReplacedKeen != tt.replaced {
+				t.Fatalf("shape %+v, want dropped %d replaced %v", sh, tt.dropped, tt.replaced)
+			}
+		})
+	}
+	for _, bad := range []string{`[1]`, `"x"`, `{"a":}`, `{"a":1}x`, ``} {
+		if _, _, err := AppendEvent(nil, []byte(bad), ts); err == nil {
+			t.Errorf("AppendEvent(%q) accepted", bad)
+		}
+	}
+}
+
+func TestInspectCursor(t *testing.T) {
+	data := []byte(`{"id":1,"meta":{"updated":"2021-08-04T12:27:48Z","x":[1]},"updated_at":1628080068}`)
+	for _, tt := range []struct {
+		path []string
+		want string
+	}{
+		{[]string{"updated_at"}, "1628080068"},
+		{[]string{"meta", "updated"}, `"2021-08-04T12:27:48Z"`},
+		{[]string{"meta", "missing"}, ""},
+		{[]string{"id", "deeper"}, ""},
+		{[]string{"nope"}, ""},
+		{nil, ""},
+	} {
+		r, err := Inspect(data, tt.path)
+		if err != nil || string(r.Cursor) != tt.want {
+			t.Errorf("cursor %v = %q, %v; want %q", tt.path, r.Cursor, err, tt.want)
+		}
+	}
+}
+
+// FuzzAppendEvent: whatever the data, the event is one valid JSON object
+// whose members other than keen equal the input's, with a keen.timestamp.
+func FuzzAppendEvent(f *testing.F) {
+	for _, s := range []string{`{}`, `{"a":1}`, `{"keen":{"id":1,"addons":[]},"x":"y"}`, `{"keen":5}`, `{"n":18446744073709551615}`, `[1]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		out, _, err := AppendEvent(nil, data, ts)
+		if err != nil {
+			return
+		}
+		var in, ev map[string]json.RawMessage
+		if err := json.Unmarshal(data, &in); err != nil {
+			t.Fatalf("accepted data encoding/json rejects: %q: %v", data, err)
+		}
+		if err := json.Unmarshal(out, &ev); err != nil {
+			t.Fatalf("event is not a JSON object: %q: %v", out, err)
+		}
+		delete(in, "keen")
+		keen := ev["keen"]
+		delete(ev, "keen")
+		if len(in) != len(ev) {
+			t.Fatalf("members differ: %q vs %q", data, out)
+		}
+		for k, v := range in {
+			if !bytes.Equal(compact(t, v), compact(t, ev[k])) {
+				t.Fatalf("member %q changed: %s -> %s", k, v, ev[k])
+			}
+		}
+		var k struct {
+			Timestamp string `json:"timestamp"`
+		}
+		if err := json.Unmarshal(keen, &k); err != nil || k.Timestamp != "2021-08-04T12:27:48Z" {
+			t.Fatalf("keen %s: %v", keen, err)
+		}
+	})
+}
+
+func compact(t *testing.T, b []byte) []byte {
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, b); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestLookupLastWins(t *testing.T) {
+	if got := Lookup([]byte(`{"a":1,"a":2}`), []string{"a"}); string(got) != "2" {
+		t.Fatalf("got %s", got)
+	}
+	if !reflect.DeepEqual(Lookup([]byte(`{}`), []string{"a"}), []byte(nil)) {
+		t.Fatal("missing must be nil")
+	}
+}

@@ -1,0 +1,166 @@
+package keen
+
+import (
+	"math"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"destination-keen/internal/jsonx"
+)
+
+// Epoch thresholds, as the Java connector draws them: a number of at least
+// 1e9 is epoch seconds (2001-09-09 on), above 1e10 epoch milliseconds; below
+// 1e9 it is taken for an ID, not a time.
+const (
+	minEpochSeconds = 1e9
+	minEpochMillis  = 1e10
+)
+
+// ParseEpoch reads a number as epoch seconds or milliseconds.
+func ParseEpoch(f float64) (time.Time, bool) {
+	switch {
+	case math.IsNaN(f) || math.IsInf(f, 0) || f < minEpochSeconds:
+		return time.Time{}, false
+	case f > minEpochMillis:
+		sec := math.Floor(f / 1e3)
+		ms := f - sec*1e3
+		return inRange(time.Unix(int64(sec), int64(math.Round(ms*1e6))).UTC())
+	default:
+		sec := math.Floor(f)
+		return inRange(time.Unix(int64(sec), int64(math.Round((f-sec)*1e9))).UTC())
+	}
+}
+
+// inRange keeps times that ISO-8601 can write with four year digits.
+func inRange(t time.Time) (time.Time, bool) {
+	if y := t.Year(); y < 1 || y > 9999 {
+		return time.Time{}, false
+	}
+	return t, true
+}
+
+// Layouts tried for cursor strings, most common first. A value without a
+// zone is UTC.
+var layouts = []string{
+	"2006-01-02T15:04:05.999999999",
+	"2006-01-02 15:04:05.999999999Z07:00",
+	"2006-01-02 15:04:05.999999999",
+	"2006-01-02T15:04:05.999999999Z0700",
+	"2006-01-02 15:04:05.999999999Z0700",
+	"2006-01-02T15:04:05.999999999Z07",
+	"2006-01-02 15:04:05.999999999Z07",
+	"2006-01-02 15:04:05.999999999 -0700",
+	"2006-01-02T15:04Z07:00",
+	"2006-01-02T15:04",
+	"2006-01-02 15:04",
+	"2006-01-02",
+	"2006/01/02 15:04:05.999999999",
+	"2006/01/02 15:04",
+	"2006/01/02",
+	time.RFC1123Z,
+	time.RFC1123,
+	time.RFC850,
+	time.RFC822Z,
+	time.RFC822,
+	time.ANSIC,
+	time.UnixDate,
+	time.RubyDate,
+	"Mon, 02 Jan 2006 15:04:05",
+	"Mon, 2 Jan 2006 15:04:05",
+	"Mon, 2 Jan 2006 15:04:05 -0700",
+	"Mon, 2 Jan 2006 15:04:05 MST",
+	"2 Jan 2006 15:04:05",
+	"January 2, 2006 15:04:05",
+	"January 2, 2006",
+	"Jan 2, 2006",
+	"20060102T150405Z0700",
+}
+
+// utcSuffixes are zone words that mean UTC at the end of a value.
+var utcSuffixes = []string{" utc", " gmt", " z"}
+
+// Parser turns cursor values into times. It remembers which layout matched
+// last, since a stream's values share one format; it is safe for concurrent
+// use.
+type Parser struct {
+	last atomic.Int32
+}
+
+// Parse reads a cursor value (the raw JSON) as a time: a number, a string
+// holding a number, or a date string in one of the common layouts.
+func (p *Parser) Parse(raw []byte) (time.Time, bool) {
+	switch jsonx.KindOf(raw) {
+	case jsonx.Number:
+		f, err := strconv.ParseFloat(string(raw), 64)
+		if err != nil {
+			return time.Time{}, false
+		}
+		return ParseEpoch(f)
+	case jsonx.String:
+		s, err := jsonx.Unquote(raw)
+		if err != nil {
+			return time.Time{}, false
+		}
+		return p.ParseString(s)
+	}
+	return time.Time{}, false
+}
+
+// ParseString reads a string cursor value.
+func (p *Parser) ParseString(s string) (time.Time, bool) {
+	s = strings.TrimSpace(s)
+	if s == "" || len(s) > 64 {
+		return time.Time{}, false
+	}
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		return ParseEpoch(f)
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return inRange(t.UTC())
+	}
+	zoneless := s
+	lower := strings.ToLower(s)
+	for _, suf := range utcSuffixes {
+		if strings.HasSuffix(lower, suf) {
+			zoneless = strings.TrimSpace(s[:len(s)-len(suf)])
+			break
+		}
+	}
+	last := int(p.last.Load())
+	if t, ok := tryLayout(layouts[last], zoneless); ok {
+		return t, true
+	}
+	for i, l := range layouts {
+		if i == last {
+			continue
+		}
+		if t, ok := tryLayout(l, zoneless); ok {
+			p.last.Store(int32(i))
+			return t, true
+		}
+	}
+	return time.Time{}, false
+}
+
+func tryLayout(layout, s string) (time.Time, bool) {
+	t, err := time.Parse(layout, s)
+	if err != nil {
+		return time.Time{}, false
+	}
+	if strings.Contains(layout, "MST") {
+		// time.Parse gives an unknown abbreviation (PST, CEST) a zero
+		// offset; only trust the ones that mean UTC.
+		if name, _ := t.Zone(); name != "UTC" && name != "GMT" {
+			return time.Time{}, false
+		}
+	}
+	return inRange(t.UTC())
+}
+
+// AppendTimestamp appends t as Keen's ISO-8601: UTC, ending in Z, with a
+// fraction only when it is not zero, trailing zeros dropped.
+func AppendTimestamp(b []byte, t time.Time) []byte {
+	return t.UTC().AppendFormat(b, "2006-01-02T15:04:05.999999999Z07:00")
+}

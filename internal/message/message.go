@@ -1,0 +1,239 @@
+// Package message reads the Airbyte messages a destination receives on
+// stdin, on the hot path: one line at a time, of any length, decoded by the
+// jsonx scanner into byte ranges of the line (record data and state blobs are
+// never re-encoded). It checks what the write path relies on and says what is
+// wrong without quoting the line, which may hold personal data.
+package message
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+
+	"destination-keen/internal/jsonx"
+)
+
+// Type is a message's type.
+type Type int
+
+// Types the write path tells apart.
+const (
+	Other  Type = iota // LOG, TRACE, CONTROL and the like: accepted, not acted on
+	Record             // RECORD
+	State              // STATE
+)
+
+// knownTypes are the protocol's message types; any other is bad input.
+var knownTypes = map[string]Type{
+	"RECORD": Record, "STATE": State, "LOG": Other, "TRACE": Other, "CONTROL": Other,
+	"SPEC": Other, "CONNECTION_STATUS": Other, "CATALOG": Other, "DESTINATION_CATALOG": Other,
+}
+
+// Message is one decoded line. Its slices point into the line.
+type Message struct {
+	Type     Type
+	TypeName string // for Other: the protocol type
+	// RECORD
+	Stream    []byte // the stream name, unquoted when it had no escapes
+	Namespace []byte // nil when absent or null
+	Data      []byte // the record's data object
+	EmittedAt int64  // epoch milliseconds
+	// STATE
+	Line  []byte // the whole line
+	State []byte // the state object
+}
+
+// Error is bad input: what is wrong with a line, never its content.
+type Error struct {
+	Line   int    // 1-based line number
+	Stream string // the record's stream, when known
+	Reason string
+}
+
+func (e *Error) Error() string {
+	if e.Stream != "" {
+		return fmt.Sprintf("line %d (stream %q): %s", e.Line, e.Stream, e.Reason)
+	}
+	return fmt.Sprintf("line %d: %s", e.Line, e.Reason)
+}
+
+// Decode decodes line (no trailing newline) into m. Errors are *Error with
+// the line number left zero for the caller to fill in.
+func Decode(line []byte, m *Message) error {
+	*m = Message{Line: line}
+	line = jsonx.TrimSpace(line)
+	if jsonx.KindOf(line) != jsonx.Object {
+		if jsonx.Valid(line) == nil {
+			return &Error{Reason: fmt.Sprintf("the message is a JSON %s, not an object", jsonx.KindOf(line))}
+		}
+		return &Error{Reason: "the line is not JSON"}
+	}
+	var typ, record, state []byte
+	err := jsonx.Members(line, func(mem *jsonx.Member) bool {
+		switch {
+		case mem.KeyIs("type"):
+			typ = mem.Value
+		case mem.KeyIs("record"):
+			record = mem.Value
+		case mem.KeyIs("state"):
+			state = mem.Value
+		}
+		return true
+	})
+	if err != nil {
+		return &Error{Reason: "the line is not valid JSON: " + err.Error()}
+	}
+	if typ == nil {
+		return &Error{Reason: "the message has no type"}
+	}
+	name, err := jsonx.Unquote(typ)
+	if err != nil {
+		return &Error{Reason: "the message type is not a string"}
+	}
+	t, ok := knownTypes[name]
+	if !ok {
+		return &Error{Reason: fmt.Sprintf("unknown message type %q", truncate(name, 40))}
+	}
+	m.Type, m.TypeName = t, name
+	switch t {
+	case Record:
+		return decodeRecord(record, m)
+	case State:
+		if jsonx.KindOf(state) != jsonx.Object {
+			if state == nil {
+				return &Error{Reason: "the STATE message has no state"}
+			}
+			return &Error{Reason: fmt.Sprintf("the state is a JSON %s, not an object", jsonx.KindOf(state))}
+		}
+		m.State = state
+	}
+	return nil
+}
+
+func decodeRecord(record []byte, m *Message) error {
+	if record == nil {
+		return &Error{Reason: "the RECORD message has no record"}
+	}
+	if jsonx.KindOf(record) != jsonx.Object {
+		return &Error{Reason: fmt.Sprintf("the record is a JSON %s, not an object", jsonx.KindOf(record))}
+	}
+	var stream, ns, emitted []byte
+	_ = jsonx.Members(record, func(mem *jsonx.Member) bool { // validated with the line
+		switch {
+		case mem.KeyIs("stream"):
+			stream = mem.Value
+		case mem.KeyIs("namespace"):
+			ns = mem.Value
+		case mem.KeyIs("data"):
+			m.Data = mem.Value
+		case mem.KeyIs("emitted_at"):
+			emitted = mem.Value
+		}
+		return true
+	})
+	if jsonx.KindOf(stream) != jsonx.String {
+		if stream == nil {
+			return &Error{Reason: "the record has no stream"}
+		}
+		return &Error{Reason: "the record's stream is not a string"}
+	}
+	m.Stream = unquoteBytes(stream)
+	e := func(reason string) error { return &Error{Stream: string(m.Stream), Reason: reason} }
+	switch jsonx.KindOf(ns) {
+	case jsonx.Invalid, jsonx.Null:
+	case jsonx.String:
+		m.Namespace = unquoteBytes(ns)
+	default:
+		return e("the record's namespace is not a string")
+	}
+	switch k := jsonx.KindOf(m.Data); k {
+	case jsonx.Object:
+	case jsonx.Invalid:
+		return e("the record has no data")
+	default:
+		return e(fmt.Sprintf("the record's data is a JSON %s, not an object", k))
+	}
+	if emitted == nil {
+		return e("the record has no emitted_at")
+	}
+	v, err := strconv.ParseInt(string(emitted), 10, 64)
+	if err != nil {
+		return e("the record's emitted_at is not an integer")
+	}
+	m.EmittedAt = v
+	return nil
+}
+
+func unquoteBytes(s []byte) []byte {
+	if bytes.IndexByte(s, '\\') < 0 {
+		return s[1 : len(s)-1]
+	}
+	u, err := jsonx.Unquote(s)
+	if err != nil {
+		return s[1 : len(s)-1]
+	}
+	return []byte(u)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// MaxLine bounds one line, so that input without newlines cannot grow the
+// process without limit. Records of 100 MiB and more pass.
+const MaxLine = 512 << 20
+
+// ErrLineTooLong is returned for a line over MaxLine bytes.
+var ErrLineTooLong = fmt.Errorf("line longer than %d MiB", MaxLine>>20)
+
+// Reader reads lines of any length up to MaxLine.
+type Reader struct {
+	r    *bufio.Reader
+	buf  []byte
+	line int
+	max  int
+}
+
+// NewReader reads from r with a 1 MiB buffer.
+func NewReader(r io.Reader) *Reader { return &Reader{r: bufio.NewReaderSize(r, 1<<20), max: MaxLine} }
+
+// Next returns the next line without its line ending, and its 1-based
+// number; the line is valid until the next call. At the end of input it
+// returns io.EOF; a last line without a newline is returned as a line.
+func (r *Reader) Next() ([]byte, int, error) {
+	if cap(r.buf) > 4<<20 {
+		r.buf = nil // do not keep a huge buffer after one huge line
+	}
+	line, err := r.r.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		r.buf = append(r.buf[:0], line...)
+		for err == bufio.ErrBufferFull {
+			if len(r.buf) > r.max {
+				r.line++
+				return nil, r.line, ErrLineTooLong
+			}
+			line, err = r.r.ReadSlice('\n')
+			r.buf = append(r.buf, line...)
+		}
+		line = r.buf
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, r.line, fmt.Errorf("read stdin: %w", err)
+	}
+	if len(line) == 0 && err != nil {
+		return nil, r.line, io.EOF
+	}
+	r.line++
+	if len(line) > r.max {
+		return nil, r.line, ErrLineTooLong
+	}
+	line = bytes.TrimSuffix(line, []byte("\n"))
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	return line, r.line, nil
+}

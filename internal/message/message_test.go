@@ -1,0 +1,117 @@
+package message
+
+import (
+	"errors"
+	"io"
+	"strings"
+	"testing"
+)
+
+func TestDecode(t *testing.T) {
+	tests := []struct {
+		name, line string
+		typ        Type
+		stream, ns string
+		data       string
+		emitted    int64
+		err        string
+	}{
+		{name: "record", line: `{"type":"RECORD","record":{"stream":"users","namespace":"pub","data":{"id":1},"emitted_at":1602637789200}}`,
+			typ: Record, stream: "users", ns: "pub", data: `{"id":1}`, emitted: 1602637789200},
+		{name: "record null namespace", line: ` {"record":{"namespace":null,"emitted_at":1,"data":{},"stream":"a\"b"},"type":"RECORD"} `,
+			typ: Record, stream: `a"b`, data: `{}`, emitted: 1},
+		{name: "state", line: `{"type":"STATE","state":{"type":"STREAM"}}`, typ: State},
+		{name: "log", line: `{"type":"LOG","log":{"level":"INFO","message":"x"}}`, typ: Other},
+		{name: "trace", line: `{"type":"TRACE","trace":{}}`, typ: Other},
+		{name: "control", line: `{"type":"CONTROL","control":{}}`, typ: Other},
+		{name: "not json", line: `{"type":`, err: "line is not valid JSON"},
+		{name: "garbage", line: `hello`, err: "not JSON"},
+		{name: "array", line: `[1]`, err: "JSON array, not an object"},
+		{name: "no type", line: `{"record":{}}`, err: "no type"},
+		{name: "type not string", line: `{"type":1}`, err: "type is not a string"},
+		{name: "unknown type", line: `{"type":"HEARTBEAT"}`, err: `unknown message type "HEARTBEAT"`},
+		{name: "record without record", line: `{"type":"RECORD"}`, err: "has no record"},
+		{name: "record without stream", line: `{"type":"RECORD","record":{"data":{},"emitted_at":1}}`, err: "has no stream"},
+		{name: "stream not string", line: `{"type":"RECORD","record":{"stream":5,"data":{},"emitted_at":1}}`, err: "stream is not a string"},
+		{name: "record without data", line: `{"type":"RECORD","record":{"stream":"s","emitted_at":1}}`, err: "has no data"},
+		{name: "data not object", line: `{"type":"RECORD","record":{"stream":"s","data":"x","emitted_at":1}}`, err: "data is a JSON string"},
+		{name: "no emitted_at", line: `{"type":"RECORD","record":{"stream":"s","data":{}}}`, err: "has no emitted_at"},
+		{name: "emitted_at float", line: `{"type":"RECORD","record":{"stream":"s","data":{},"emitted_at":1.5}}`, err: "emitted_at is not an integer"},
+		{name: "emitted_at string", line: `{"type":"RECORD","record":{"stream":"s","data":{},"emitted_at":"1"}}`, err: "emitted_at is not an integer"},
+		{name: "state not object", line: `{"type":"STATE","state":[1]}`, err: "state is a JSON array"},
+		{name: "state missing", line: `{"type":"STATE"}`, err: "has no state"},
+		{name: "invalid utf8", line: "{\"type\":\"RECORD\",\"record\":{\"stream\":\"s\",\"data\":{\"a\":\"\xff\"},\"emitted_at\":1}}", err: "invalid UTF-8"},
+		{name: "nul byte", line: "{\"type\":\"RECORD\",\"record\":{\"stream\":\"s\",\"data\":{\"a\":\"\x00\"},\"emitted_at\":1}}", err: "control character"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var m Message
+			err := Decode([]byte(tt.line), &m)
+			if tt.err != "" {
+				var me *Error
+				if !errors.As(err, &me) || !strings.Contains(me.Reason, tt.err) {
+					t.Fatalf("got %v, want an *Error with %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Type != tt.typ || string(m.Stream) != tt.stream || string(m.Namespace) != tt.ns || string(m.Data) != tt.data || m.EmittedAt != tt.emitted {
+				t.Fatalf("got %+v", m)
+			}
+		})
+	}
+}
+
+func TestReader(t *testing.T) {
+	big := strings.Repeat("x", 3<<20)
+	input := "a\r\n\n" + big + "\nlast"
+	r := NewReader(strings.NewReader(input))
+	want := []string{"a", "", big, "last"}
+	for i, w := range want {
+		line, n, err := r.Next()
+		if err != nil || string(line) != w || n != i+1 {
+			t.Fatalf("line %d: %d bytes, n=%d, %v", i+1, len(line), n, err)
+		}
+	}
+	if _, _, err := r.Next(); err != io.EOF {
+		t.Fatalf("want EOF, got %v", err)
+	}
+	r = NewReader(strings.NewReader(strings.Repeat("y", 5<<20)))
+	r.max = 2 << 20
+	if _, _, err := r.Next(); !errors.Is(err, ErrLineTooLong) {
+		t.Fatalf("want ErrLineTooLong, got %v", err)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"RECORD","record":{"stream":"users","data":{"id":1},"emitted_at":1}}`,
+		`{"type":"STATE","state":{"type":"GLOBAL","global":{}}}`,
+		`{"type":"LOG","log":{}}`, `{"type":"RECORD","record":{"stream":"s","data":[],"emitted_at":1}}`, `[]`, `{`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		var m Message
+		err := Decode(line, &m)
+		if err != nil {
+			var me *Error
+			if !errors.As(err, &me) {
+				t.Fatalf("error of type %T", err)
+			}
+			return
+		}
+		switch m.Type {
+		case Record:
+			if len(m.Data) == 0 || m.Data[0] != '{' {
+				t.Fatalf("record data %q", m.Data)
+			}
+		case State:
+			if len(m.State) == 0 || m.State[0] != '{' {
+				t.Fatalf("state %q", m.State)
+			}
+		}
+	})
+}
