@@ -107,9 +107,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "spec":
 		err = connector.RunSpec(em)
 	case "check":
-		err = connector.RunCheck(ctx, em, configPath)
+		err = connector.RunCheck(ctx, em, configPath, connector.OnlineProbes(nil)...)
 	case "write":
-		err = connector.RunWrite(ctx, em, configPath, catalogPath)
+		err = connector.RunWrite(ctx, em, configPath, catalogPath, stdin, connector.WriteOptions{})
 	}
 	return finish(em, err, stderr)
 }

@@ -39,6 +39,7 @@ func (k CursorKind) String() string {
 
 // Plan is what the connector does with one configured stream.
 type Plan struct {
+	Index      int // position in Catalog.Plans
 	Stream     string
 	Namespace  string
 	Collection string
@@ -135,6 +136,7 @@ func Compile(doc []byte, inferTimestamp bool) (*Catalog, error) {
 		}
 		c.byKey[k] = p
 		c.byName[p.Stream] = append(c.byName[p.Stream], p)
+		p.Index = len(c.Plans)
 		c.Plans = append(c.Plans, p)
 	}
 	problems = append(problems, c.checkCollisions()...)

@@ -39,6 +39,10 @@ type Config struct {
 	Brokers []string
 	// APIURL is the HTTP API's base URL without a trailing slash.
 	APIURL string
+	// Compression is the Kafka batch codec: none, gzip, snappy, lz4 or zstd.
+	Compression string
+	// SkipOversized: leave out records too large for Keen instead of failing.
+	SkipOversized bool
 }
 
 // Load reads and parses the config file at path.
@@ -80,6 +84,8 @@ func adapt(g *genconfig.Config) *Config {
 		APIKey:         Secret(g.APIKey),
 		InferTimestamp: g.InferTimestamp,
 		APIURL:         strings.TrimRight(g.APIURL, "/"),
+		Compression:    string(g.Compression),
+		SkipOversized:  g.OversizedRecords == genconfig.ConfigOversizedRecordsSkip,
 	}
 	for _, b := range strings.Split(g.KafkaBootstrapServers, ",") {
 		if b = strings.TrimSpace(b); b != "" {
@@ -132,6 +138,10 @@ func redactValues(s string) string {
 
 // String describes the config for logs, without the key.
 func (c *Config) String() string {
-	return fmt.Sprintf("project_id=%s infer_timestamp=%t kafka_bootstrap_servers=%s api_url=%s",
-		c.ProjectID, c.InferTimestamp, strings.Join(c.Brokers, ","), c.APIURL)
+	oversized := "fail"
+	if c.SkipOversized {
+		oversized = "skip"
+	}
+	return fmt.Sprintf("project_id=%s infer_timestamp=%t kafka_bootstrap_servers=%s api_url=%s compression=%s oversized_records=%s",
+		c.ProjectID, c.InferTimestamp, strings.Join(c.Brokers, ","), c.APIURL, c.Compression, oversized)
 }

@@ -25,6 +25,7 @@ func TestParseDefaults(t *testing.T) {
 		InferTimestamp: true,
 		Brokers:        []string{"b1.kafka-in.keen.io:9092", "b2.kafka-in.keen.io:9092", "b3.kafka-in.keen.io:9092"},
 		APIURL:         "https://api.keen.io/3.0",
+		Compression:    "lz4",
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("got %#v\nwant %#v", c, want)
@@ -33,7 +34,8 @@ func TestParseDefaults(t *testing.T) {
 
 func TestParseOverrides(t *testing.T) {
 	c, err := Parse([]byte(`{"project_id":"p1","api_key":"k","infer_timestamp":false,
-		"kafka_bootstrap_servers":" 127.0.0.1:9092 ,localhost:9093","api_url":"https://127.0.0.1:8443/3.0/"}`))
+		"kafka_bootstrap_servers":" 127.0.0.1:9092 ,localhost:9093","api_url":"https://127.0.0.1:8443/3.0/",
+		"compression":"zstd","oversized_records":"skip"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,6 +44,9 @@ func TestParseOverrides(t *testing.T) {
 	}
 	if want := []string{"127.0.0.1:9092", "localhost:9093"}; !reflect.DeepEqual(c.Brokers, want) {
 		t.Errorf("brokers %q, want %q", c.Brokers, want)
+	}
+	if c.Compression != "zstd" || !c.SkipOversized {
+		t.Errorf("compression %q skip %v", c.Compression, c.SkipOversized)
 	}
 	if c.APIURL != "https://127.0.0.1:8443/3.0" {
 		t.Errorf("api_url %q keeps its trailing slash", c.APIURL)
@@ -63,6 +68,8 @@ func TestParseErrors(t *testing.T) {
 			"The config is invalid: api_url: has the wrong form: give an https:// URL (TLS is required); " +
 				"infer_timestamp: expected boolean, but got string; " +
 				"project_id: has the wrong form: copy the Project ID from the Access tab of your Keen project (letters and digits only)"},
+		{"bad enum", `{"project_id":"p","api_key":"k","compression":"brotli","oversized_records":"drop"}`,
+			"The config is invalid: compression: value must be one of \"none\", \"gzip\", \"snappy\", \"lz4\", \"zstd\"; oversized_records: value must be one of \"fail\", \"skip\""},
 		{"bad brokers", `{"project_id":"p","api_key":"k","kafka_bootstrap_servers":"` + key + `"}`,
 			"The config is invalid: kafka_bootstrap_servers: has the wrong form: give a comma-separated list of host:port"},
 	}

@@ -74,14 +74,3 @@ func RunCheck(ctx context.Context, em *airbyte.Emitter, configPath string, probe
 	}
 	return em.ConnectionStatus(true, "")
 }
-
-// RunWrite runs a sync. The write path is not built yet: after validating
-// the config it fails with a system_error.
-func RunWrite(ctx context.Context, em *airbyte.Emitter, configPath, catalogPath string) error {
-	cfg, err := config.Load(configPath)
-	if err != nil {
-		return err
-	}
-	em.Redact(cfg.APIKey.Reveal())
-	return failure.Systemf(nil, "write is not implemented in this version")
-}

@@ -114,7 +114,7 @@ func TestCheckOffline(t *testing.T) {
 }
 
 func TestWriteRejectsBadConfig(t *testing.T) {
-	err := RunWrite(context.Background(), airbyte.NewEmitter(&bytes.Buffer{}), writeFile(t, `{}`), "catalog.json")
+	err := RunWrite(context.Background(), airbyte.NewEmitter(&bytes.Buffer{}), writeFile(t, `{}`), "catalog.json", strings.NewReader(""), WriteOptions{})
 	if f := failure.As(err); f.Kind != failure.Config {
 		t.Fatalf("want config_error, got %v", err)
 	}

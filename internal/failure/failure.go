@@ -6,6 +6,8 @@
 package failure
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 )
@@ -78,4 +80,15 @@ func As(err error) *Error {
 		return e
 	}
 	return &Error{Kind: System, Message: "The connector failed unexpectedly", Cause: err}
+}
+
+// IsTLSTrust reports whether err is a peer certificate that does not verify
+// (unknown authority, wrong host name, expired): a config_error, since
+// retrying cannot fix it.
+func IsTLSTrust(err error) bool {
+	var unknown x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var verify *tls.CertificateVerificationError
+	return errors.As(err, &unknown) || errors.As(err, &hostname) || errors.As(err, &invalid) || errors.As(err, &verify)
 }

@@ -160,7 +160,18 @@ func tryLayout(layout, s string) (time.Time, bool) {
 }
 
 // AppendTimestamp appends t as Keen's ISO-8601: UTC, ending in Z, with a
-// fraction only when it is not zero, trailing zeros dropped.
+// fraction only when it is not zero, in groups of three digits as Java's
+// Instant writes it (12:45:13.151Z, 01:09:49.200Z).
 func AppendTimestamp(b []byte, t time.Time) []byte {
-	return t.UTC().AppendFormat(b, "2006-01-02T15:04:05.999999999Z07:00")
+	t = t.UTC()
+	switch ns := t.Nanosecond(); {
+	case ns == 0:
+		return t.AppendFormat(b, "2006-01-02T15:04:05Z")
+	case ns%1e6 == 0:
+		return t.AppendFormat(b, "2006-01-02T15:04:05.000Z")
+	case ns%1e3 == 0:
+		return t.AppendFormat(b, "2006-01-02T15:04:05.000000Z")
+	default:
+		return t.AppendFormat(b, "2006-01-02T15:04:05.000000000Z")
+	}
 }

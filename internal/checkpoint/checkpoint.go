@@ -1,0 +1,245 @@
+// Package checkpoint owns Airbyte's state rule: a STATE is echoed, in input
+// order, only once every record that came before it is finished (acknowledged
+// by the brokers, or deliberately skipped), and with destinationStats set to
+// the records tied to it. Records are numbered as they enter; acknowledgements
+// may arrive in any order; the tracker keeps a watermark below which every
+// record is finished. It does not produce, decode records or write anything
+// but the echoed states.
+package checkpoint
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+
+	"destination-keen/internal/jsonx"
+)
+
+// Tracker numbers records and releases states. It is safe for concurrent
+// use: records and states come from the reader, acknowledgements from the
+// producer.
+type Tracker struct {
+	mu      sync.Mutex
+	next    uint64              // the last sequence number handed out
+	done    uint64              // every record numbered up to done is finished
+	ahead   map[uint64]struct{} // finished records above done+1
+	pending []pending           // states waiting, in input order
+
+	emitMu  sync.Mutex // held while states are written, to keep their order
+	emit    func(line []byte) error
+	emitErr error
+	emitted int
+}
+
+type pending struct {
+	after uint64 // the last record before the state
+	line  []byte
+}
+
+// New returns a tracker that writes released states with emit.
+func New(emit func(line []byte) error) *Tracker {
+	return &Tracker{emit: emit, ahead: map[uint64]struct{}{}}
+}
+
+// Next numbers one record entering the sync.
+func (t *Tracker) Next() uint64 {
+	t.mu.Lock()
+	t.next++
+	n := t.next
+	t.mu.Unlock()
+	return n
+}
+
+// Done marks record seq finished and releases the states it held back.
+func (t *Tracker) Done(seq uint64) error {
+	t.mu.Lock()
+	if seq == t.done+1 {
+		t.done = seq
+		for {
+			if _, ok := t.ahead[t.done+1]; !ok {
+				break
+			}
+			delete(t.ahead, t.done+1)
+			t.done++
+		}
+	} else if seq > t.done {
+		t.ahead[seq] = struct{}{}
+	}
+	ready := len(t.pending) > 0 && t.pending[0].after <= t.done
+	t.mu.Unlock()
+	if ready {
+		return t.release()
+	}
+	return nil
+}
+
+// State queues a state line (copied) behind every record numbered so far,
+// and writes it at once if they are all finished.
+func (t *Tracker) State(line []byte) error {
+	t.mu.Lock()
+	t.pending = append(t.pending, pending{after: t.next, line: append([]byte(nil), line...)})
+	ready := t.pending[0].after <= t.done
+	t.mu.Unlock()
+	if ready {
+		return t.release()
+	}
+	return nil
+}
+
+// release writes every state whose records are all finished, in order.
+func (t *Tracker) release() error {
+	t.emitMu.Lock()
+	defer t.emitMu.Unlock()
+	for {
+		t.mu.Lock()
+		if len(t.pending) == 0 || t.pending[0].after > t.done || t.emitErr != nil {
+			err := t.emitErr
+			t.mu.Unlock()
+			return err
+		}
+		p := t.pending[0]
+		t.pending[0] = pending{}
+		t.pending = t.pending[1:]
+		t.mu.Unlock()
+		if err := t.emit(p.line); err != nil {
+			t.mu.Lock()
+			t.emitErr = err
+			t.mu.Unlock()
+			return err
+		}
+		t.mu.Lock()
+		t.emitted++
+		t.mu.Unlock()
+	}
+}
+
+// Stats says how far the tracker got.
+type Stats struct {
+	Records  uint64 // numbered
+	Finished uint64 // the watermark: records 1..Finished are finished
+	Emitted  int    // states written
+	Held     int    // states still waiting
+}
+
+// Stats returns the tracker's counters.
+func (t *Tracker) Stats() Stats {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return Stats{Records: t.next, Finished: t.done, Emitted: t.emitted, Held: len(t.pending)}
+}
+
+// Kind of a state message.
+type Kind string
+
+// State kinds; a state without a type is LEGACY.
+const (
+	Stream Kind = "STREAM"
+	Global Kind = "GLOBAL"
+	Legacy Kind = "LEGACY"
+)
+
+// Describe reads a state object's kind and, for a STREAM state, its stream.
+func Describe(state []byte) (kind Kind, name, namespace string, err error) {
+	kind = Legacy
+	var stream []byte
+	err = jsonx.Members(state, func(m *jsonx.Member) bool {
+		switch {
+		case m.KeyIs("type"):
+			s, uerr := jsonx.Unquote(m.Value)
+			if uerr == nil {
+				kind = Kind(s)
+			}
+		case m.KeyIs("stream"):
+			stream = m.Value
+		}
+		return true
+	})
+	if err != nil {
+		return "", "", "", err
+	}
+	switch kind {
+	case Stream:
+	case Global, Legacy:
+		return kind, "", "", nil
+	default:
+		return "", "", "", fmt.Errorf("unknown state type %q", kind)
+	}
+	if jsonx.KindOf(stream) != jsonx.Object {
+		return "", "", "", errors.New("a STREAM state needs a stream object")
+	}
+	var desc []byte
+	_ = jsonx.Members(stream, func(m *jsonx.Member) bool {
+		if m.KeyIs("stream_descriptor") {
+			desc = m.Value
+		}
+		return true
+	})
+	if jsonx.KindOf(desc) != jsonx.Object {
+		return "", "", "", errors.New("a STREAM state needs stream.stream_descriptor")
+	}
+	_ = jsonx.Members(desc, func(m *jsonx.Member) bool {
+		switch {
+		case m.KeyIs("name"):
+			name, _ = jsonx.Unquote(m.Value)
+		case m.KeyIs("namespace"):
+			if jsonx.KindOf(m.Value) == jsonx.String {
+				namespace, _ = jsonx.Unquote(m.Value)
+			}
+		}
+		return true
+	})
+	if name == "" {
+		return "", "", "", errors.New("a STREAM state needs stream.stream_descriptor.name")
+	}
+	return kind, name, namespace, nil
+}
+
+// WithDestinationStats returns the message line with state.destinationStats
+// replaced by the given counts; every other byte is kept. Counts are written
+// with a decimal point (3.0), as the protocol's number type is read by the
+// platform; rejectedRecordCount only when it is not zero.
+func WithDestinationStats(line []byte, records, rejected int64) ([]byte, error) {
+	msg := jsonx.TrimSpace(line)
+	var state []byte
+	var stateEnd int
+	if err := jsonx.Members(msg, func(m *jsonx.Member) bool {
+		if m.KeyIs("state") {
+			state, stateEnd = m.Value, m.End
+		}
+		return true
+	}); err != nil {
+		return nil, err
+	}
+	if jsonx.KindOf(state) != jsonx.Object {
+		return nil, errors.New("the message has no state object")
+	}
+	stateStart := stateEnd - len(state)
+	out := make([]byte, 0, len(msg)+64)
+	out = append(out, msg[:stateStart]...)
+	out = append(out, '{')
+	first := true
+	_ = jsonx.Members(state, func(m *jsonx.Member) bool {
+		if m.KeyIs("destinationStats") {
+			return true
+		}
+		if !first {
+			out = append(out, ',')
+		}
+		first = false
+		out = append(out, state[m.Start:m.End]...)
+		return true
+	})
+	if !first {
+		out = append(out, ',')
+	}
+	out = append(out, `"destinationStats":{"recordCount":`...)
+	out = strconv.AppendFloat(out, float64(records), 'f', 1, 64)
+	if rejected > 0 {
+		out = append(out, `,"rejectedRecordCount":`...)
+		out = strconv.AppendFloat(out, float64(rejected), 'f', 1, 64)
+	}
+	out = append(out, "}}"...)
+	out = append(out, msg[stateEnd:]...)
+	return out, nil
+}

@@ -1,0 +1,37 @@
+package connector
+
+import (
+	"context"
+	"crypto/x509"
+	"time"
+
+	"destination-keen/internal/config"
+	"destination-keen/internal/keenapi"
+	"destination-keen/internal/sink"
+)
+
+// CheckTimeout bounds each online probe of check.
+const CheckTimeout = 20 * time.Second
+
+// OnlineProbes are check's online probes: Keen's Kafka brokers (TLS, SASL,
+// metadata) and Keen's HTTP API (a master-key call). rootCAs replaces the
+// system trust store (tests only; nil in production).
+func OnlineProbes(rootCAs *x509.CertPool) []Probe {
+	return []Probe{
+		func(ctx context.Context, cfg *config.Config) error {
+			ctx, cancel := context.WithTimeout(ctx, CheckTimeout)
+			defer cancel()
+			return sink.Check(ctx, cfg, sink.Options{RootCAs: rootCAs, ConnectTimeout: CheckTimeout})
+		},
+		func(ctx context.Context, cfg *config.Config) error {
+			ctx, cancel := context.WithTimeout(ctx, CheckTimeout)
+			defer cancel()
+			api := keenapi.New(cfg)
+			api.SetTimeout(CheckTimeout)
+			if rootCAs != nil {
+				api.SetRootCAs(rootCAs)
+			}
+			return api.CheckMasterKey(ctx)
+		},
+	}
+}

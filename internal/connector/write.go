@@ -1,0 +1,402 @@
+package connector
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"destination-keen/internal/airbyte"
+	"destination-keen/internal/catalog"
+	"destination-keen/internal/checkpoint"
+	"destination-keen/internal/config"
+	"destination-keen/internal/failure"
+	"destination-keen/internal/jsonx"
+	"destination-keen/internal/keen"
+	"destination-keen/internal/keenapi"
+	"destination-keen/internal/message"
+	"destination-keen/internal/sink"
+)
+
+// WriteOptions are the knobs of a sync that are not in the user's config.
+type WriteOptions struct {
+	// Progress is the interval of progress logs; default 30 s.
+	Progress time.Duration
+	// FlushTimeout bounds the final flush after a failure or a signal;
+	// default 20 s.
+	FlushTimeout time.Duration
+	// RootCAs replaces the system trust store (tests only).
+	RootCAs *x509.CertPool
+	// Sink tunes the producer.
+	Sink sink.Options
+}
+
+// RunWrite runs a sync: config and catalog first (no network before both are
+// valid), then the brokers, then the deletes of truncating collections, then
+// stdin until its end.
+func RunWrite(ctx context.Context, em *airbyte.Emitter, configPath, catalogPath string, stdin io.Reader, opts WriteOptions) error {
+	cfg, err := config.Load(configPath)
+	if err != nil {
+		return err
+	}
+	em.Redact(cfg.APIKey.Reveal())
+	cat, err := catalog.Load(catalogPath, cfg.InferTimestamp)
+	if err != nil {
+		return err
+	}
+	if opts.Progress <= 0 {
+		opts.Progress = 30 * time.Second
+	}
+	if opts.FlushTimeout <= 0 {
+		opts.FlushTimeout = 20 * time.Second
+	}
+	logPlan(em, cfg, cat)
+
+	w := &writer{em: em, cat: cat, cfg: cfg, opts: opts, stop: make(chan struct{}), sinceState: make([]int64, len(cat.Plans)), rejectedSince: make([]int64, len(cat.Plans))}
+	w.tr = checkpoint.New(em.Line)
+
+	so := opts.Sink
+	so.Compression = cfg.Compression
+	so.RootCAs = opts.RootCAs
+	so.Logf = func(format string, args ...any) { _ = em.Logf(airbyte.Warn, format, args...) }
+	s, err := sink.Open(ctx, cfg, so, w.acked, w.failed)
+	if err != nil {
+		return err
+	}
+	w.sink = s
+	if !s.Idempotent {
+		_ = em.Logf(airbyte.Warn, "Producing without idempotence: if a batch is retried after the brokers stored it, its events appear twice in Keen")
+	}
+
+	if err := w.truncate(ctx); err != nil {
+		w.closeSink()
+		return err
+	}
+	return w.run(ctx, stdin)
+}
+
+func logPlan(em *airbyte.Emitter, cfg *config.Config, cat *catalog.Catalog) {
+	_ = em.Logf(airbyte.Info, "destination-keen %s: %s", Version, cfg)
+	for _, p := range cat.Plans {
+		ts := "emitted_at"
+		if p.Cursor != nil {
+			ts = fmt.Sprintf("cursor %s (%s), else emitted_at", strings.Join(p.Cursor, "."), p.CursorKind)
+		}
+		_ = em.Logf(airbyte.Info, "Stream %q -> collection %q: %s; keen.timestamp from %s", p.Name(), p.Collection, p.Reason, ts)
+	}
+	for _, warning := range cat.Warnings {
+		_ = em.Logf(airbyte.Warn, "Namespaces are not part of collection names: %s", warning)
+	}
+}
+
+type writer struct {
+	em   *airbyte.Emitter
+	cat  *catalog.Catalog
+	cfg  *config.Config
+	opts WriteOptions
+	sink *sink.Sink
+	tr   *checkpoint.Tracker
+
+	// Counts since the previous state, touched by the reading goroutine only.
+	sinceState    []int64 // per plan, for STREAM states
+	rejectedSince []int64
+	total         int64 // all streams, for GLOBAL and LEGACY states
+	rejectedTotal int64
+
+	lastPlan          *catalog.Plan
+	lastStream, lastNS []byte
+
+	stop     chan struct{} // closed on the first failure
+	failOnce sync.Once
+	err      error
+
+	sendMu sync.Mutex // held while sending; closed is set under it
+	closed bool
+
+	records atomic.Int64
+	states  atomic.Int64
+}
+
+// fail records the first error that ends the sync and tells the reader to
+// stop.
+func (w *writer) fail(err error) {
+	w.failOnce.Do(func() {
+		w.err = err
+		close(w.stop)
+	})
+}
+
+func (w *writer) acked(env *sink.Envelope) {
+	if err := w.tr.Done(env.Seq); err != nil {
+		w.fail(failure.Systemf(err, "Cannot write to stdout"))
+	}
+}
+
+func (w *writer) failed(env *sink.Envelope, err error) {
+	w.fail(sink.Classify(err, env.Topic(), env.Stream, w.cfg.Brokers))
+}
+
+// truncate deletes the collection of every truncating stream before any of
+// its records is produced.
+func (w *writer) truncate(ctx context.Context) error {
+	api := keenapi.New(w.cfg)
+	api.Logf = func(format string, args ...any) { _ = w.em.Logf(airbyte.Warn, format, args...) }
+	if w.opts.RootCAs != nil {
+		api.SetRootCAs(w.opts.RootCAs)
+	}
+	done := map[string]bool{}
+	for _, p := range w.cat.Plans {
+		if !p.Truncate || done[p.Collection] {
+			continue
+		}
+		done[p.Collection] = true
+		began := time.Now()
+		if err := api.DeleteCollection(ctx, p.Collection); err != nil {
+			if f, ok := errors.AsType[*failure.Error](err); ok && f.Stream == "" {
+				f.Stream = p.Stream
+			}
+			return err
+		}
+		_ = w.em.Logf(airbyte.Info, "Deleted collection %q for stream %q (%s) in %s", p.Collection, p.Name(), p.Reason, time.Since(began).Round(time.Millisecond))
+	}
+	return nil
+}
+
+// run reads stdin in its own goroutine, so that a signal or a producer
+// failure can end the sync while a read blocks.
+func (w *writer) run(ctx context.Context, stdin io.Reader) error {
+	began := time.Now()
+	readDone := make(chan error, 1)
+	go func() { readDone <- w.read(stdin) }()
+
+	progress := time.NewTicker(w.opts.Progress)
+	defer progress.Stop()
+	var readErr error
+	ended := false
+	for !ended {
+		select {
+		case readErr = <-readDone:
+			ended = true
+		case <-w.stop:
+			ended = true
+		case <-ctx.Done():
+			w.fail(failure.Transientf(context.Cause(ctx), "The sync was stopped by a signal before the end of its input"))
+			ended = true
+		case <-progress.C:
+			n := w.records.Load()
+			secs := time.Since(began).Seconds()
+			_ = w.em.Logf(airbyte.Info, "Progress: %d records read (%.0f/s), %d states read, %d echoed", n, float64(n)/secs, w.states.Load(), w.tr.Stats().Emitted)
+		}
+	}
+	if readErr != nil {
+		w.fail(readErr)
+	}
+
+	// Flush what was sent, within a bound, so that the states it completes
+	// still go out.
+	flushed := make(chan struct{})
+	go func() { w.closeSink(); close(flushed) }()
+	select {
+	case <-flushed:
+	case <-time.After(w.opts.FlushTimeout):
+		w.fail(failure.Transientf(nil, "Keen's Kafka brokers did not acknowledge the last records within %s", w.opts.FlushTimeout))
+	}
+
+	st := w.tr.Stats()
+	w.summary(time.Since(began), st)
+	if w.err != nil {
+		return w.err
+	}
+	if st.Held > 0 || st.Finished != st.Records {
+		return failure.Systemf(nil, "%d states were held back after the sync although no error was reported (%d of %d records acknowledged)", st.Held, st.Finished, st.Records)
+	}
+	return w.em.Err()
+}
+
+// closeSink stops sends and flushes the producer.
+func (w *writer) closeSink() {
+	w.sendMu.Lock()
+	w.closed = true
+	w.sendMu.Unlock()
+	w.sink.Close()
+}
+
+func (w *writer) summary(elapsed time.Duration, st checkpoint.Stats) {
+	secs := max(elapsed.Seconds(), 1e-3)
+	_ = w.em.Logf(airbyte.Info, "Sync summary: %d records read, %d acknowledged, %d states read, %d echoed, %.1fs (%.0f records/s)",
+		st.Records, st.Finished, w.states.Load(), st.Emitted, elapsed.Seconds(), float64(st.Records)/secs)
+	for _, p := range w.cat.Plans {
+		line := fmt.Sprintf("Stream %q -> %q: %d records", p.Name(), p.Collection, p.Records.Load())
+		if p.Cursor != nil {
+			line += fmt.Sprintf("; keen.timestamp from the cursor for %d, from emitted_at for %d (cursor missing or not a time)", p.FromCursor.Load(), p.Fallbacks.Load())
+		}
+		if n := p.DroppedKeenKey.Load(); n > 0 {
+			line += fmt.Sprintf("; %d keys of the source's keen objects dropped (Keen accepts only addons, location, uniqueness_token)", n)
+		}
+		if n := p.Rejected.Load(); n > 0 {
+			line += fmt.Sprintf("; %d oversized records skipped", n)
+		}
+		_ = w.em.Logf(airbyte.Info, "%s", line)
+	}
+}
+
+// read is the reading goroutine: it returns nil at the end of input, or the
+// error that ends the sync.
+func (w *writer) read(stdin io.Reader) error {
+	r := message.NewReader(stdin)
+	var m message.Message
+	for {
+		select {
+		case <-w.stop:
+			return nil
+		default:
+		}
+		line, n, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			if errors.Is(err, message.ErrLineTooLong) {
+				return failure.Systemf(err, "Input line %d is too long", n)
+			}
+			return failure.Transientf(err, "Cannot read the input")
+		}
+		if len(jsonx.TrimSpace(line)) == 0 {
+			continue
+		}
+		if err := message.Decode(line, &m); err != nil {
+			return badInput(err, n)
+		}
+		switch m.Type {
+		case message.Record:
+			if err := w.record(&m, n); err != nil {
+				return err
+			}
+		case message.State:
+			if err := w.state(&m, n); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func badInput(err error, line int) error {
+	me, ok := errors.AsType[*message.Error](err)
+	if !ok {
+		return failure.Systemf(err, "Input line %d is not a valid Airbyte message", line)
+	}
+	me.Line = line
+	return &failure.Error{Kind: failure.System, Stream: me.Stream, Cause: me,
+		Message: fmt.Sprintf("Input line %d is not a valid Airbyte message: %s", line, me.Reason)}
+}
+
+func (w *writer) plan(m *message.Message) *catalog.Plan {
+	if w.lastPlan != nil && string(m.Stream) == string(w.lastStream) && string(m.Namespace) == string(w.lastNS) {
+		return w.lastPlan
+	}
+	p := w.cat.Lookup(string(m.Namespace), string(m.Stream))
+	if p != nil {
+		w.lastPlan = p
+		w.lastStream = append(w.lastStream[:0], m.Stream...)
+		w.lastNS = append(w.lastNS[:0], m.Namespace...)
+	}
+	return p
+}
+
+func (w *writer) record(m *message.Message, line int) error {
+	p := w.plan(m)
+	if p == nil {
+		return &failure.Error{Kind: failure.System, Stream: string(m.Stream),
+			Message: fmt.Sprintf("Input line %d is a record of stream %q, which is not in the configured catalog", line, m.Stream)}
+	}
+	rec, err := keen.Inspect(m.Data, p.Cursor)
+	if err != nil {
+		return &failure.Error{Kind: failure.System, Stream: p.Stream, Cause: err,
+			Message: fmt.Sprintf("Input line %d: the data of a record of stream %q is not a valid JSON object", line, p.Name())}
+	}
+	ts, fromCursor := time.Time{}, false
+	if rec.Cursor != nil {
+		ts, fromCursor = p.Parser.Parse(rec.Cursor)
+	}
+	if fromCursor {
+		p.FromCursor.Add(1)
+	} else {
+		if p.Cursor != nil {
+			p.Fallbacks.Add(1)
+		}
+		ts = time.UnixMilli(m.EmittedAt)
+	}
+
+	env := w.sink.Get()
+	var sh keen.Shape
+	env.Buf, sh = rec.AppendEvent(env.Buf[:0], ts)
+	if sh.DroppedKeenKeys > 0 {
+		p.DroppedKeenKey.Add(int64(sh.DroppedKeenKeys))
+	}
+	i := p.Index
+	p.Records.Add(1)
+	w.records.Add(1)
+	w.sinceState[i]++
+	w.total++
+
+	if size := len(env.Buf); size > w.sink.MaxMessageBytes() {
+		if !w.cfg.SkipOversized {
+			return &failure.Error{Kind: failure.System, Stream: p.Stream,
+				Message: fmt.Sprintf("Input line %d: a record of stream %q makes an event of %d bytes, over Keen's limit of %d; set oversized_records to skip to leave such records out", line, p.Name(), size, w.sink.MaxMessageBytes())}
+		}
+		p.Rejected.Add(1)
+		w.rejectedSince[i]++
+		w.rejectedTotal++
+		_ = w.em.Logf(airbyte.Warn, "Skipped the record on input line %d of stream %q: its event of %d bytes is over Keen's limit of %d", line, p.Name(), size, w.sink.MaxMessageBytes())
+		seq := w.tr.Next()
+		return w.tr.Done(seq)
+	}
+
+	env.Seq = w.tr.Next()
+	env.Stream = p.Stream
+	msg := w.sink.Prepare(env, p.Collection)
+	w.sendMu.Lock()
+	defer w.sendMu.Unlock()
+	if w.closed {
+		return nil
+	}
+	select {
+	case w.sink.Input() <- msg:
+		return nil
+	case <-w.stop:
+		return nil
+	}
+}
+
+func (w *writer) state(m *message.Message, line int) error {
+	kind, name, ns, err := checkpoint.Describe(m.State)
+	if err != nil {
+		return &failure.Error{Kind: failure.System, Cause: err,
+			Message: fmt.Sprintf("Input line %d is a STATE the connector cannot read: %v", line, err)}
+	}
+	var records, rejected int64
+	if kind == checkpoint.Stream {
+		if p := w.cat.Lookup(ns, name); p != nil {
+			i := p.Index
+			records, rejected = w.sinceState[i], w.rejectedSince[i]
+			w.sinceState[i], w.rejectedSince[i] = 0, 0
+		}
+	} else {
+		records, rejected = w.total, w.rejectedTotal
+	}
+	w.total, w.rejectedTotal = 0, 0
+	out, err := checkpoint.WithDestinationStats(m.Line, records, rejected)
+	if err != nil {
+		return &failure.Error{Kind: failure.System, Cause: err, Message: fmt.Sprintf("Input line %d is a STATE the connector cannot read", line)}
+	}
+	w.states.Add(1)
+	if err := w.tr.State(out); err != nil {
+		return failure.Systemf(err, "Cannot write to stdout")
+	}
+	return nil
+}

@@ -1,0 +1,197 @@
+// Package keenapi is the connector's client of Keen's HTTP API: it deletes
+// collections for truncating streams and proves that the key is the
+// project's master key. It retries what is worth retrying (429 honouring
+// Retry-After, 5xx, timeouts, refused connections) with backoff up to a
+// bound, and classifies every failure for the user. Keen quotes the key in
+// some error bodies, so no response body ever reaches an error message.
+package keenapi
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"destination-keen/internal/config"
+	"destination-keen/internal/failure"
+)
+
+// Client calls Keen's API for one project.
+type Client struct {
+	base    string // e.g. https://api.keen.io/3.0
+	project string
+	key     config.Secret
+	hc      *http.Client
+	// MaxWait bounds the time spent waiting between retries of one call;
+	// default 5 minutes.
+	MaxWait time.Duration
+	// Backoff is the first wait between retries (doubling, at most 30 s)
+	// when the server gives no Retry-After; default 1 s.
+	Backoff time.Duration
+	// Logf receives one line per retry.
+	Logf func(format string, args ...any)
+}
+
+// New returns a client for the config's project and API. TLS is always
+// verified against the system roots, which honour SSL_CERT_FILE.
+func New(cfg *config.Config) *Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	return &Client{
+		base:    cfg.APIURL,
+		project: cfg.ProjectID,
+		key:     cfg.APIKey,
+		hc:      &http.Client{Transport: tr, Timeout: 60 * time.Second},
+		MaxWait: 5 * time.Minute,
+		Backoff: time.Second,
+		Logf:    func(string, ...any) {},
+	}
+}
+
+// SetTimeout bounds each HTTP request (default 60 s).
+func (c *Client) SetTimeout(d time.Duration) { c.hc.Timeout = d }
+
+// DeleteCollection deletes every event of a collection. An unknown
+// collection is fine.
+func (c *Client) DeleteCollection(ctx context.Context, collection string) error {
+	u := c.base + "/projects/" + url.PathEscape(c.project) + "/events/" + url.PathEscape(collection)
+	what := fmt.Sprintf("delete collection %q", collection)
+	return c.do(ctx, http.MethodDelete, u, what, true)
+}
+
+// CheckMasterKey makes one master-key call (listing the project's
+// collections) without retrying, for check.
+func (c *Client) CheckMasterKey(ctx context.Context) error {
+	u := c.base + "/projects/" + url.PathEscape(c.project) + "/events"
+	return c.do(ctx, http.MethodGet, u, "call Keen's API with the master key", false)
+}
+
+// StatusError is an HTTP answer that is not a success.
+type StatusError struct {
+	Status    int
+	ErrorCode string // Keen's error_code, when the body had one
+}
+
+func (e *StatusError) Error() string {
+	if e.ErrorCode != "" {
+		return fmt.Sprintf("HTTP %d %s", e.Status, e.ErrorCode)
+	}
+	return fmt.Sprintf("HTTP %d", e.Status)
+}
+
+func (c *Client) do(ctx context.Context, method, u, what string, retry bool) error {
+	var waited time.Duration
+	backoff := c.Backoff
+	for attempt := 1; ; attempt++ {
+		wait, err := c.once(ctx, method, u)
+		if err == nil {
+			return nil
+		}
+		if f, ok := errors.AsType[*failure.Error](err); ok && f.Kind != failure.Transient {
+			f.Message = "Cannot " + what + ": " + f.Message
+			return f
+		}
+		if !retry || ctx.Err() != nil {
+			return failure.Transientf(err, "Cannot %s: %s", what, transientAdvice)
+		}
+		if wait <= 0 {
+			wait = backoff
+			backoff = min(backoff*2, 30*time.Second)
+		}
+		if waited+wait > c.MaxWait {
+			return failure.Transientf(err, "Cannot %s after %d attempts over %s: %s", what, attempt, waited.Round(time.Second), transientAdvice)
+		}
+		c.Logf("Keen's API: %s failed (%v); retrying in %s", what, err, wait)
+		select {
+		case <-ctx.Done():
+			return failure.Transientf(ctx.Err(), "Cannot %s: the sync was stopped", what)
+		case <-time.After(wait):
+		}
+		waited += wait
+	}
+}
+
+const transientAdvice = "Keen's API is unreachable or overloaded; try the sync again later"
+
+// once makes one request. A transient failure comes back as a plain error
+// with the wait the server asked for; anything else is a *failure.Error.
+func (c *Client) once(ctx context.Context, method, u string) (time.Duration, error) {
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		return 0, failure.Configf(err, "the API URL is not usable")
+	}
+	req.Header.Set("Authorization", c.key.Reveal())
+	req.Header.Set("User-Agent", "destination-keen")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if failure.IsTLSTrust(err) {
+			return 0, failure.Configf(scrubURL(err), "the TLS certificate of %s is not trusted; if a proxy intercepts TLS, add its CA to the system trust store or point SSL_CERT_FILE at it", req.URL.Host)
+		}
+		return 0, scrubURL(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return 0, nil
+	}
+	se := &StatusError{Status: resp.StatusCode}
+	var kb struct {
+		ErrorCode string `json:"error_code"`
+	}
+	if json.Unmarshal(body, &kb) == nil && len(kb.ErrorCode) < 64 {
+		se.ErrorCode = kb.ErrorCode
+	}
+	switch s := resp.StatusCode; {
+	case s == http.StatusUnauthorized:
+		return 0, failure.Configf(se, "Keen rejected the API key; copy the Master API Key from the project's Access tab")
+	case s == http.StatusForbidden:
+		return 0, failure.Configf(se, "the API key is not the project's master key; overwrite syncs and check need the Master API Key from the project's Access tab")
+	case s == http.StatusNotFound:
+		return 0, failure.Configf(se, "Keen does not know project %q; check the Project ID", c.project)
+	case s == http.StatusTooManyRequests || s >= 500:
+		return retryAfter(resp.Header.Get("Retry-After")), se
+	default:
+		return 0, failure.Systemf(se, "Keen's API refused the request")
+	}
+}
+
+// retryAfter reads a Retry-After header: seconds or an HTTP date.
+func retryAfter(v string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(time.Until(t), 0)
+	}
+	return 0
+}
+
+// scrubURL keeps the cause of a transport error without the URL's query
+// (none is sent today; this keeps it so).
+func scrubURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return ne
+	}
+	return err
+}
+
+// SetRootCAs replaces the system trust store (tests only).
+func (c *Client) SetRootCAs(pool *x509.CertPool) {
+	c.hc.Transport.(*http.Transport).TLSClientConfig.RootCAs = pool
+}

@@ -1,0 +1,149 @@
+package keenapi
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"destination-keen/internal/config"
+	"destination-keen/internal/failure"
+)
+
+const key = "SECRET-key-7f3a9c"
+
+// server answers with the given statuses in turn (the last one repeats).
+func server(t *testing.T, statuses []int, retryAfter string) (*httptest.Server, *atomic.Int32) {
+	var calls atomic.Int32
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := int(calls.Add(1)) - 1
+		if r.Header.Get("Authorization") != key {
+			w.WriteHeader(http.StatusTeapot)
+			return
+		}
+		s := statuses[min(n, len(statuses)-1)]
+		if s == http.StatusTooManyRequests && retryAfter != "" {
+			w.Header().Set("Retry-After", retryAfter)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(s)
+		if s >= 400 {
+			fmt.Fprintf(w, `{"message":"Specified API Key is invalid. API Key: '%s'.","error_code":"SomeError"}`, key)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &calls
+}
+
+func client(t *testing.T, srv *httptest.Server, trusted bool) *Client {
+	c := New(&config.Config{ProjectID: "p1", APIKey: key, APIURL: srv.URL + "/3.0"})
+	if trusted {
+		pool := x509.NewCertPool()
+		pool.AddCert(srv.Certificate())
+		c.hc.Transport.(*http.Transport).TLSClientConfig.RootCAs = pool
+	}
+	c.Backoff = 10 * time.Millisecond
+	c.MaxWait = 200 * time.Millisecond
+	return c
+}
+
+func TestDeleteCollection(t *testing.T) {
+	tests := []struct {
+		name       string
+		statuses   []int
+		retryAfter string
+		calls      int32
+		kind       failure.Kind // checked when wantErr
+		wantErr    string
+	}{
+		{"success", []int{204}, "", 1, 0, ""},
+		{"429 then success", []int{429, 429, 204}, "", 3, 0, ""},
+		{"429 with Retry-After", []int{429, 204}, "0", 2, 0, ""},
+		{"5xx then success", []int{500, 502, 503, 204}, "", 4, 0, ""},
+		{"5xx past the bound", []int{503}, "", 0, failure.Transient, "Cannot delete collection \"c\" after"},
+		{"Retry-After past the bound", []int{429}, "3600", 1, failure.Transient, "after 1 attempts"},
+		{"401", []int{401}, "", 1, failure.Config, "Keen rejected the API key"},
+		{"403", []int{403}, "", 1, failure.Config, "not the project's master key"},
+		{"404", []int{404}, "", 1, failure.Config, `Keen does not know project "p1"`},
+		{"400", []int{400}, "", 1, failure.System, "refused the request"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, calls := server(t, tt.statuses, tt.retryAfter)
+			err := client(t, srv, true).DeleteCollection(context.Background(), "c")
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				f := failure.As(err)
+				if err == nil || f.Kind != tt.kind || !strings.Contains(f.Message, tt.wantErr) {
+					t.Fatalf("got %v (%s), want %s %q", err, f.Kind, tt.kind, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), key) {
+					t.Fatalf("the error quotes the key: %v", err)
+				}
+			}
+			if tt.calls > 0 && calls.Load() != tt.calls {
+				t.Fatalf("%d calls, want %d", calls.Load(), tt.calls)
+			}
+		})
+	}
+}
+
+func TestUntrustedTLS(t *testing.T) {
+	srv, calls := server(t, []int{204}, "")
+	err := client(t, srv, false).DeleteCollection(context.Background(), "c")
+	f := failure.As(err)
+	if f.Kind != failure.Config || !strings.Contains(f.Message, "not trusted") {
+		t.Fatalf("got %v", err)
+	}
+	if calls.Load() != 0 {
+		t.Fatal("no request may be sent over an untrusted connection")
+	}
+}
+
+func TestConnectionRefused(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	c := New(&config.Config{ProjectID: "p1", APIKey: key, APIURL: "https://" + addr + "/3.0"})
+	c.Backoff, c.MaxWait = 10*time.Millisecond, 50*time.Millisecond
+	err = c.DeleteCollection(context.Background(), "c")
+	if f := failure.As(err); f.Kind != failure.Transient || !strings.Contains(f.Message, "unreachable") {
+		t.Fatalf("got %v", err)
+	}
+	if err := c.CheckMasterKey(context.Background()); failure.As(err).Kind != failure.Transient {
+		t.Fatalf("check: %v", err)
+	}
+}
+
+func TestCheckDoesNotRetry(t *testing.T) {
+	srv, calls := server(t, []int{503, 200}, "")
+	if err := client(t, srv, true).CheckMasterKey(context.Background()); failure.As(err).Kind != failure.Transient {
+		t.Fatalf("got %v", err)
+	}
+	if calls.Load() != 1 {
+		t.Fatalf("%d calls, want 1", calls.Load())
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	for v, want := range map[string]time.Duration{"": 0, "7": 7 * time.Second, "-1": 0, "soon": 0} {
+		if got := retryAfter(v); got != want {
+			t.Errorf("retryAfter(%q) = %v, want %v", v, got, want)
+		}
+	}
+	if d := retryAfter(time.Now().Add(time.Hour).UTC().Format(http.TimeFormat)); d < 59*time.Minute {
+		t.Errorf("HTTP date: %v", d)
+	}
+}
