@@ -108,7 +108,7 @@ type writer struct {
 	total         int64 // all streams, for GLOBAL and LEGACY states
 	rejectedTotal int64
 
-	lastPlan          *catalog.Plan
+	lastPlan           *catalog.Plan
 	lastStream, lastNS []byte
 
 	stop     chan struct{} // closed on the first failure
@@ -196,6 +196,11 @@ func (w *writer) run(ctx context.Context, stdin io.Reader) error {
 	if readErr != nil {
 		w.fail(readErr)
 	}
+	if w.err == nil {
+		// The end of the input: wait for every acknowledgement before closing,
+		// since sarama fails the records it is still retrying when closed.
+		w.awaitAcks(ctx)
+	}
 
 	// Flush what was sent, within a bound, so that the states it completes
 	// still go out.
@@ -218,6 +223,26 @@ func (w *writer) run(ctx context.Context, stdin io.Reader) error {
 	return w.em.Err()
 }
 
+// awaitAcks returns once every record is finished, the sync fails, or the
+// context ends.
+func (w *writer) awaitAcks(ctx context.Context) {
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if st := w.tr.Stats(); st.Finished == st.Records {
+			return
+		}
+		select {
+		case <-w.stop:
+			return
+		case <-ctx.Done():
+			w.fail(failure.Transientf(context.Cause(ctx), "The sync was stopped by a signal while records were in flight"))
+			return
+		case <-tick.C:
+		}
+	}
+}
+
 // closeSink stops sends and flushes the producer.
 func (w *writer) closeSink() {
 	w.sendMu.Lock()
@@ -236,7 +261,7 @@ func (w *writer) summary(elapsed time.Duration, st checkpoint.Stats) {
 			line += fmt.Sprintf("; keen.timestamp from the cursor for %d, from emitted_at for %d (cursor missing or not a time)", p.FromCursor.Load(), p.Fallbacks.Load())
 		}
 		if n := p.DroppedKeenKey.Load(); n > 0 {
-			line += fmt.Sprintf("; %d keys of the source's keen objects dropped (Keen accepts only addons, location, uniqueness_token)", n)
+			line += fmt.Sprintf("; %d %s of the source's keen objects dropped (Keen accepts only addons, location, uniqueness_token)", n, plural(n, "key", "keys"))
 		}
 		if n := p.Rejected.Load(); n > 0 {
 			line += fmt.Sprintf("; %d oversized records skipped", n)
@@ -399,4 +424,11 @@ func (w *writer) state(m *message.Message, line int) error {
 		return failure.Systemf(err, "Cannot write to stdout")
 	}
 	return nil
+}
+
+func plural(n int64, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

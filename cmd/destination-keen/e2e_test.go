@@ -1,0 +1,554 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"destination-keen/schemas"
+	"destination-keen/tools/keenlocal/emulator"
+)
+
+// The end-to-end tests run this test binary as the connector (TestMain
+// calls main when asked), so that every sync is a real process: flags, exit
+// codes, stdout, the real sarama producer over SASL/PLAIN and TLS, trusting
+// the emulator's CA through SSL_CERT_FILE as a user would.
+
+const runMainEnv = "DESTINATION_KEEN_RUN_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(runMainEnv) == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+const secretKey = "e2e-SECRET-master-key-5c1d"
+
+type env struct {
+	t   *testing.T
+	emu *emulator.Emulator
+	dir string
+}
+
+func newEnv(t *testing.T, opts emulator.Options) *env {
+	t.Helper()
+	if opts.APIKey == "" {
+		opts.APIKey = secretKey
+	}
+	e, err := emulator.Start(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	return &env{t: t, emu: e, dir: t.TempDir()}
+}
+
+// config writes a connector config pointing at the emulator.
+func (e *env) config(override map[string]any) string {
+	c := e.emu.Config()
+	doc := map[string]any{"project_id": c.ProjectID, "api_key": c.APIKey, "kafka_bootstrap_servers": c.KafkaBootstrapServers, "api_url": c.APIURL}
+	for k, v := range override {
+		doc[k] = v
+	}
+	return e.write("config.json", doc)
+}
+
+func (e *env) write(name string, v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	p := filepath.Join(e.dir, name)
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	return p
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+	lines          []map[string]any
+}
+
+// run runs the connector as a process and checks what every command must
+// do: stdout holds only valid Airbyte messages, and the key appears nowhere.
+func (e *env) run(stdin string, args ...string) result {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], args...)
+	cmd.Env = append(os.Environ(), runMainEnv+"=1", "SSL_CERT_FILE="+e.emu.CAFile())
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		e.t.Fatal(err)
+	}
+	if strings.Contains(r.stdout+r.stderr, secretKey) {
+		e.t.Errorf("the API key appears in the connector's output")
+	}
+	for l := range strings.Lines(r.stdout) {
+		l = strings.TrimSuffix(l, "\n")
+		if err := schemas.Validate(schemas.AirbyteMessage, []byte(l)); err != nil {
+			e.t.Fatalf("stdout line is not a valid Airbyte message (%v): %s", err, l)
+		}
+		var m map[string]any
+		d := json.NewDecoder(strings.NewReader(l))
+		d.UseNumber()
+		if err := d.Decode(&m); err != nil {
+			e.t.Fatal(err)
+		}
+		r.lines = append(r.lines, m)
+	}
+	return r
+}
+
+func (r result) ofType(typ string) []map[string]any {
+	var out []map[string]any
+	for _, l := range r.lines {
+		if l["type"] == typ {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func (r result) states() []map[string]any {
+	var out []map[string]any
+	for _, l := range r.ofType("STATE") {
+		out = append(out, l["state"].(map[string]any))
+	}
+	return out
+}
+
+func (r result) trace(t *testing.T) map[string]any {
+	t.Helper()
+	tr := r.ofType("TRACE")
+	if len(tr) != 1 {
+		t.Fatalf("want one TRACE, got %d:\n%s", len(tr), r.stdout)
+	}
+	return tr[0]["trace"].(map[string]any)["error"].(map[string]any)
+}
+
+func (r result) logs() string {
+	var b strings.Builder
+	for _, l := range r.ofType("LOG") {
+		b.WriteString(l["log"].(map[string]any)["message"].(string))
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+func (e *env) events(collection string) []map[string]any {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	evs, err := e.emu.Events(ctx, collection)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return evs
+}
+
+func (e *env) noRejections() {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rej, err := e.emu.Rejected(ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if len(rej) > 0 {
+		e.t.Fatalf("Keen would have dropped %d events: %+v", len(rej), rej)
+	}
+}
+
+// Catalog and message builders.
+
+type cstream struct {
+	name, ns, mode string
+	cursor         []string
+	schema         string
+	gen, minGen    int
+}
+
+func catalogDoc(streams ...cstream) map[string]any {
+	var out []any
+	for _, s := range streams {
+		schema := json.RawMessage(`{"type":"object"}`)
+		if s.schema != "" {
+			schema = json.RawMessage(s.schema)
+		}
+		st := map[string]any{"name": s.name, "json_schema": schema, "supported_sync_modes": []string{"full_refresh", "incremental"}}
+		if s.ns != "" {
+			st["namespace"] = s.ns
+		}
+		cs := map[string]any{"stream": st, "sync_mode": "incremental", "destination_sync_mode": s.mode}
+		if s.cursor != nil {
+			cs["cursor_field"] = s.cursor
+		}
+		if s.gen != 0 {
+			cs["generation_id"], cs["minimum_generation_id"] = s.gen, s.minGen
+		}
+		out = append(out, cs)
+	}
+	return map[string]any{"streams": out}
+}
+
+func rec(stream, data string, emittedAt int64) string {
+	return fmt.Sprintf(`{"type":"RECORD","record":{"stream":%q,"data":%s,"emitted_at":%d}}`, stream, data, emittedAt)
+}
+
+func streamState(stream, cursor string) string {
+	return fmt.Sprintf(`{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":{"name":%q},"stream_state":{"cursor":%s}}}}`, stream, cursor)
+}
+
+func lines(ls ...string) string { return strings.Join(ls, "\n") + "\n" }
+
+func byField(evs []map[string]any, field string) map[string]map[string]any {
+	out := map[string]map[string]any{}
+	for _, ev := range evs {
+		out[fmt.Sprint(ev[field])] = ev
+	}
+	return out
+}
+
+func keenTS(ev map[string]any) string {
+	k, _ := ev["keen"].(map[string]any)
+	s, _ := k["timestamp"].(string)
+	return s
+}
+
+func TestSyncTimestampsAndEvents(t *testing.T) {
+	e := newEnv(t, emulator.Options{})
+	cat := e.write("catalog.json", catalogDoc(
+		cstream{name: "visits", mode: "append", cursor: []string{"ts"}},
+		cstream{name: "Ünïcödé Stream!", mode: "append", cursor: []string{"meta", "updated"},
+			schema: `{"properties":{"meta":{"properties":{"updated":{"type":["null","string"],"format":"date-time"}}}}}`},
+	))
+	in := lines(
+		rec("visits", `{"id":"java-utc","ts":"1999/12/15 14:44 utc"}`, 1602637789200),
+		rec("visits", `{"id":"seconds","ts":1628080068}`, 1602637789200),
+		rec("visits", `{"id":"millis","ts":1628081113151}`, 1602637789200),
+		rec("visits", `{"id":"an-id","ts":250000}`, 1602637789200),
+		rec("visits", `{"id":"text","ts":"some_text"}`, 1602637789200),
+		rec("visits", `{"id":"missing"}`, 1602637789200),
+		rec("visits", `{"id":"big","ts":1628080068,"n":18446744073709551615,"s":"a\nb\r\u2028 \"q\" 日本","keen":{"uniqueness_token":"u1","id":"x","location":{"coordinates":[1,2]}}}`, 1602637789200),
+		"",
+		rec("Ünïcödé Stream!", `{"id":"nested","meta":{"updated":"2021-08-04T14:27:48+02:00"}}`, 1602637789200),
+		rec("Ünïcödé Stream!", `{"id":"nested-null","meta":{"updated":null}}`, 1602637789200),
+		`{"type":"LOG","log":{"level":"INFO","message":"from the source"}}`,
+		`{"type":"TRACE","trace":{"type":"STREAM_STATUS","emitted_at":1,"stream_status":{"stream_descriptor":{"name":"visits"},"status":"COMPLETE"}}}`,
+		`{"type":"CONTROL","control":{"type":"CONNECTOR_CONFIG","emitted_at":1,"connectorConfig":{"config":{}}}}`,
+		streamState("visits", "1"),
+	)
+	r := e.run(in, "write", "--config", e.config(nil), "--catalog", cat)
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	visits := byField(e.events("visits"), "id")
+	want := map[string]string{
+		"java-utc": "1999-12-15T14:44:00Z",
+		"seconds":  "2021-08-04T12:27:48Z",
+		"millis":   "2021-08-04T12:45:13.151Z",
+		"an-id":    "2020-10-14T01:09:49.200Z",
+		"text":     "2020-10-14T01:09:49.200Z",
+		"missing":  "2020-10-14T01:09:49.200Z",
+		"big":      "2021-08-04T12:27:48Z",
+	}
+	if len(visits) != len(want) {
+		t.Fatalf("%d visits landed, want %d", len(visits), len(want))
+	}
+	for id, ts := range want {
+		if got := keenTS(visits[id]); got != ts {
+			t.Errorf("%s: keen.timestamp %s, want %s", id, got, ts)
+		}
+	}
+	big := visits["big"]
+	if fmt.Sprint(big["n"]) != "18446744073709551615" || big["s"] != "a\nb\r\u2028 \"q\" 日本" {
+		t.Errorf("data changed: n=%v s=%q", big["n"], big["s"])
+	}
+	k := big["keen"].(map[string]any)
+	if k["uniqueness_token"] != "u1" || k["location"] == nil {
+		t.Errorf("writable keen keys lost: %v", k)
+	}
+	uni := byField(e.events("Unicode_Stream"), "id")
+	if keenTS(uni["nested"]) != "2021-08-04T12:27:48Z" || keenTS(uni["nested-null"]) != "2020-10-14T01:09:49.200Z" {
+		t.Errorf("nested cursor: %v", uni)
+	}
+	logs := r.logs()
+	for _, s := range []string{
+		`Stream "visits" -> "visits": 7 records; keen.timestamp from the cursor for 4, from emitted_at for 3`,
+		`Stream "Ünïcödé Stream!" -> collection "Unicode_Stream"`,
+		`1 key of the source's keen objects dropped`,
+	} {
+		if !strings.Contains(logs, s) {
+			t.Errorf("logs lack %q:\n%s", s, logs)
+		}
+	}
+	e.noRejections()
+}
+
+func TestInferenceOff(t *testing.T) {
+	e := newEnv(t, emulator.Options{})
+	cat := e.write("catalog.json", catalogDoc(cstream{name: "visits", mode: "append", cursor: []string{"ts"}}))
+	r := e.run(lines(rec("visits", `{"ts":1628080068}`, 1602637789200)), "write", "--config", e.config(map[string]any{"infer_timestamp": false}), "--catalog", cat)
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stdout)
+	}
+	evs := e.events("visits")
+	if len(evs) != 1 || keenTS(evs[0]) != "2020-10-14T01:09:49.200Z" {
+		t.Fatalf("inference off must use emitted_at: %v", evs)
+	}
+}
+
+func TestStateCounting(t *testing.T) {
+	e := newEnv(t, emulator.Options{})
+	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}, cstream{name: "b", mode: "append"}))
+	blob := `{"cursor":18446744073709551615,"nested":{"k":[1,2]}}`
+	in := lines(
+		streamState("a", `"start"`), // before any record: 0.0
+		rec("a", `{"n":1}`, 1), rec("b", `{"n":1}`, 1), rec("a", `{"n":2}`, 1),
+		streamState("a", `"a2"`), // a: 2
+		rec("b", `{"n":2}`, 1),
+		streamState("b", `"b2"`), // b: 2 (one before a's state, one after)
+		rec("a", `{"n":3}`, 1), rec("b", `{"n":3}`, 1),
+		`{"type":"STATE","state":{"type":"GLOBAL","global":{"shared_state":`+blob+`,"stream_states":[]},"sourceStats":{"recordCount":2.0}}}`, // all: 2
+		rec("a", `{"n":4}`, 1),
+		`{"type":"STATE","state":{"data":`+blob+`}}`, // LEGACY: 1
+		`{"type":"STATE","state":{"type":"LEGACY","data":{},"destinationStats":{"recordCount":99}}}`, // 0, replaced
+	)
+	r := e.run(in, "write", "--config", e.config(nil), "--catalog", cat)
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stdout)
+	}
+	var counts []string
+	for _, s := range r.states() {
+		counts = append(counts, fmt.Sprint(s["destinationStats"].(map[string]any)["recordCount"]))
+	}
+	if got := strings.Join(counts, ","); got != "0.0,2.0,2.0,2.0,1.0,0.0" {
+		t.Fatalf("recordCounts %s, want 0.0,2.0,2.0,2.0,1.0,0.0", got)
+	}
+	// Blobs pass through byte for byte, sourceStats too.
+	if !strings.Contains(r.stdout, `"shared_state":`+blob) || !strings.Contains(r.stdout, `"data":`+blob) || !strings.Contains(r.stdout, `"sourceStats":{"recordCount":2.0}`) {
+		t.Fatalf("state blobs changed:\n%s", r.stdout)
+	}
+	e.noRejections()
+}
+
+// seed produces events into collections as an earlier sync would have.
+func (e *env) seed(collection string, n int) {
+	e.t.Helper()
+	cat := e.write("seed.json", catalogDoc(cstream{name: collection, mode: "append"}))
+	var in []string
+	for i := range n {
+		in = append(in, rec(collection, fmt.Sprintf(`{"old":%d}`, i), 1))
+	}
+	if r := e.run(lines(in...), "write", "--config", e.config(nil), "--catalog", cat); r.code != 0 {
+		e.t.Fatalf("seed: %s", r.stdout)
+	}
+}
+
+func TestOverwriteDeletesOnlyItsOwnCollection(t *testing.T) {
+	e := newEnv(t, emulator.Options{})
+	e.seed("users", 3)
+	e.seed("orders", 2)
+	e.seed("refreshed", 4)
+	cat := e.write("catalog.json", catalogDoc(
+		cstream{name: "users", mode: "overwrite"},
+		cstream{name: "orders", mode: "append"},
+		cstream{name: "refreshed", mode: "append", gen: 5, minGen: 5},
+	))
+	r := e.run(lines(rec("users", `{"new":1}`, 1), rec("orders", `{"new":1}`, 1), rec("refreshed", `{"new":1}`, 1)),
+		"write", "--config", e.config(nil), "--catalog", cat)
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stdout)
+	}
+	if n := len(e.events("users")); n != 1 {
+		t.Errorf("users: %d events, want only the new one", n)
+	}
+	if n := len(e.events("orders")); n != 3 {
+		t.Errorf("orders (append): %d events, want 2 old + 1 new", n)
+	}
+	if n := len(e.events("refreshed")); n != 1 {
+		t.Errorf("refreshed (generation 5 = minimum): %d events, want only the new one", n)
+	}
+	var deleted []string
+	for _, req := range e.emu.Requests() {
+		if req.Method == http.MethodDelete {
+			deleted = append(deleted, req.Path)
+		}
+	}
+	sort.Strings(deleted)
+	if got := strings.Join(deleted, ","); got != "/3.0/projects/keenlocal/events/refreshed,/3.0/projects/keenlocal/events/users" {
+		t.Errorf("deleted %s", got)
+	}
+	if !strings.Contains(r.logs(), `refresh (generation 5)`) {
+		t.Errorf("the plan log must say why a stream truncates:\n%s", r.logs())
+	}
+}
+
+func TestDeleteRetriedAfter429(t *testing.T) {
+	e := newEnv(t, emulator.Options{})
+	e.emu.FailDeletes(1, http.StatusTooManyRequests, "1")
+	e.emu.FailDeletes(1, http.StatusServiceUnavailable, "")
+	cat := e.write("catalog.json", catalogDoc(cstream{name: "users", mode: "overwrite"}))
+	r := e.run(lines(rec("users", `{"a":1}`, 1)), "write", "--config", e.config(nil), "--catalog", cat)
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stdout)
+	}
+	if !strings.Contains(r.logs(), "HTTP 429") || !strings.Contains(r.logs(), "HTTP 503") {
+		t.Errorf("the retries must be logged:\n%s", r.logs())
+	}
+	if n := len(e.events("users")); n != 1 {
+		t.Fatalf("%d events", n)
+	}
+}
+
+func TestWrongKey(t *testing.T) {
+	e := newEnv(t, emulator.Options{})
+	cfg := e.config(map[string]any{"api_key": "wrong-" + secretKey})
+	r := e.run("", "check", "--config", cfg)
+	cs := r.ofType("CONNECTION_STATUS")
+	if r.code != 0 || len(cs) != 1 || !strings.Contains(fmt.Sprint(cs[0]), "FAILED") || !strings.Contains(fmt.Sprint(cs[0]), "rejected the Project ID and API key") {
+		t.Fatalf("check: exit %d %s", r.code, r.stdout)
+	}
+	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}))
+	r = e.run(lines(rec("a", `{}`, 1)), "write", "--config", cfg, "--catalog", cat)
+	if tr := r.trace(t); r.code != 1 || tr["failure_type"] != "config_error" {
+		t.Fatalf("write: exit %d %v", r.code, tr)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	e := newEnv(t, emulator.Options{WriteKey: "write-only-key"})
+	r := e.run("", "check", "--config", e.config(nil))
+	if cs := r.ofType("CONNECTION_STATUS"); len(cs) != 1 || !strings.Contains(r.stdout, `"status":"SUCCEEDED"`) {
+		t.Fatalf("check: %s", r.stdout)
+	}
+	r = e.run("", "check", "--config", e.config(map[string]any{"api_key": "write-only-key"}))
+	if !strings.Contains(r.stdout, "not the project's master key") {
+		t.Fatalf("a write key must fail check as not a master key: %s", r.stdout)
+	}
+}
+
+func TestUnreachableBrokers(t *testing.T) {
+	e := newEnv(t, emulator.Options{})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close()
+	cfg := e.config(map[string]any{"kafka_bootstrap_servers": closed})
+	began := time.Now()
+	r := e.run("", "check", "--config", cfg)
+	if !strings.Contains(r.stdout, `"status":"FAILED"`) || !strings.Contains(r.stdout, "Cannot reach Keen's Kafka brokers") {
+		t.Fatalf("check: %s", r.stdout)
+	}
+	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}))
+	r = e.run(lines(rec("a", `{}`, 1)), "write", "--config", cfg, "--catalog", cat)
+	if tr := r.trace(t); r.code != 1 || tr["failure_type"] != "transient_error" || !strings.Contains(tr["message"].(string), closed) {
+		t.Fatalf("write: exit %d %v", r.code, tr)
+	}
+	if d := time.Since(began); d > 30*time.Second {
+		t.Errorf("took %v", d)
+	}
+}
+
+func TestBadInputStopsTheSync(t *testing.T) {
+	tests := []struct {
+		name, bad, want string
+	}{
+		{"malformed line", `{"type":"RECORD","record":{`, "Input line 3 is not a valid Airbyte message"},
+		{"unknown stream", rec("nope", `{}`, 1), `Input line 3 is a record of stream "nope", which is not in the configured catalog`},
+		{"data not an object", rec("a", `[1,2]`, 1), "Input line 3 is not a valid Airbyte message: the record's data is a JSON array"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, emulator.Options{})
+			cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}))
+			in := lines(rec("a", `{"n":1}`, 1), streamState("a", "1"), tt.bad, rec("a", `{"n":2}`, 1), streamState("a", "2"))
+			r := e.run(in, "write", "--config", e.config(nil), "--catalog", cat)
+			tr := r.trace(t)
+			if r.code != 1 || tr["failure_type"] != "system_error" || !strings.HasPrefix(tr["message"].(string), tt.want) {
+				t.Fatalf("exit %d trace %v", r.code, tr)
+			}
+			states := r.states()
+			if len(states) != 1 || !strings.Contains(fmt.Sprint(states[0]), "cursor:1") {
+				t.Fatalf("want exactly the state before the bad line, got %v", states)
+			}
+			if last := r.lines[len(r.lines)-1]; last["type"] != "TRACE" {
+				t.Fatalf("the TRACE must come last: %v", last)
+			}
+			if n := len(e.events("a")); n != 1 {
+				t.Fatalf("%d events landed, want the 1 before the bad line", n)
+			}
+		})
+	}
+}
+
+func TestProduceErrors(t *testing.T) {
+	t.Run("retriable", func(t *testing.T) {
+		e := newEnv(t, emulator.Options{})
+		e.emu.FailProduce("", 3, kerr.NotLeaderForPartition)
+		cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}))
+		var in []string
+		for i := range 50 {
+			in = append(in, rec("a", fmt.Sprintf(`{"n":%d}`, i), 1))
+		}
+		in = append(in, streamState("a", "50"))
+		r := e.run(lines(in...), "write", "--config", e.config(nil), "--catalog", cat)
+		if r.code != 0 || len(r.states()) != 1 {
+			t.Fatalf("exit %d: %s", r.code, r.stdout)
+		}
+		if n := len(byField(e.events("a"), "n")); n != 50 {
+			t.Fatalf("%d distinct events, want 50", n)
+		}
+		if n := len(e.events("a")); n != 50 {
+			t.Fatalf("%d events: retries duplicated records", n)
+		}
+	})
+	t.Run("fatal", func(t *testing.T) {
+		e := newEnv(t, emulator.Options{})
+		e.emu.FailProduce("denied", -1, kerr.TopicAuthorizationFailed)
+		cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}, cstream{name: "denied", mode: "append"}))
+		in := lines(rec("a", `{"n":1}`, 1), streamState("a", "1"), rec("denied", `{"n":1}`, 1), streamState("denied", "1"), rec("a", `{"n":2}`, 1), streamState("a", "2"))
+		r := e.run(in, "write", "--config", e.config(nil), "--catalog", cat)
+		tr := r.trace(t)
+		if r.code != 1 || tr["failure_type"] != "config_error" || !strings.Contains(tr["message"].(string), `collection "denied"`) {
+			t.Fatalf("exit %d trace %v", r.code, tr)
+		}
+		states := r.states()
+		if len(states) != 1 || !strings.Contains(fmt.Sprint(states[0]), "cursor:1") || !strings.Contains(fmt.Sprint(states[0]), "name:a") {
+			t.Fatalf("want only a's first state, got %v", states)
+		}
+	})
+}
+
+func TestSpecAndVersionAsAProcess(t *testing.T) {
+	e := newEnv(t, emulator.Options{})
+	r := e.run("", "spec")
+	if r.code != 0 || len(r.ofType("SPEC")) != 1 || len(r.lines) != 1 {
+		t.Fatalf("spec: %d %s", r.code, r.stdout)
+	}
+}
