@@ -92,7 +92,8 @@ func (e *env) run(stdin string, args ...string) result {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], args...)
-	cmd.Env = append(os.Environ(), runMainEnv+"=1", "SSL_CERT_FILE="+e.emu.CAFile())
+	// atexit_sleep_ms: a race-enabled process otherwise sleeps 1 s at exit.
+	cmd.Env = append(os.Environ(), runMainEnv+"=1", "SSL_CERT_FILE="+e.emu.CAFile(), "GORACE=atexit_sleep_ms=0 "+os.Getenv("GORACE"))
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
