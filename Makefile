@@ -36,8 +36,8 @@ bench: ## run the benchmarks; results go to bench/latest.txt for benchstat
 image: ## build the container image (needs a Docker engine)
 	docker build -t $(IMAGE) .
 
-demo: ## a full sync against the local Keen emulator
-	@echo "make demo: the write path is not built yet; run '$(GO) run ./cmd/destination-keen spec' to see the spec."
+demo: build ## a full sync against the local Keen emulator, showing what landed
+	$(GO) run ./tools/demo --connector $(BIN)
 
 clean:
 	rm -rf bin bench/latest.txt
