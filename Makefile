@@ -8,6 +8,7 @@ IMAGE   ?= airbyte/destination-keen:$(VERSION)
 RACE    ?= $(shell [ "$$($(GO) env CGO_ENABLED)" = 1 ] && command -v "$$($(GO) env CC)" >/dev/null 2>&1 && echo -race)
 BENCH   ?= .
 BENCHTIME ?= 1s
+N       ?= 1000000
 
 .PHONY: help generate build test lint bench image demo clean
 
@@ -29,9 +30,10 @@ lint: ## gofmt and go vet
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
-bench: ## run the benchmarks; results go to bench/latest.txt for benchstat
+bench: build ## micro-benchmarks (bench/latest.txt, for benchstat), then N records end to end against sarama alone
 	@mkdir -p bench
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) ./... | tee bench/latest.txt
+	$(GO) run ./tools/loadgen --records $(N) --connector $(BIN) --out bench/latest.txt
 
 image: ## build the container image (needs a Docker engine)
 	docker build -t $(IMAGE) .

@@ -275,6 +275,12 @@ func (w *writer) summary(elapsed time.Duration, st checkpoint.Stats) {
 func (w *writer) read(stdin io.Reader) error {
 	r := message.NewReader(stdin)
 	var m message.Message
+	dec := message.Decoder{Capture: func(ns, stream []byte) string {
+		if p := w.lookup(ns, stream); p != nil && p.Cursor != nil {
+			return p.Cursor[0]
+		}
+		return ""
+	}}
 	for {
 		select {
 		case <-w.stop:
@@ -294,7 +300,7 @@ func (w *writer) read(stdin io.Reader) error {
 		if len(jsonx.TrimSpace(line)) == 0 {
 			continue
 		}
-		if err := message.Decode(line, &m); err != nil {
+		if err := dec.Decode(line, &m); err != nil {
 			return badInput(err, n)
 		}
 		switch m.Type {
@@ -320,29 +326,41 @@ func badInput(err error, line int) error {
 		Message: fmt.Sprintf("Input line %d is not a valid Airbyte message: %s", line, me.Reason)}
 }
 
-func (w *writer) plan(m *message.Message) *catalog.Plan {
-	if w.lastPlan != nil && string(m.Stream) == string(w.lastStream) && string(m.Namespace) == string(w.lastNS) {
+// lookup finds a stream's plan, remembering the last one: records of one
+// stream usually come in runs.
+func (w *writer) lookup(ns, stream []byte) *catalog.Plan {
+	if w.lastPlan != nil && string(stream) == string(w.lastStream) && string(ns) == string(w.lastNS) {
 		return w.lastPlan
 	}
-	p := w.cat.Lookup(string(m.Namespace), string(m.Stream))
+	p := w.cat.Lookup(string(ns), string(stream))
 	if p != nil {
 		w.lastPlan = p
-		w.lastStream = append(w.lastStream[:0], m.Stream...)
-		w.lastNS = append(w.lastNS[:0], m.Namespace...)
+		w.lastStream = append(w.lastStream[:0], stream...)
+		w.lastNS = append(w.lastNS[:0], ns...)
 	}
 	return p
 }
 
 func (w *writer) record(m *message.Message, line int) error {
-	p := w.plan(m)
+	p := w.lookup(m.Namespace, m.Stream)
 	if p == nil {
 		return &failure.Error{Kind: failure.System, Stream: string(m.Stream),
 			Message: fmt.Sprintf("Input line %d is a record of stream %q, which is not in the configured catalog", line, m.Stream)}
 	}
-	rec, err := keen.Inspect(m.Data, p.Cursor)
-	if err != nil {
-		return &failure.Error{Kind: failure.System, Stream: p.Stream, Cause: err,
-			Message: fmt.Sprintf("Input line %d: the data of a record of stream %q is not a valid JSON object", line, p.Name())}
+	var rec keen.Record
+	if m.CaptureDone {
+		var cursor []byte
+		if m.Captured != nil {
+			cursor = keen.Lookup(m.Captured, p.Cursor[1:])
+		}
+		rec = keen.RecordOf(m.Data, m.Keen, m.DataEmpty, cursor)
+	} else {
+		// The stream came after the data: look the cursor up again.
+		var err error
+		if rec, err = keen.Inspect(m.Data, p.Cursor); err != nil {
+			return &failure.Error{Kind: failure.System, Stream: p.Stream, Cause: err,
+				Message: fmt.Sprintf("Input line %d: the data of a record of stream %q is not a JSON object", line, p.Name())}
+		}
 	}
 	ts, fromCursor := time.Time{}, false
 	if rec.Cursor != nil {
@@ -389,6 +407,11 @@ func (w *writer) record(m *message.Message, line int) error {
 	defer w.sendMu.Unlock()
 	if w.closed {
 		return nil
+	}
+	select { // the common case, without a two-way select
+	case w.sink.Input() <- msg:
+		return nil
+	default:
 	}
 	select {
 	case w.sink.Input() <- msg:

@@ -114,9 +114,17 @@ func FuzzValid(f *testing.F) {
 		// Members must see exactly the keys encoding/json sees, in order.
 		tb := TrimSpace(b)
 		if KindOf(tb) == Object && err == nil {
-			var keys []string
-			if merr := Members(tb, func(m *Member) bool { keys = append(keys, m.Name()); return true }); merr != nil {
+			var keys, slow, fast []string
+			if merr := Members(tb, func(m *Member) bool {
+				keys = append(keys, m.Name())
+				slow = append(slow, string(m.Key)+":"+string(m.Value))
+				return true
+			}); merr != nil {
 				t.Fatalf("Members rejected a valid object: %v", merr)
+			}
+			MembersValid(tb, func(m *Member) bool { fast = append(fast, string(m.Key)+":"+string(m.Value)); return true })
+			if strings.Join(slow, "\x00") != strings.Join(fast, "\x00") {
+				t.Fatalf("MembersValid %q differs from Members %q", fast, slow)
 			}
 			var obj map[string]json.RawMessage
 			if json.Unmarshal(tb, &obj) == nil {

@@ -33,16 +33,17 @@ type Record struct {
 	Cursor []byte // the raw cursor value; nil when missing
 }
 
-// Inspect validates data (a JSON object without surrounding white space) in
-// one pass and finds its keen member and the value at cursor (a path of
-// member names; nil for none).
+// Inspect finds, in one pass, the keen member of data and the value at
+// cursor (a path of member names; nil for none). data must be valid JSON
+// without surrounding white space, as message.Decode guarantees; AppendEvent
+// takes untrusted data.
 func Inspect(data []byte, cursor []string) (Record, error) {
 	r := Record{data: data, empty: true}
 	if jsonx.KindOf(data) != jsonx.Object {
 		return r, ErrDataNotObject
 	}
 	var top []byte
-	err := jsonx.Members(data, func(m *jsonx.Member) bool {
+	jsonx.MembersValid(data, func(m *jsonx.Member) bool {
 		r.empty = false
 		if m.KeyIs("keen") {
 			r.keen = m.Value
@@ -52,13 +53,17 @@ func Inspect(data []byte, cursor []string) (Record, error) {
 		}
 		return true
 	})
-	if err != nil {
-		return r, err
-	}
 	if top != nil {
 		r.Cursor = Lookup(top, cursor[1:])
 	}
 	return r, nil
+}
+
+// RecordOf builds a Record from what a validating pass already found
+// (message.Decoder): the data, its keen member's value (nil for none),
+// whether it is empty, and the cursor's value (nil for none).
+func RecordOf(data, keenValue []byte, empty bool, cursor []byte) Record {
+	return Record{data: data, keen: keenValue, empty: empty, Cursor: cursor}
 }
 
 // AppendEvent appends the record's event to dst: its data with
@@ -80,10 +85,13 @@ func (r *Record) AppendEvent(dst []byte, ts time.Time) ([]byte, Shape) {
 	return rebuild(dst, r.data, ts, &sh)
 }
 
-// AppendEvent is Inspect and Record.AppendEvent in one call, for callers
-// without a cursor.
+// AppendEvent validates data, then is Inspect and Record.AppendEvent in one
+// call, for callers without a cursor.
 func AppendEvent(dst, data []byte, ts time.Time) ([]byte, Shape, error) {
-	r, err := Inspect(data, nil)
+	if err := jsonx.Valid(data); err != nil {
+		return dst, Shape{}, err
+	}
+	r, err := Inspect(jsonx.TrimSpace(data), nil)
 	if err != nil {
 		return dst, Shape{}, err
 	}
@@ -98,7 +106,7 @@ func rebuild(dst, data []byte, ts time.Time, sh *Shape) ([]byte, Shape) {
 	var keen []byte
 	dst = append(dst, '{')
 	first := true
-	_ = jsonx.Members(data, func(m *jsonx.Member) bool { // validated by the caller
+	jsonx.MembersValid(data, func(m *jsonx.Member) bool {
 		if m.KeyIs("keen") {
 			keen = m.Value
 			return true
@@ -121,7 +129,7 @@ func rebuild(dst, data []byte, ts time.Time, sh *Shape) ([]byte, Shape) {
 		return append(dst, "}}"...), *sh
 	}
 	var kept [len(keenWritable)][]byte
-	_ = jsonx.Members(keen, func(m *jsonx.Member) bool {
+	jsonx.MembersValid(keen, func(m *jsonx.Member) bool {
 		for i, k := range keenWritable {
 			if m.KeyIs(k) {
 				kept[i] = m.Value
@@ -144,8 +152,8 @@ func rebuild(dst, data []byte, ts time.Time, sh *Shape) ([]byte, Shape) {
 	return append(dst, "}}"...), *sh
 }
 
-// Lookup returns the raw value at path in the object data, or nil when a
-// step is missing or not an object. The last member of a name wins.
+// Lookup returns the raw value at path in the valid object data, or nil when
+// a step is missing or not an object. The last member of a name wins.
 func Lookup(data []byte, path []string) []byte {
 	cur := data
 	for _, name := range path {
@@ -153,14 +161,12 @@ func Lookup(data []byte, path []string) []byte {
 			return nil
 		}
 		var found []byte
-		if err := jsonx.Members(cur, func(m *jsonx.Member) bool {
+		jsonx.MembersValid(cur, func(m *jsonx.Member) bool {
 			if m.KeyIs(name) {
 				found = m.Value
 			}
 			return true
-		}); err != nil {
-			return nil
-		}
+		})
 		if found == nil {
 			return nil
 		}

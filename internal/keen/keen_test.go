@@ -263,3 +263,43 @@ func TestLookupLastWins(t *testing.T) {
 		t.Fatal("missing must be nil")
 	}
 }
+
+func FuzzAppendTimestamp(f *testing.F) {
+	f.Add(int64(1628081113151), int64(0))
+	f.Add(int64(-62135596800), int64(999999999))
+	f.Add(int64(253402300799), int64(1000))
+	f.Fuzz(func(t *testing.T, sec, nsec int64) {
+		tm := time.Unix(sec%253402300800, nsec%1e9).UTC()
+		if y := tm.Year(); y < 1 || y > 9999 {
+			return
+		}
+		got := string(AppendTimestamp(nil, tm))
+		back, err := time.Parse(time.RFC3339Nano, got)
+		if err != nil || !back.Equal(tm) {
+			t.Fatalf("%v -> %s -> %v %v", tm, got, back, err)
+		}
+	})
+}
+
+// FuzzRFC3339 holds the hand-written parser to package time's answers.
+func FuzzRFC3339(f *testing.F) {
+	for _, s := range []string{"2021-08-04T12:27:48Z", "2021-08-04T12:27:48.151+02:00", "2021-02-29T00:00:00Z", "2024-02-29T23:59:59.999999999-23:59", "2021-08-04 12:27:48Z"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := parseRFC3339(s)
+		// RFC 3339 allows a lowercase t and z and (in its notes) a space;
+		// package time wants T and Z.
+		norm := []byte(s)
+		if len(norm) > 10 && (norm[10] == 't' || norm[10] == ' ') {
+			norm[10] = 'T'
+		}
+		if len(norm) > 0 && norm[len(norm)-1] == 'z' {
+			norm[len(norm)-1] = 'Z'
+		}
+		want, err := time.Parse(time.RFC3339Nano, string(norm))
+		if ok && (err != nil || !got.Equal(want)) {
+			t.Fatalf("parseRFC3339(%q) = %v, package time says %v %v", s, got, want, err)
+		}
+	})
+}

@@ -35,12 +35,20 @@ var knownTypes = map[string]Type{
 // Message is one decoded line. Its slices point into the line.
 type Message struct {
 	Type     Type
-	TypeName string // for Other: the protocol type
+	TypeName string // the protocol type
 	// RECORD
-	Stream    []byte // the stream name, unquoted when it had no escapes
+	Stream    []byte // the stream name, unquoted
 	Namespace []byte // nil when absent or null
 	Data      []byte // the record's data object
 	EmittedAt int64  // epoch milliseconds
+	// What the data walk found (see Decoder.Capture).
+	Keen      []byte // the value of data's last "keen" member; nil when none
+	DataEmpty bool   // data is {}
+	Captured  []byte // the value of data's last member named by Capture; nil when none
+	// CaptureDone is false when the name to capture was not known while data
+	// was read (stream or namespace came after data): then Keen is still
+	// right but Captured must be looked up again.
+	CaptureDone bool
 	// STATE
 	Line  []byte // the whole line
 	State []byte // the state object
@@ -60,9 +68,31 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("line %d: %s", e.Line, e.Reason)
 }
 
+// Decoder decodes lines in one validating pass.
+type Decoder struct {
+	// Capture, when set, returns for a record's stream the name of a
+	// top-level member of its data to capture while the data is validated
+	// (the first step of the stream's cursor), or "" for none.
+	Capture func(namespace, stream []byte) string
+}
+
+// Decode decodes line (no trailing newline) into m with a Decoder that
+// captures nothing but keen.
+func Decode(line []byte, m *Message) error {
+	var d Decoder
+	return d.Decode(line, m)
+}
+
+// recordParts are the raw members of a record, checked after the walk.
+type recordParts struct {
+	seen, object                 bool
+	stream, ns, emitted, data    []byte
+	nsAfterData, streamAfterData bool
+}
+
 // Decode decodes line (no trailing newline) into m. Errors are *Error with
 // the line number left zero for the caller to fill in.
-func Decode(line []byte, m *Message) error {
+func (d *Decoder) Decode(line []byte, m *Message) error {
 	*m = Message{Line: line}
 	line = jsonx.TrimSpace(line)
 	if jsonx.KindOf(line) != jsonx.Object {
@@ -71,18 +101,29 @@ func Decode(line []byte, m *Message) error {
 		}
 		return &Error{Reason: "the line is not JSON"}
 	}
-	var typ, record, state []byte
-	err := jsonx.Members(line, func(mem *jsonx.Member) bool {
+	var typ, state []byte
+	var rp recordParts
+	end, err := jsonx.Walk(line, 0, func(key []byte, v int) (int, error) {
+		var e int
+		var err error
 		switch {
-		case mem.KeyIs("type"):
-			typ = mem.Value
-		case mem.KeyIs("record"):
-			record = mem.Value
-		case mem.KeyIs("state"):
-			state = mem.Value
+		case jsonx.KeyIs(key, "type"):
+			e, err = jsonx.SkipValue(line, v)
+			typ = line[v:e]
+		case jsonx.KeyIs(key, "state"):
+			e, err = jsonx.SkipValue(line, v)
+			state = line[v:e]
+		case jsonx.KeyIs(key, "record"):
+			rp = recordParts{seen: true}
+			e, err = d.walkRecord(line, v, m, &rp)
+		default:
+			e, err = jsonx.SkipValue(line, v)
 		}
-		return true
+		return e, err
 	})
+	if err == nil && end != len(line) {
+		err = errors.New("data after the JSON object")
+	}
 	if err != nil {
 		return &Error{Reason: "the line is not valid JSON: " + err.Error()}
 	}
@@ -100,7 +141,7 @@ func Decode(line []byte, m *Message) error {
 	m.Type, m.TypeName = t, name
 	switch t {
 	case Record:
-		return decodeRecord(record, m)
+		return checkRecord(&rp, m)
 	case State:
 		if jsonx.KindOf(state) != jsonx.Object {
 			if state == nil {
@@ -113,42 +154,96 @@ func Decode(line []byte, m *Message) error {
 	return nil
 }
 
-func decodeRecord(record []byte, m *Message) error {
-	if record == nil {
+// walkRecord validates the record value at b[v] and picks its members; the
+// data object is walked here too, so that the line is read once.
+func (d *Decoder) walkRecord(b []byte, v int, m *Message, rp *recordParts) (int, error) {
+	if b[v] != '{' {
+		return jsonx.SkipValue(b, v)
+	}
+	rp.object = true
+	return jsonx.Walk(b, v, func(key []byte, v int) (int, error) {
+		switch {
+		case jsonx.KeyIs(key, "data"):
+			if b[v] != '{' {
+				e, err := jsonx.SkipValue(b, v)
+				rp.data = b[v:e]
+				return e, err
+			}
+			e, err := d.walkData(b, v, m, rp)
+			rp.data = b[v:e]
+			return e, err
+		case jsonx.KeyIs(key, "stream"):
+			e, err := jsonx.SkipValue(b, v)
+			rp.stream = b[v:e]
+			rp.streamAfterData = rp.data != nil
+			return e, err
+		case jsonx.KeyIs(key, "namespace"):
+			e, err := jsonx.SkipValue(b, v)
+			rp.ns = b[v:e]
+			rp.nsAfterData = rp.data != nil
+			return e, err
+		case jsonx.KeyIs(key, "emitted_at"):
+			e, err := jsonx.SkipValue(b, v)
+			rp.emitted = b[v:e]
+			return e, err
+		}
+		return jsonx.SkipValue(b, v)
+	})
+}
+
+func (d *Decoder) walkData(b []byte, v int, m *Message, rp *recordParts) (int, error) {
+	capture := ""
+	if d.Capture != nil && jsonx.KindOf(rp.stream) == jsonx.String {
+		var ns []byte
+		if jsonx.KindOf(rp.ns) == jsonx.String {
+			ns = unquoteBytes(rp.ns)
+		}
+		capture = d.Capture(ns, unquoteBytes(rp.stream))
+	}
+	m.CaptureDone = d.Capture == nil || jsonx.KindOf(rp.stream) == jsonx.String
+	m.DataEmpty = true
+	return jsonx.Walk(b, v, func(key []byte, v int) (int, error) {
+		m.DataEmpty = false
+		e, err := jsonx.SkipValue(b, v)
+		if err != nil {
+			return e, err
+		}
+		if jsonx.KeyIs(key, "keen") {
+			m.Keen = b[v:e]
+		}
+		if capture != "" && jsonx.KeyIs(key, capture) {
+			m.Captured = b[v:e]
+		}
+		return e, nil
+	})
+}
+
+func checkRecord(rp *recordParts, m *Message) error {
+	if !rp.seen {
 		return &Error{Reason: "the RECORD message has no record"}
 	}
-	if jsonx.KindOf(record) != jsonx.Object {
-		return &Error{Reason: fmt.Sprintf("the record is a JSON %s, not an object", jsonx.KindOf(record))}
+	if !rp.object {
+		return &Error{Reason: "the record is not a JSON object"}
 	}
-	var stream, ns, emitted []byte
-	_ = jsonx.Members(record, func(mem *jsonx.Member) bool { // validated with the line
-		switch {
-		case mem.KeyIs("stream"):
-			stream = mem.Value
-		case mem.KeyIs("namespace"):
-			ns = mem.Value
-		case mem.KeyIs("data"):
-			m.Data = mem.Value
-		case mem.KeyIs("emitted_at"):
-			emitted = mem.Value
-		}
-		return true
-	})
-	if jsonx.KindOf(stream) != jsonx.String {
-		if stream == nil {
+	if jsonx.KindOf(rp.stream) != jsonx.String {
+		if rp.stream == nil {
 			return &Error{Reason: "the record has no stream"}
 		}
 		return &Error{Reason: "the record's stream is not a string"}
 	}
-	m.Stream = unquoteBytes(stream)
+	m.Stream = unquoteBytes(rp.stream)
 	e := func(reason string) error { return &Error{Stream: string(m.Stream), Reason: reason} }
-	switch jsonx.KindOf(ns) {
+	switch jsonx.KindOf(rp.ns) {
 	case jsonx.Invalid, jsonx.Null:
 	case jsonx.String:
-		m.Namespace = unquoteBytes(ns)
+		m.Namespace = unquoteBytes(rp.ns)
 	default:
 		return e("the record's namespace is not a string")
 	}
+	if rp.nsAfterData || rp.streamAfterData {
+		m.CaptureDone = false
+	}
+	m.Data = rp.data
 	switch k := jsonx.KindOf(m.Data); k {
 	case jsonx.Object:
 	case jsonx.Invalid:
@@ -156,10 +251,10 @@ func decodeRecord(record []byte, m *Message) error {
 	default:
 		return e(fmt.Sprintf("the record's data is a JSON %s, not an object", k))
 	}
-	if emitted == nil {
+	if rp.emitted == nil {
 		return e("the record has no emitted_at")
 	}
-	v, err := strconv.ParseInt(string(emitted), 10, 64)
+	v, err := strconv.ParseInt(string(rp.emitted), 10, 64)
 	if err != nil {
 		return e("the record's emitted_at is not an integer")
 	}

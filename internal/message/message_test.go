@@ -115,3 +115,34 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestDecoderCaptures(t *testing.T) {
+	d := Decoder{Capture: func(ns, stream []byte) string {
+		if string(stream) == "s" && string(ns) == "n" {
+			return "ts"
+		}
+		return ""
+	}}
+	tests := []struct {
+		name, line     string
+		keen, captured string
+		empty, done    bool
+	}{
+		{"in order", `{"type":"RECORD","record":{"namespace":"n","stream":"s","data":{"ts":5,"keen":{"a":1},"ts":6},"emitted_at":1}}`, `{"a":1}`, "6", false, true},
+		{"empty data", `{"type":"RECORD","record":{"namespace":"n","stream":"s","data":{},"emitted_at":1}}`, "", "", true, true},
+		{"other stream", `{"type":"RECORD","record":{"stream":"x","data":{"ts":5},"emitted_at":1}}`, "", "", false, true},
+		{"stream after data", `{"type":"RECORD","record":{"data":{"ts":5,"keen":1},"namespace":"n","stream":"s","emitted_at":1}}`, "1", "", false, false},
+		{"namespace after data", `{"type":"RECORD","record":{"stream":"s","data":{"ts":5},"namespace":"n","emitted_at":1}}`, "", "", false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var m Message
+			if err := d.Decode([]byte(tt.line), &m); err != nil {
+				t.Fatal(err)
+			}
+			if string(m.Keen) != tt.keen || string(m.Captured) != tt.captured || m.DataEmpty != tt.empty || m.CaptureDone != tt.done {
+				t.Fatalf("keen %q captured %q empty %v done %v", m.Keen, m.Captured, m.DataEmpty, m.CaptureDone)
+			}
+		})
+	}
+}

@@ -81,6 +81,13 @@ func (o *Options) defaults() {
 
 var nilMetrics sync.Once
 
+// SaramaConfig is the producer config the sink uses, for tools that measure
+// sarama alone (the benchmark's floor).
+func SaramaConfig(cfg *config.Config, o Options, idempotent bool) (*sarama.Config, error) {
+	o.defaults()
+	return saramaConfig(cfg, &o, idempotent)
+}
+
 // saramaConfig builds the producer config. Idempotence needs one request in
 // flight per broker, which the batch sizes below make up for.
 func saramaConfig(cfg *config.Config, o *Options, idempotent bool) (*sarama.Config, error) {

@@ -1,0 +1,289 @@
+// Command loadgen measures the connector's write path end to end: N records
+// of about 500 bytes, generated on the fly, go through `destination-keen
+// write` (a child process) into the emulator in blackhole mode, and the same
+// events go through a plain sarama producer with the connector's producer
+// settings (another child process: the floor for this client library). It
+// prints records/s, CPU-µs per record and peak RSS for both, and their ratio.
+// `make bench` runs it.
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/spf13/pflag"
+
+	"destination-keen/internal/config"
+	"destination-keen/internal/sink"
+	"destination-keen/tools/keenlocal/emulator"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "floor" {
+		if err := floor(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen floor:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+}
+
+// record writes the data of record i: about 500 bytes of typical event JSON.
+func record(b []byte, i int) []byte {
+	b = append(b, `{"id":`...)
+	b = strconv.AppendInt(b, int64(i), 10)
+	b = append(b, `,"user":{"id":"u-`...)
+	b = strconv.AppendInt(b, int64(i%100000), 10)
+	b = append(b, `","email":"someone.`...)
+	b = strconv.AppendInt(b, int64(i%100000), 10)
+	b = append(b, `@example.com","plan":"pro","country":"DE","signup":"2021-04-01T10:00:00Z"},"page":{"path":"/docs/getting-started/install","referrer":"https://www.example.org/search?q=keen+analytics","title":"Install | Docs"},"device":{"os":"iOS","version":"17.1","model":"iPhone15,2","app":"4.12.0"},"amount":19.99,"currency":"EUR","tags":["web","campaign-42","beta"],"session":"`...)
+	b = strconv.AppendInt(b, int64(i*7919%1000003), 16)
+	b = append(b, `","updated_at":"2024-03-01T10:15:00.`...)
+	b = strconv.AppendInt(b, int64(100+i%900), 10)
+	b = append(b, `Z"}`...)
+	return b
+}
+
+const catalog = `{"streams":[{"stream":{"name":"bench","json_schema":{"type":"object","properties":{"updated_at":{"type":"string","format":"date-time"}}},"supported_sync_modes":["incremental"]},"sync_mode":"incremental","cursor_field":["updated_at"],"destination_sync_mode":"append"}]}`
+
+type usage struct {
+	name    string
+	records int
+	wall    time.Duration
+	cpu     time.Duration
+	rssKiB  int64
+}
+
+func (u usage) rate() float64 { return float64(u.records) / u.wall.Seconds() }
+
+// measure runs cmd to its end; during, if not nil, runs between the start
+// and the wait (reading the child's stdout to its end).
+func measure(name string, n int, cmd *exec.Cmd, during func() error) (usage, error) {
+	began := time.Now()
+	if err := cmd.Start(); err != nil {
+		return usage{}, fmt.Errorf("%s: %w", name, err)
+	}
+	var derr error
+	if during != nil {
+		derr = during()
+	}
+	if err := cmd.Wait(); err != nil {
+		return usage{}, fmt.Errorf("%s: %w", name, err)
+	}
+	if derr != nil {
+		return usage{}, fmt.Errorf("%s: %w", name, derr)
+	}
+	u := usage{name: name, records: n, wall: time.Since(began)}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		u.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		u.rssKiB = ru.Maxrss
+	}
+	return u, nil
+}
+
+func run() error {
+	n := pflag.IntP("records", "n", 1_000_000, "records per run")
+	connector := pflag.String("connector", "bin/destination-keen", "the connector binary")
+	stateEvery := pflag.Int("state-every", 1000, "a STATE after every this many records")
+	out := pflag.String("out", "", "also append the results to this file")
+	pflag.Parse()
+
+	e, err := emulator.Start(emulator.Options{Blackhole: true})
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	cfg := e.Config()
+	dir, err := os.MkdirTemp("", "loadgen-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	cfgPath := filepath.Join(dir, "config.json")
+	catPath := filepath.Join(dir, "catalog.json")
+	if err := os.WriteFile(cfgPath, fmt.Appendf(nil, `{"project_id":%q,"api_key":%q,"kafka_bootstrap_servers":%q,"api_url":%q}`,
+		cfg.ProjectID, cfg.APIKey, cfg.KafkaBootstrapServers, cfg.APIURL), 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(catPath, []byte(catalog), 0o600); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	env := append(os.Environ(), "SSL_CERT_FILE="+cfg.CAFile)
+
+	// The floor: sarama alone, the same events, the same producer settings.
+	fl := exec.Command(self, "floor", "--records", strconv.Itoa(*n), "--brokers", cfg.KafkaBootstrapServers,
+		"--project", cfg.ProjectID, "--ca", cfg.CAFile)
+	fl.Env = append(env, "LOADGEN_KEY="+cfg.APIKey)
+	fl.Stderr = os.Stderr
+	floorU, err := measure("sarama floor", *n, fl, nil)
+	if err != nil {
+		return err
+	}
+
+	// The connector, fed by a pipe as the platform feeds it.
+	cmd := exec.Command(*connector, "write", "--config", cfgPath, "--catalog", catPath)
+	cmd.Env = env
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	var states atomic.Int64
+	var lastState atomic.Int64
+	var maxGap atomic.Int64
+	readDone := make(chan error, 1)
+	startReader := func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(nil, 16<<20)
+		prev := time.Now()
+		for sc.Scan() {
+			l := sc.Bytes()
+			if strings.Contains(string(l[:min(len(l), 40)]), `"type":"STATE"`) {
+				now := time.Now()
+				if gap := now.Sub(prev); int64(gap) > maxGap.Load() && states.Load() > 0 {
+					maxGap.Store(int64(gap))
+				}
+				prev = now
+				states.Add(1)
+				lastState.Store(now.UnixNano())
+			} else if strings.Contains(string(l), `"type":"TRACE"`) {
+				fmt.Fprintln(os.Stderr, string(l))
+			}
+		}
+		readDone <- sc.Err()
+	}
+	startWriter := func() {
+		w := bufio.NewWriterSize(stdin, 256<<10)
+		var b []byte
+		for i := 1; i <= *n; i++ {
+			b = append(b[:0], `{"type":"RECORD","record":{"stream":"bench","data":`...)
+			b = record(b, i)
+			b = append(b, `,"emitted_at":1700000000000}}`...)
+			b = append(b, '\n')
+			if _, err := w.Write(b); err != nil {
+				return
+			}
+			if i%*stateEvery == 0 {
+				fmt.Fprintf(w, `{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":{"name":"bench"},"stream_state":{"id":%d}}}}`+"\n", i)
+			}
+		}
+		_ = w.Flush()
+		_ = stdin.Close()
+	}
+	connU, err := measure("destination-keen", *n, cmd, func() error {
+		go startReader()
+		go startWriter()
+		if err := <-readDone; err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if want := int64(*n / *stateEvery); states.Load() != want {
+		return fmt.Errorf("the connector echoed %d states, want %d", states.Load(), want)
+	}
+
+	var report strings.Builder
+	fmt.Fprintf(&report, "%d records of about %d bytes, SASL/PLAIN + TLS, lz4, acks=all, blackhole brokers in another process\n", *n, len(record(nil, 1)))
+	fmt.Fprintf(&report, "%-18s %10s %12s %12s %10s\n", "", "wall", "records/s", "CPU-µs/rec", "peak RSS")
+	for _, u := range []usage{floorU, connU} {
+		fmt.Fprintf(&report, "%-18s %10s %12.0f %12.2f %7d MiB\n", u.name, u.wall.Round(time.Millisecond), u.rate(), float64(u.cpu.Microseconds())/float64(u.records), u.rssKiB/1024)
+	}
+	fmt.Fprintf(&report, "ratio connector/floor: %.2fx records/s, %.2fx CPU per record; %d states echoed, longest gap between two %s\n",
+		connU.rate()/floorU.rate(), float64(connU.cpu)/float64(floorU.cpu), states.Load(), time.Duration(maxGap.Load()).Round(time.Millisecond))
+	fmt.Print(report.String())
+	if *out != "" {
+		f, err := os.OpenFile(*out, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		fmt.Fprintf(f, "\n# loadgen %s\n%s", time.Now().UTC().Format(time.RFC3339), report.String())
+	}
+	return nil
+}
+
+// floor sends the connector's events (data with keen.timestamp, built
+// beforehand per record cheaply) through a sarama producer configured as the
+// connector's, and waits for every acknowledgement.
+func floor(args []string) error {
+	fs := pflag.NewFlagSet("floor", pflag.ContinueOnError)
+	n := fs.Int("records", 1_000_000, "records")
+	brokers := fs.String("brokers", "", "bootstrap servers")
+	project := fs.String("project", "", "project id")
+	caFile := fs.String("ca", "", "CA file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	pem, err := os.ReadFile(*caFile)
+	if err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	cfg := &config.Config{ProjectID: *project, APIKey: config.Secret(os.Getenv("LOADGEN_KEY")), Brokers: strings.Split(*brokers, ",")}
+	sc, err := sink.SaramaConfig(cfg, sink.Options{RootCAs: pool}, true)
+	if err != nil {
+		return err
+	}
+	p, err := sarama.NewAsyncProducer(cfg.Brokers, sc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	acked := make(chan error, 1)
+	go func() {
+		got := 0
+		for got < *n {
+			select {
+			case <-p.Successes():
+				got++
+			case pe := <-p.Errors():
+				acked <- pe.Err
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+		acked <- nil
+	}()
+	for i := 1; i <= *n; i++ {
+		b := make([]byte, 0, 600)
+		b = record(b, i)
+		b = append(b[:len(b)-1], `,"keen":{"timestamp":"2024-03-01T10:15:00.100Z"}}`...)
+		p.Input() <- &sarama.ProducerMessage{Topic: "bench", Value: sarama.ByteEncoder(b)}
+	}
+	err = <-acked
+	p.AsyncClose()
+	for range p.Successes() {
+	}
+	return err
+}
