@@ -16,8 +16,6 @@ import (
 	"destination-keen/internal/checkpoint"
 	"destination-keen/internal/config"
 	"destination-keen/internal/failure"
-	"destination-keen/internal/jsonx"
-	"destination-keen/internal/keen"
 	"destination-keen/internal/keenapi"
 	"destination-keen/internal/message"
 	"destination-keen/internal/sink"
@@ -172,7 +170,7 @@ func (w *writer) truncate(ctx context.Context) error {
 func (w *writer) run(ctx context.Context, stdin io.Reader) error {
 	began := time.Now()
 	readDone := make(chan error, 1)
-	go func() { readDone <- w.read(stdin) }()
+	go func() { readDone <- w.pipeline(stdin) }()
 
 	progress := time.NewTicker(w.opts.Progress)
 	defer progress.Stop()
@@ -270,52 +268,6 @@ func (w *writer) summary(elapsed time.Duration, st checkpoint.Stats) {
 	}
 }
 
-// read is the reading goroutine: it returns nil at the end of input, or the
-// error that ends the sync.
-func (w *writer) read(stdin io.Reader) error {
-	r := message.NewReader(stdin)
-	var m message.Message
-	dec := message.Decoder{Capture: func(ns, stream []byte) string {
-		if p := w.lookup(ns, stream); p != nil && p.Cursor != nil {
-			return p.Cursor[0]
-		}
-		return ""
-	}}
-	for {
-		select {
-		case <-w.stop:
-			return nil
-		default:
-		}
-		line, n, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			if errors.Is(err, message.ErrLineTooLong) {
-				return failure.Systemf(err, "Input line %d is too long", n)
-			}
-			return failure.Transientf(err, "Cannot read the input")
-		}
-		if len(jsonx.TrimSpace(line)) == 0 {
-			continue
-		}
-		if err := dec.Decode(line, &m); err != nil {
-			return badInput(err, n)
-		}
-		switch m.Type {
-		case message.Record:
-			if err := w.record(&m, n); err != nil {
-				return err
-			}
-		case message.State:
-			if err := w.state(&m, n); err != nil {
-				return err
-			}
-		}
-	}
-}
-
 func badInput(err error, line int) error {
 	me, ok := errors.AsType[*message.Error](err)
 	if !ok {
@@ -324,129 +276,6 @@ func badInput(err error, line int) error {
 	me.Line = line
 	return &failure.Error{Kind: failure.System, Stream: me.Stream, Cause: me,
 		Message: fmt.Sprintf("Input line %d is not a valid Airbyte message: %s", line, me.Reason)}
-}
-
-// lookup finds a stream's plan, remembering the last one: records of one
-// stream usually come in runs.
-func (w *writer) lookup(ns, stream []byte) *catalog.Plan {
-	if w.lastPlan != nil && string(stream) == string(w.lastStream) && string(ns) == string(w.lastNS) {
-		return w.lastPlan
-	}
-	p := w.cat.Lookup(string(ns), string(stream))
-	if p != nil {
-		w.lastPlan = p
-		w.lastStream = append(w.lastStream[:0], stream...)
-		w.lastNS = append(w.lastNS[:0], ns...)
-	}
-	return p
-}
-
-func (w *writer) record(m *message.Message, line int) error {
-	p := w.lookup(m.Namespace, m.Stream)
-	if p == nil {
-		return &failure.Error{Kind: failure.System, Stream: string(m.Stream),
-			Message: fmt.Sprintf("Input line %d is a record of stream %q, which is not in the configured catalog", line, m.Stream)}
-	}
-	var rec keen.Record
-	if m.CaptureDone {
-		var cursor []byte
-		if m.Captured != nil {
-			cursor = keen.Lookup(m.Captured, p.Cursor[1:])
-		}
-		rec = keen.RecordOf(m.Data, m.Keen, m.DataEmpty, cursor)
-	} else {
-		// The stream came after the data: look the cursor up again.
-		var err error
-		if rec, err = keen.Inspect(m.Data, p.Cursor); err != nil {
-			return &failure.Error{Kind: failure.System, Stream: p.Stream, Cause: err,
-				Message: fmt.Sprintf("Input line %d: the data of a record of stream %q is not a JSON object", line, p.Name())}
-		}
-	}
-	ts, fromCursor := time.Time{}, false
-	if rec.Cursor != nil {
-		ts, fromCursor = p.Parser.Parse(rec.Cursor)
-	}
-	if fromCursor {
-		p.FromCursor.Add(1)
-	} else {
-		if p.Cursor != nil {
-			p.Fallbacks.Add(1)
-		}
-		ts = time.UnixMilli(m.EmittedAt)
-	}
-
-	env := w.sink.Get()
-	var sh keen.Shape
-	env.Buf, sh = rec.AppendEvent(env.Buf[:0], ts)
-	if sh.DroppedKeenKeys > 0 {
-		p.DroppedKeenKey.Add(int64(sh.DroppedKeenKeys))
-	}
-	i := p.Index
-	p.Records.Add(1)
-	w.records.Add(1)
-	w.sinceState[i]++
-	w.total++
-
-	if size := len(env.Buf); size > w.sink.MaxMessageBytes() {
-		if !w.cfg.SkipOversized {
-			return &failure.Error{Kind: failure.System, Stream: p.Stream,
-				Message: fmt.Sprintf("Input line %d: a record of stream %q makes an event of %d bytes, over Keen's limit of %d; set oversized_records to skip to leave such records out", line, p.Name(), size, w.sink.MaxMessageBytes())}
-		}
-		p.Rejected.Add(1)
-		w.rejectedSince[i]++
-		w.rejectedTotal++
-		_ = w.em.Logf(airbyte.Warn, "Skipped the record on input line %d of stream %q: its event of %d bytes is over Keen's limit of %d", line, p.Name(), size, w.sink.MaxMessageBytes())
-		seq := w.tr.Next()
-		return w.tr.Done(seq)
-	}
-
-	env.Seq = w.tr.Next()
-	env.Stream = p.Stream
-	msg := w.sink.Prepare(env, p.Collection)
-	w.sendMu.Lock()
-	defer w.sendMu.Unlock()
-	if w.closed {
-		return nil
-	}
-	select { // the common case, without a two-way select
-	case w.sink.Input() <- msg:
-		return nil
-	default:
-	}
-	select {
-	case w.sink.Input() <- msg:
-		return nil
-	case <-w.stop:
-		return nil
-	}
-}
-
-func (w *writer) state(m *message.Message, line int) error {
-	kind, name, ns, err := checkpoint.Describe(m.State)
-	if err != nil {
-		return &failure.Error{Kind: failure.System, Cause: err,
-			Message: fmt.Sprintf("Input line %d is a STATE the connector cannot read: %v", line, err)}
-	}
-	var records, rejected int64
-	if kind == checkpoint.Stream {
-		if p := w.cat.Lookup(ns, name); p != nil {
-			i := p.Index
-			records, rejected = w.sinceState[i], w.rejectedSince[i]
-			w.sinceState[i], w.rejectedSince[i] = 0, 0
-		}
-	} else {
-		records, rejected = w.total, w.rejectedTotal
-	}
-	w.total, w.rejectedTotal = 0, 0
-	out, err := checkpoint.WithDestinationStats(m.Line, records, rejected)
-	if err != nil {
-		return &failure.Error{Kind: failure.System, Cause: err, Message: fmt.Sprintf("Input line %d is a STATE the connector cannot read", line)}
-	}
-	w.states.Add(1)
-	if err := w.tr.State(out); err != nil {
-		return failure.Systemf(err, "Cannot write to stdout")
-	}
-	return nil
 }
 
 func plural(n int64, one, many string) string {

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -69,6 +70,13 @@ type usage struct {
 	wall    time.Duration
 	cpu     time.Duration
 	rssKiB  int64
+	driver  time.Duration // CPU the driver (brokers, input) spent meanwhile
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func (u usage) rate() float64 { return float64(u.records) / u.wall.Seconds() }
@@ -76,7 +84,7 @@ func (u usage) rate() float64 { return float64(u.records) / u.wall.Seconds() }
 // measure runs cmd to its end; during, if not nil, runs between the start
 // and the wait (reading the child's stdout to its end).
 func measure(name string, n int, cmd *exec.Cmd, during func() error) (usage, error) {
-	began := time.Now()
+	began, cpu0 := time.Now(), selfCPU()
 	if err := cmd.Start(); err != nil {
 		return usage{}, fmt.Errorf("%s: %w", name, err)
 	}
@@ -90,7 +98,7 @@ func measure(name string, n int, cmd *exec.Cmd, during func() error) (usage, err
 	if derr != nil {
 		return usage{}, fmt.Errorf("%s: %w", name, derr)
 	}
-	u := usage{name: name, records: n, wall: time.Since(began)}
+	u := usage{name: name, records: n, wall: time.Since(began), driver: selfCPU() - cpu0}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		u.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 		u.rssKiB = ru.Maxrss
@@ -103,25 +111,15 @@ func run() error {
 	connector := pflag.String("connector", "bin/destination-keen", "the connector binary")
 	stateEvery := pflag.Int("state-every", 1000, "a STATE after every this many records")
 	out := pflag.String("out", "", "also append the results to this file")
+	rounds := pflag.Int("rounds", 3, "rounds of floor then connector; the median ratio is reported")
 	pflag.Parse()
 
-	e, err := emulator.Start(emulator.Options{Blackhole: true})
-	if err != nil {
-		return err
-	}
-	defer e.Close()
-	cfg := e.Config()
 	dir, err := os.MkdirTemp("", "loadgen-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	cfgPath := filepath.Join(dir, "config.json")
 	catPath := filepath.Join(dir, "catalog.json")
-	if err := os.WriteFile(cfgPath, fmt.Appendf(nil, `{"project_id":%q,"api_key":%q,"kafka_bootstrap_servers":%q,"api_url":%q}`,
-		cfg.ProjectID, cfg.APIKey, cfg.KafkaBootstrapServers, cfg.APIURL), 0o600); err != nil {
-		return err
-	}
 	if err := os.WriteFile(catPath, []byte(catalog), 0o600); err != nil {
 		return err
 	}
@@ -129,29 +127,95 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	env := append(os.Environ(), "SSL_CERT_FILE="+cfg.CAFile)
 
+	var floors, conns []usage
+	var gaps []time.Duration
+	for r := range *rounds {
+		// A fresh emulator each round: a broker that has taken millions of
+		// records answers more slowly, which would favour whoever runs first.
+		e, err := emulator.Start(emulator.Options{Blackhole: true})
+		if err != nil {
+			return err
+		}
+		cfg := e.Config()
+		cfgPath := filepath.Join(dir, fmt.Sprintf("config-%d.json", r))
+		if err := os.WriteFile(cfgPath, fmt.Appendf(nil, `{"project_id":%q,"api_key":%q,"kafka_bootstrap_servers":%q,"api_url":%q}`,
+			cfg.ProjectID, cfg.APIKey, cfg.KafkaBootstrapServers, cfg.APIURL), 0o600); err != nil {
+			e.Close()
+			return err
+		}
+		env := append(os.Environ(), "SSL_CERT_FILE="+cfg.CAFile)
+		floorU, connU, gap, err := round(self, env, cfg, cfgPath, catPath, *connector, *n, *stateEvery)
+		e.Close()
+		if err != nil {
+			return err
+		}
+		floors, conns, gaps = append(floors, floorU), append(conns, connU), append(gaps, gap)
+	}
+	var report strings.Builder
+	fmt.Fprintf(&report, "%d records of about %d bytes, SASL/PLAIN + TLS, lz4, acks=all, a STATE every %d; blackhole brokers in the driver process; %d rounds\n",
+		*n, len(record(nil, 1)), *stateEvery, *rounds)
+	fmt.Fprintf(&report, "%-6s %-18s %10s %12s %12s %10s %14s\n", "round", "", "wall", "records/s", "CPU-µs/rec", "peak RSS", "driver µs/rec")
+	var ratios, cpuRatios []float64
+	var maxGap time.Duration
+	for i := range floors {
+		for _, u := range []usage{floors[i], conns[i]} {
+			fmt.Fprintf(&report, "%-6d %-18s %10s %12.0f %12.2f %7d MiB %14.2f\n", i+1, u.name, u.wall.Round(time.Millisecond), u.rate(),
+				float64(u.cpu.Microseconds())/float64(u.records), u.rssKiB/1024, float64(u.driver.Microseconds())/float64(u.records))
+		}
+		ratios = append(ratios, conns[i].rate()/floors[i].rate())
+		cpuRatios = append(cpuRatios, float64(conns[i].cpu)/float64(floors[i].cpu))
+		maxGap = max(maxGap, gaps[i])
+	}
+	fmt.Fprintf(&report, "median ratio connector/floor: %.2fx records/s (rounds: %s), %.2fx CPU per record; longest gap between two echoed states %s\n",
+		median(ratios), fmtList(ratios), median(cpuRatios), maxGap.Round(time.Millisecond))
+	fmt.Print(report.String())
+	if *out != "" {
+		f, err := os.OpenFile(*out, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		fmt.Fprintf(f, "\n# loadgen %s\n%s", time.Now().UTC().Format(time.RFC3339), report.String())
+	}
+	return nil
+}
+
+// inputBlock is every records RECORD lines and then one STATE.
+func inputBlock(every int) []byte {
+	var b []byte
+	for i := 1; i <= every; i++ {
+		b = append(b, `{"type":"RECORD","record":{"stream":"bench","data":`...)
+		b = record(b, i)
+		b = append(b, `,"emitted_at":1700000000000}}`...)
+		b = append(b, '\n')
+	}
+	return append(b, `{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":{"name":"bench"},"stream_state":{"id":1}}}}`+"\n"...)
+}
+
+// round measures the floor, then the connector, once each.
+func round(self string, env []string, cfg emulator.ConnectorConfig, cfgPath, catPath, connector string, n, stateEvery int) (usage, usage, time.Duration, error) {
 	// The floor: sarama alone, the same events, the same producer settings.
-	fl := exec.Command(self, "floor", "--records", strconv.Itoa(*n), "--brokers", cfg.KafkaBootstrapServers,
+	fl := exec.Command(self, "floor", "--records", strconv.Itoa(n), "--brokers", cfg.KafkaBootstrapServers,
 		"--project", cfg.ProjectID, "--ca", cfg.CAFile)
 	fl.Env = append(env, "LOADGEN_KEY="+cfg.APIKey)
 	fl.Stderr = os.Stderr
-	floorU, err := measure("sarama floor", *n, fl, nil)
+	floorU, err := measure("sarama floor", n, fl, nil)
 	if err != nil {
-		return err
+		return usage{}, usage{}, 0, err
 	}
 
 	// The connector, fed by a pipe as the platform feeds it.
-	cmd := exec.Command(*connector, "write", "--config", cfgPath, "--catalog", catPath)
+	cmd := exec.Command(connector, "write", "--config", cfgPath, "--catalog", catPath)
 	cmd.Env = env
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return err
+		return usage{}, usage{}, 0, err
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return err
+		return usage{}, usage{}, 0, err
 	}
 	var states atomic.Int64
 	var lastState atomic.Int64
@@ -177,25 +241,19 @@ func run() error {
 		}
 		readDone <- sc.Err()
 	}
+	// The input is built once, one state's worth of records, and written
+	// again and again, so that the driver spends next to no CPU on it (the
+	// floor builds its events in its own process).
+	block := inputBlock(stateEvery)
 	startWriter := func() {
-		w := bufio.NewWriterSize(stdin, 256<<10)
-		var b []byte
-		for i := 1; i <= *n; i++ {
-			b = append(b[:0], `{"type":"RECORD","record":{"stream":"bench","data":`...)
-			b = record(b, i)
-			b = append(b, `,"emitted_at":1700000000000}}`...)
-			b = append(b, '\n')
-			if _, err := w.Write(b); err != nil {
+		for i := 0; i < n; i += stateEvery {
+			if _, err := stdin.Write(block); err != nil {
 				return
 			}
-			if i%*stateEvery == 0 {
-				fmt.Fprintf(w, `{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":{"name":"bench"},"stream_state":{"id":%d}}}}`+"\n", i)
-			}
 		}
-		_ = w.Flush()
 		_ = stdin.Close()
 	}
-	connU, err := measure("destination-keen", *n, cmd, func() error {
+	connU, err := measure("destination-keen", n, cmd, func() error {
 		go startReader()
 		go startWriter()
 		if err := <-readDone; err != nil && !errors.Is(err, io.EOF) {
@@ -204,30 +262,13 @@ func run() error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return usage{}, usage{}, 0, err
 	}
-	if want := int64(*n / *stateEvery); states.Load() != want {
-		return fmt.Errorf("the connector echoed %d states, want %d", states.Load(), want)
+	if want := int64(n / stateEvery); states.Load() != want {
+		return usage{}, usage{}, 0, fmt.Errorf("the connector echoed %d states, want %d", states.Load(), want)
 	}
 
-	var report strings.Builder
-	fmt.Fprintf(&report, "%d records of about %d bytes, SASL/PLAIN + TLS, lz4, acks=all, blackhole brokers in another process\n", *n, len(record(nil, 1)))
-	fmt.Fprintf(&report, "%-18s %10s %12s %12s %10s\n", "", "wall", "records/s", "CPU-µs/rec", "peak RSS")
-	for _, u := range []usage{floorU, connU} {
-		fmt.Fprintf(&report, "%-18s %10s %12.0f %12.2f %7d MiB\n", u.name, u.wall.Round(time.Millisecond), u.rate(), float64(u.cpu.Microseconds())/float64(u.records), u.rssKiB/1024)
-	}
-	fmt.Fprintf(&report, "ratio connector/floor: %.2fx records/s, %.2fx CPU per record; %d states echoed, longest gap between two %s\n",
-		connU.rate()/floorU.rate(), float64(connU.cpu)/float64(floorU.cpu), states.Load(), time.Duration(maxGap.Load()).Round(time.Millisecond))
-	fmt.Print(report.String())
-	if *out != "" {
-		f, err := os.OpenFile(*out, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		fmt.Fprintf(f, "\n# loadgen %s\n%s", time.Now().UTC().Format(time.RFC3339), report.String())
-	}
-	return nil
+	return floorU, connU, time.Duration(maxGap.Load()), nil
 }
 
 // floor sends the connector's events (data with keen.timestamp, built
@@ -286,4 +327,24 @@ func floor(args []string) error {
 	for range p.Successes() {
 	}
 	return err
+}
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func fmtList(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = fmt.Sprintf("%.2f", x)
+	}
+	return strings.Join(parts, " ")
 }

@@ -1,0 +1,63 @@
+package connector
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"destination-keen/internal/keen"
+	"destination-keen/internal/message"
+)
+
+// A RECORD line of about 480 bytes, shaped like the load generator's.
+var benchLine = []byte(`{"type":"RECORD","record":{"namespace":"shop","stream":"bench","data":{"id":123456,"user":{"id":"u-23456","email":"someone.23456@example.com","plan":"pro","country":"DE","signup":"2021-04-01T10:00:00Z"},"page":{"path":"/docs/getting-started/install","referrer":"https://www.example.org/search?q=keen+analytics","title":"Install | Docs"},"device":{"os":"iOS","version":"17.1","model":"iPhone15,2","app":"4.12.0"},"amount":19.99,"currency":"EUR","tags":["web","campaign-42","beta"],"updated_at":"2024-03-01T10:15:00.123Z"},"emitted_at":1700000000000}}`)
+
+// BenchmarkRecordPath measures what the reading goroutine does per record
+// (decode, find the cursor, parse it, shape the event), next to the plain
+// encoding/json way in the same run as the baseline.
+func BenchmarkRecordPath(b *testing.B) {
+	b.Run("connector", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(benchLine)))
+		dec := message.Decoder{Capture: func(_, _ []byte) string { return "updated_at" }}
+		var m message.Message
+		var p keen.Parser
+		buf := make([]byte, 0, 1024)
+		for b.Loop() {
+			if err := dec.Decode(benchLine, &m); err != nil {
+				b.Fatal(err)
+			}
+			rec := keen.RecordOf(m.Data, m.Keen, m.DataEmpty, m.Captured)
+			ts, ok := p.Parse(rec.Cursor)
+			if !ok {
+				b.Fatal("cursor not parsed")
+			}
+			buf, _ = rec.AppendEvent(buf[:0], ts)
+		}
+	})
+	b.Run("encoding-json-baseline", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(benchLine)))
+		for b.Loop() {
+			var msg struct {
+				Type   string `json:"type"`
+				Record struct {
+					Stream    string         `json:"stream"`
+					Data      map[string]any `json:"data"`
+					EmittedAt int64          `json:"emitted_at"`
+				} `json:"record"`
+			}
+			if err := json.Unmarshal(benchLine, &msg); err != nil {
+				b.Fatal(err)
+			}
+			ts, err := time.Parse(time.RFC3339Nano, msg.Record.Data["updated_at"].(string))
+			if err != nil {
+				b.Fatal(err)
+			}
+			msg.Record.Data["keen"] = map[string]any{"timestamp": ts.UTC().Format(time.RFC3339Nano)}
+			if _, err := json.Marshal(msg.Record.Data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
