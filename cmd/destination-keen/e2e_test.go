@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -552,4 +554,97 @@ func TestSpecAndVersionAsAProcess(t *testing.T) {
 	if r.code != 0 || len(r.ofType("SPEC")) != 1 || len(r.lines) != 1 {
 		t.Fatalf("spec: %d %s", r.code, r.stdout)
 	}
+}
+
+func TestOversizedRecords(t *testing.T) {
+	big := `{"blob":"` + strings.Repeat("x", 1_000_100) + `"}`
+	in := lines(rec("a", `{"n":1}`, 1), rec("a", big, 1), rec("a", `{"n":2}`, 1), streamState("a", "1"))
+	t.Run("fail", func(t *testing.T) {
+		e := newEnv(t, emulator.Options{})
+		cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}))
+		r := e.run(in, "write", "--config", e.config(nil), "--catalog", cat)
+		tr := r.trace(t)
+		if r.code != 1 || tr["failure_type"] != "system_error" || !strings.Contains(tr["message"].(string), "Input line 2: a record of stream \"a\" makes an event of 10001") ||
+			!strings.Contains(tr["message"].(string), "over Keen's limit of 1000000") {
+			t.Fatalf("exit %d trace %v", r.code, tr)
+		}
+		if len(r.states()) != 0 {
+			t.Fatal("no state may pass a record that did not land")
+		}
+	})
+	t.Run("skip", func(t *testing.T) {
+		e := newEnv(t, emulator.Options{})
+		cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}))
+		r := e.run(in, "write", "--config", e.config(map[string]any{"oversized_records": "skip"}), "--catalog", cat)
+		if r.code != 0 {
+			t.Fatalf("exit %d: %s", r.code, r.stdout)
+		}
+		states := r.states()
+		if len(states) != 1 {
+			t.Fatalf("states %v", states)
+		}
+		ds := states[0]["destinationStats"].(map[string]any)
+		if fmt.Sprint(ds["recordCount"]) != "3.0" || fmt.Sprint(ds["rejectedRecordCount"]) != "1.0" {
+			t.Fatalf("destinationStats %v, want 3 records with 1 rejected", ds)
+		}
+		if !strings.Contains(r.logs(), "Skipped the record on input line 2") {
+			t.Fatalf("the skip must be logged:\n%s", r.logs())
+		}
+		if n := len(e.events("a")); n != 2 {
+			t.Fatalf("%d events", n)
+		}
+	})
+}
+
+// TestSIGTERM: the platform cancels a sync with SIGTERM while the source is
+// still sending. The connector stops reading, echoes the states whose
+// records landed, and exits non-zero, promptly.
+func TestSIGTERM(t *testing.T) {
+	e := newEnv(t, emulator.Options{})
+	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}))
+	cmd := exec.Command(os.Args[0], "write", "--config", e.config(nil), "--catalog", cat)
+	cmd.Env = append(os.Environ(), runMainEnv+"=1", "SSL_CERT_FILE="+e.emu.CAFile(), "GORACE=atexit_sleep_ms=0")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprint(stdin, lines(rec("a", `{"n":1}`, 1), streamState("a", "1")))
+	// Wait for the first state: its record has landed.
+	var out bytes.Buffer
+	buf := make([]byte, 4096)
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(out.String(), `"type":"STATE"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no state within 20s: %s", out.String())
+		}
+		n, err := stdout.Read(buf)
+		out.Write(buf[:n])
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	began := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	rest, _ := io.ReadAll(stdout)
+	out.Write(rest)
+	err = cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("want exit 1 after SIGTERM, got %v", err)
+	}
+	if d := time.Since(began); d > 30*time.Second {
+		t.Fatalf("took %v to stop", d)
+	}
+	if !strings.Contains(out.String(), `"failure_type":"transient_error"`) || !strings.Contains(out.String(), "stopped by a signal") {
+		t.Fatalf("want a transient_error TRACE:\n%s", out.String())
+	}
+	stdin.Close()
 }

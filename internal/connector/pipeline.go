@@ -113,7 +113,10 @@ func (w *writer) readBatches(stdin io.Reader, work, ordered chan<- *batch) {
 		start := len(b.buf)
 		b.buf = append(b.buf, line...)
 		b.lines = append(b.lines, lineRef{start: start, end: len(b.buf), no: n})
-		if len(b.lines) >= batchLines || len(b.buf) >= batchBytes {
+		// A full batch goes; so does a partial one when the input has nothing
+		// more buffered, so that a slow source's records and states do not
+		// wait for lines that may be long in coming.
+		if len(b.lines) >= batchLines || len(b.buf) >= batchBytes || r.Buffered() == 0 {
 			if !flush() {
 				return
 			}

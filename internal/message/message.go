@@ -298,6 +298,10 @@ type Reader struct {
 // NewReader reads from r with a 1 MiB buffer.
 func NewReader(r io.Reader) *Reader { return &Reader{r: bufio.NewReaderSize(r, 1<<20), max: MaxLine} }
 
+// Buffered reports how many bytes of input are read but not yet returned:
+// zero means the next call may wait for the writer.
+func (r *Reader) Buffered() int { return r.r.Buffered() }
+
 // Next returns the next line without its line ending, and its 1-based
 // number; the line is valid until the next call. At the end of input it
 // returns io.EOF; a last line without a newline is returned as a line.
