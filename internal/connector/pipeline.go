@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"sync"
 	"time"
 
 	"destination-keen/internal/airbyte"
@@ -30,6 +31,25 @@ const (
 	// ahead of the sequencer.
 	batchesInFlight = 8
 )
+
+// batchPool recycles batches once the sequencer is done with them: nothing
+// keeps a reference into their buffers (events and states are copies).
+var batchPool = sync.Pool{New: func() any { return &batch{buf: make([]byte, 0, batchBytes)} }}
+
+func newBatch() *batch {
+	b := batchPool.Get().(*batch)
+	b.done = make(chan struct{})
+	return b
+}
+
+func freeBatch(b *batch) {
+	if cap(b.buf) > 4*batchBytes {
+		return // one huge line: let it go
+	}
+	clear(b.items)
+	b.buf, b.lines, b.items, b.err, b.done = b.buf[:0], b.lines[:0], b.items[:0], nil, nil
+	batchPool.Put(b)
+}
 
 type batch struct {
 	buf   []byte
@@ -80,7 +100,7 @@ func (w *writer) readBatches(stdin io.Reader, work, ordered chan<- *batch) {
 	defer close(work)
 	defer close(ordered)
 	r := message.NewReader(stdin)
-	b := &batch{done: make(chan struct{})}
+	b := newBatch()
 	flush := func() bool {
 		select {
 		case work <- b:
@@ -92,7 +112,7 @@ func (w *writer) readBatches(stdin io.Reader, work, ordered chan<- *batch) {
 		case <-w.stop:
 			return false
 		}
-		b = &batch{done: make(chan struct{}), buf: make([]byte, 0, batchBytes)}
+		b = newBatch()
 		return true
 	}
 	for {
@@ -136,7 +156,10 @@ func (w *writer) shapeBatches(work <-chan *batch) {
 	}}
 	var m message.Message
 	for b := range work {
-		b.items = make([]item, len(b.lines))
+		if cap(b.items) < len(b.lines) {
+			b.items = make([]item, len(b.lines))
+		}
+		b.items = b.items[:len(b.lines)]
 		for i, l := range b.lines {
 			line := b.buf[l.start:l.end]
 			it := &b.items[i]
@@ -260,6 +283,7 @@ func (w *writer) sequence(ordered <-chan *batch) error {
 		if b.err != nil {
 			return b.err
 		}
+		freeBatch(b)
 		select {
 		case <-w.stop:
 			return nil
