@@ -648,3 +648,35 @@ func TestSIGTERM(t *testing.T) {
 	}
 	stdin.Close()
 }
+
+// TestUntrustedCertificate: the brokers' and the API's certificate signed by
+// a CA the system does not trust is a config_error, for check and write.
+func TestUntrustedCertificate(t *testing.T) {
+	e := newEnv(t, emulator.Options{})
+	other, err := emulator.Start(emulator.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	cfg := e.config(nil)
+	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}))
+	run := func(stdin string, args ...string) result {
+		cmd := exec.Command(os.Args[0], args...)
+		cmd.Env = append(os.Environ(), runMainEnv+"=1", "SSL_CERT_FILE="+other.CAFile(), "GORACE=atexit_sleep_ms=0")
+		cmd.Stdin = strings.NewReader(stdin)
+		out, _ := cmd.Output()
+		code := cmd.ProcessState.ExitCode()
+		return result{code: code, stdout: string(out)}
+	}
+	r := run("", "check", "--config", cfg)
+	if !strings.Contains(r.stdout, `"status":"FAILED"`) || !strings.Contains(r.stdout, "TLS certificate") {
+		t.Fatalf("check: %s", r.stdout)
+	}
+	r = run(lines(rec("a", `{}`, 1)), "write", "--config", cfg, "--catalog", cat)
+	if r.code != 1 || !strings.Contains(r.stdout, `"failure_type":"config_error"`) || !strings.Contains(r.stdout, "not trusted") {
+		t.Fatalf("write: %d %s", r.code, r.stdout)
+	}
+	if strings.Contains(r.stdout, secretKey) {
+		t.Fatal("key printed")
+	}
+}

@@ -1,0 +1,82 @@
+package connector
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"destination-keen/internal/airbyte"
+	"destination-keen/tools/keenlocal/emulator"
+)
+
+// syncBuffer is a bytes.Buffer safe for the emitter's concurrent writes
+// and the test's reads.
+type syncBuffer struct {
+	mu  chan struct{}
+	buf bytes.Buffer
+}
+
+func newSyncBuffer() *syncBuffer { return &syncBuffer{mu: make(chan struct{}, 1)} }
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu <- struct{}{}
+	defer func() { <-s.mu }()
+	return s.buf.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu <- struct{}{}
+	defer func() { <-s.mu }()
+	return s.buf.String()
+}
+
+// TestProgressLogs runs a sync in-process whose source is slow: progress
+// logs come while it runs, and states flow before the input ends.
+func TestProgressLogs(t *testing.T) {
+	e, err := emulator.Start(emulator.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	pem, err := os.ReadFile(e.CAFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	c := e.Config()
+	cfg := writeFile(t, fmt.Sprintf(`{"project_id":%q,"api_key":%q,"kafka_bootstrap_servers":%q,"api_url":%q}`, c.ProjectID, c.APIKey, c.KafkaBootstrapServers, c.APIURL))
+	cat := filepath.Join(t.TempDir(), "catalog.json")
+	if err := os.WriteFile(cat, []byte(`{"streams":[{"stream":{"name":"slow","json_schema":{},"supported_sync_modes":["incremental"]},"sync_mode":"incremental","destination_sync_mode":"append"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	out := newSyncBuffer()
+	done := make(chan error, 1)
+	go func() {
+		done <- RunWrite(context.Background(), airbyte.NewEmitter(out), cfg, cat, pr, WriteOptions{Progress: 50 * time.Millisecond, RootCAs: pool})
+	}()
+	fmt.Fprintln(pw, `{"type":"RECORD","record":{"stream":"slow","data":{"n":1},"emitted_at":1}}`)
+	fmt.Fprintln(pw, `{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":{"name":"slow"},"stream_state":{"n":1}}}}`)
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(out.String(), `"type":"STATE"`) || !strings.Contains(out.String(), "Progress: 1 records read") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no state or progress while the input is open:\n%s", out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	pw.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), `"destinationStats":{"recordCount":1.0}`) {
+		t.Fatalf("output:\n%s", out.String())
+	}
+}
