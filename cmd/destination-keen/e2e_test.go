@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -479,12 +481,27 @@ func TestUnreachableBrokers(t *testing.T) {
 }
 
 func TestBadInputStopsTheSync(t *testing.T) {
+	deeper := strings.Repeat(`{"a":`, 10001) + "1" + strings.Repeat("}", 10001)
 	tests := []struct {
 		name, bad, want string
 	}{
-		{"malformed line", `{"type":"RECORD","record":{`, "Input line 3 is not a valid Airbyte message"},
-		{"unknown stream", rec("nope", `{}`, 1), `Input line 3 is a record of stream "nope", which is not in the configured catalog`},
+		{"malformed line", `{"type":"RECORD","record":{`, "Input line 3 is not a valid Airbyte message: the line is not valid JSON"},
+		{"not json at all", `hello`, "Input line 3 is not a valid Airbyte message: the line is not JSON"},
+		{"json not an object", `["RECORD"]`, "Input line 3 is not a valid Airbyte message: the message is a JSON array, not an object"},
+		{"no type", `{"record":{"stream":"a","data":{},"emitted_at":1}}`, "Input line 3 is not a valid Airbyte message: the message has no type"},
+		{"unknown type", `{"type":"HEARTBEAT"}`, `Input line 3 is not a valid Airbyte message: unknown message type "HEARTBEAT"`},
+		{"record without stream", `{"type":"RECORD","record":{"data":{},"emitted_at":1}}`, "the record has no stream"},
+		{"record without data", `{"type":"RECORD","record":{"stream":"a","emitted_at":1}}`, "the record has no data"},
+		{"record without emitted_at", `{"type":"RECORD","record":{"stream":"a","data":{}}}`, "the record has no emitted_at"},
+		{"emitted_at not an integer", `{"type":"RECORD","record":{"stream":"a","data":{},"emitted_at":"yesterday"}}`, "the record's emitted_at is not an integer"},
 		{"data not an object", rec("a", `[1,2]`, 1), "Input line 3 is not a valid Airbyte message: the record's data is a JSON array"},
+		{"invalid UTF-8", rec("a", "{\"s\":\"\xff\xfe\"}", 1), "invalid UTF-8 in string"},
+		{"NUL byte in a string", rec("a", "{\"s\":\"a\x00b\"}", 1), "control character in string"},
+		{"NUL byte outside strings", "\x00" + rec("a", `{}`, 1), "the line is not JSON"},
+		{"data nested 10,001 levels", rec("a", deeper, 1), "JSON nested too deeply"},
+		{"unknown stream", rec("nope", `{}`, 1), `Input line 3 is a record of stream "nope", which is not in the configured catalog`},
+		{"state not an object", `{"type":"STATE","state":"cursor=5"}`, "the state is a JSON string, not an object"},
+		{"stream state without descriptor", `{"type":"STATE","state":{"type":"STREAM","stream":{}}}`, "Input line 3 is a STATE the connector cannot read"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -493,8 +510,11 @@ func TestBadInputStopsTheSync(t *testing.T) {
 			in := lines(rec("a", `{"n":1}`, 1), streamState("a", "1"), tt.bad, rec("a", `{"n":2}`, 1), streamState("a", "2"))
 			r := e.run(in, "write", "--config", e.config(nil), "--catalog", cat)
 			tr := r.trace(t)
-			if r.code != 1 || tr["failure_type"] != "system_error" || !strings.HasPrefix(tr["message"].(string), tt.want) {
+			if r.code != 1 || tr["failure_type"] != "system_error" || !strings.Contains(tr["message"].(string), tt.want) {
 				t.Fatalf("exit %d trace %v", r.code, tr)
+			}
+			if !strings.Contains(tr["message"].(string), "line 3") {
+				t.Fatalf("the message must name the line: %v", tr["message"])
 			}
 			states := r.states()
 			if len(states) != 1 || !strings.Contains(fmt.Sprint(states[0]), "cursor:1") {
@@ -678,5 +698,239 @@ func TestUntrustedCertificate(t *testing.T) {
 	}
 	if strings.Contains(r.stdout, secretKey) {
 		t.Fatal("key printed")
+	}
+}
+
+func TestTruncatedLastLine(t *testing.T) {
+	e := newEnv(t, emulator.Options{})
+	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}))
+	in := lines(rec("a", `{"n":1}`, 1), streamState("a", "1")) + `{"type":"RECORD","record":{"stream":"a","da`
+	r := e.run(in, "write", "--config", e.config(nil), "--catalog", cat)
+	tr := r.trace(t)
+	if r.code != 1 || tr["failure_type"] != "system_error" || !strings.Contains(tr["message"].(string), "Input line 3 is not a valid Airbyte message") {
+		t.Fatalf("exit %d trace %v", r.code, tr)
+	}
+	if len(r.states()) != 1 {
+		t.Fatalf("the state before the cut line must be echoed: %v", r.states())
+	}
+	// A complete last line without a newline is a line like any other.
+	r = e.run(strings.TrimSuffix(lines(rec("a", `{"n":2}`, 1), streamState("a", "2")), "\n"), "write", "--config", e.config(nil), "--catalog", cat)
+	if r.code != 0 || len(r.states()) != 1 {
+		t.Fatalf("exit %d: %s", r.code, r.stdout)
+	}
+}
+
+// TestDeepNesting: data nested 10,000 levels deep is valid JSON and passes
+// through as it is (one more level is refused, above).
+func TestDeepNesting(t *testing.T) {
+	e := newEnv(t, emulator.Options{})
+	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}))
+	deep := strings.Repeat(`{"a":`, 10000) + "1" + strings.Repeat("}", 10000)
+	r := e.run(lines(rec("a", deep, 1), streamState("a", "1")), "write", "--config", e.config(nil), "--catalog", cat)
+	if r.code != 0 || len(r.states()) != 1 {
+		t.Fatalf("exit %d: %.1000s", r.code, r.stdout)
+	}
+	if n := len(e.events("a")); n != 1 {
+		t.Fatalf("%d events", n)
+	}
+}
+
+func TestDuplicateKeysPassThrough(t *testing.T) {
+	e := newEnv(t, emulator.Options{})
+	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append", cursor: []string{"ts"}}))
+	r := e.run(lines(rec("a", `{"x":1,"x":2,"ts":"2000-01-01T00:00:00Z","ts":1628080068}`, 1)), "write", "--config", e.config(nil), "--catalog", cat)
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stdout)
+	}
+	evs := e.events("a")
+	if len(evs) != 1 || keenTS(evs[0]) != "2021-08-04T12:27:48Z" || fmt.Sprint(evs[0]["x"]) != "2" {
+		t.Fatalf("the last of duplicate keys counts: %v", evs)
+	}
+	e.noRejections()
+}
+
+func TestBadFiles(t *testing.T) {
+	e := newEnv(t, emulator.Options{})
+	good := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}))
+	write := func(name, body string) string {
+		p := filepath.Join(e.dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct {
+		name, config, catalog, want string
+	}{
+		{"empty catalog", e.config(nil), write("empty.json", ""), "The catalog is not valid JSON"},
+		{"malformed catalog", e.config(nil), write("bad.json", `{"streams":[`), "The catalog is not valid JSON"},
+		{"catalog of the wrong shape", e.config(nil), write("shape.json", `{"streams":{"a":1}}`), "The catalog is invalid: /streams: expected array, but got object"},
+		{"empty config", write("c1.json", ""), good, "The config is not valid JSON"},
+		{"config of the wrong shape", write("c2.json", `[]`), good, "The config is invalid: config: expected object, but got array"},
+		{"missing catalog file", e.config(nil), filepath.Join(e.dir, "nope.json"), "Cannot read the catalog file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := e.run("", "write", "--config", tt.config, "--catalog", tt.catalog)
+			tr := r.trace(t)
+			if r.code != 1 || tr["failure_type"] != "config_error" || !strings.Contains(tr["message"].(string), tt.want) {
+				t.Fatalf("exit %d trace %v", r.code, tr)
+			}
+		})
+	}
+}
+
+// TestHugeRecord: a 100 MiB record is read whole (no line limit below it)
+// and meets the oversized policy; nothing before it is lost.
+func TestHugeRecord(t *testing.T) {
+	e := newEnv(t, emulator.Options{})
+	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}))
+	huge := rec("a", `{"blob":"`+strings.Repeat("z", 100<<20)+`"}`, 1)
+	in := lines(rec("a", `{"n":1}`, 1), huge, rec("a", `{"n":2}`, 1), streamState("a", "1"))
+	r := e.run(in, "write", "--config", e.config(map[string]any{"oversized_records": "skip"}), "--catalog", cat)
+	if r.code != 0 || !strings.Contains(r.stdout, `"rejectedRecordCount":1.0`) {
+		t.Fatalf("exit %d: %.2000s", r.code, r.stdout)
+	}
+	if n := len(e.events("a")); n != 2 {
+		t.Fatalf("%d events", n)
+	}
+}
+
+// startSync starts a write whose stdin and stdout the test drives.
+func (e *env) startSync(t *testing.T, cat string) (*exec.Cmd, io.WriteCloser, io.ReadCloser, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "write", "--config", e.config(nil), "--catalog", cat)
+	cmd.Env = append(os.Environ(), runMainEnv+"=1", "SSL_CERT_FILE="+e.emu.CAFile(), "GORACE=atexit_sleep_ms=0")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	return cmd, stdin, stdout, &stderr
+}
+
+// TestKill9: a sync killed mid-way has echoed no state ahead of its records.
+func TestKill9(t *testing.T) {
+	e := newEnv(t, emulator.Options{})
+	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}))
+	cmd, stdin, stdout, _ := e.startSync(t, cat)
+	go func() {
+		w := bufio.NewWriter(stdin)
+		for n := 1; n <= 200000; n++ {
+			fmt.Fprintln(w, rec("a", fmt.Sprintf(`{"n":%d}`, n), 1))
+			if n%100 == 0 {
+				fmt.Fprintln(w, streamState("a", strconv.Itoa(n)))
+			}
+		}
+		w.Flush()
+	}()
+	sc := bufio.NewScanner(stdout)
+	states := 0
+	last := 0
+	for sc.Scan() {
+		var m struct {
+			State struct {
+				Stream struct {
+					StreamState struct {
+						Cursor int `json:"cursor"`
+					} `json:"stream_state"`
+				} `json:"stream"`
+			} `json:"state"`
+			Type string `json:"type"`
+		}
+		if json.Unmarshal(sc.Bytes(), &m) == nil && m.Type == "STATE" {
+			states++
+			last = m.State.Stream.StreamState.Cursor
+			if states == 20 {
+				_ = cmd.Process.Signal(syscall.SIGKILL)
+			}
+		}
+	}
+	_ = cmd.Wait()
+	if states < 20 {
+		t.Fatalf("only %d states before the kill", states)
+	}
+	got := byField(e.events("a"), "n")
+	for n := 1; n <= last; n++ {
+		if got[strconv.Itoa(n)] == nil {
+			t.Fatalf("state %d was echoed but record %d is not in Keen", last, n)
+		}
+	}
+}
+
+// TestBrokenPipe: the platform stops reading stdout; the connector stops
+// promptly with a non-zero exit and says why on stderr.
+func TestBrokenPipe(t *testing.T) {
+	e := newEnv(t, emulator.Options{})
+	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}))
+	cmd, stdin, stdout, stderr := e.startSync(t, cat)
+	stdout.Close()
+	go func() {
+		w := bufio.NewWriter(stdin)
+		for n := 1; n <= 2_000_000; n++ {
+			if _, err := fmt.Fprintln(w, rec("a", fmt.Sprintf(`{"n":%d}`, n), 1)); err != nil {
+				return
+			}
+			if n%100 == 0 {
+				fmt.Fprintln(w, streamState("a", strconv.Itoa(n)))
+			}
+		}
+		w.Flush()
+		stdin.Close()
+	}()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+			t.Fatalf("want exit 1, got %v", err)
+		}
+		if !strings.Contains(stderr.String(), "cannot write to stdout") {
+			t.Fatalf("stderr: %s", stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("still running 30s after stdout closed")
+	}
+}
+
+// TestSilentStdin: a source that keeps stdin open and says nothing costs no
+// CPU, and the states of what it sent still come out.
+func TestSilentStdin(t *testing.T) {
+	e := newEnv(t, emulator.Options{})
+	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}))
+	cmd, stdin, stdout, _ := e.startSync(t, cat)
+	fmt.Fprint(stdin, lines(rec("a", `{"n":1}`, 1), streamState("a", "1")))
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() && !strings.Contains(sc.Text(), `"type":"STATE"`) {
+	}
+	ticks := func() int {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+		u, _ := strconv.Atoi(f[11])
+		s, _ := strconv.Atoi(f[12])
+		return u + s
+	}
+	before := ticks()
+	time.Sleep(time.Second)
+	if used := ticks() - before; used > 20 { // clock ticks of 10 ms: a busy loop would use about 100
+		t.Fatalf("%d clock ticks of CPU in a second of silence", used)
+	}
+	stdin.Close()
+	for sc.Scan() {
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -284,6 +284,9 @@ func (w *writer) sequence(ordered <-chan *batch) error {
 			return b.err
 		}
 		freeBatch(b)
+		if err := w.em.Err(); err != nil {
+			return failure.Systemf(err, "Cannot write to stdout; the platform stopped reading")
+		}
 		select {
 		case <-w.stop:
 			return nil

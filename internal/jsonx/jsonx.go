@@ -115,6 +115,10 @@ func Valid(b []byte) error {
 // past it.
 func SkipValue(b []byte, i int) (int, error) { return skipValue(b, i, 0) }
 
+// SkipValueIn is SkipValue for a value nested depth levels deep, so that
+// MaxDepth counts from the document that holds it.
+func SkipValueIn(b []byte, i, depth int) (int, error) { return skipValue(b, i, depth) }
+
 func skipValue(b []byte, i, depth int) (int, error) {
 	if i >= len(b) {
 		return i, errAt(i, "unexpected end of JSON")

@@ -204,7 +204,8 @@ func (d *Decoder) walkData(b []byte, v int, m *Message, rp *recordParts) (int, e
 	m.DataEmpty = true
 	return jsonx.Walk(b, v, func(key []byte, v int) (int, error) {
 		m.DataEmpty = false
-		e, err := jsonx.SkipValue(b, v)
+		e, err := jsonx.SkipValueIn(b, v, 1) // MaxDepth counts from data
+
 		if err != nil {
 			return e, err
 		}
