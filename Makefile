@@ -10,7 +10,13 @@ BENCH   ?= .
 BENCHTIME ?= 1s
 N       ?= 1000000
 
-.PHONY: help generate build test lint bench image demo clean
+.PHONY: help generate build test lint bench fuzz image demo clean
+
+# Fuzz targets as package:Target; `make test` runs their seed corpora.
+FUZZ_TARGETS := internal/message:FuzzDecode internal/keen:FuzzParseString internal/keen:FuzzRFC3339 \
+	internal/keen:FuzzCollectionName internal/keen:FuzzAppendEvent internal/keen:FuzzAppendTimestamp \
+	internal/jsonx:FuzzValid
+FUZZTIME ?= 60s
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -34,6 +40,13 @@ bench: build ## micro-benchmarks (bench/latest.txt, for benchstat), then N recor
 	@mkdir -p bench
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) ./... | tee bench/latest.txt
 	$(GO) run ./tools/loadgen --records $(N) --connector $(BIN) --out bench/latest.txt
+
+fuzz: ## run every fuzz target for FUZZTIME (default 60s) each
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$name ($$pkg)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
+	done
 
 image: ## build the container image (needs a Docker engine)
 	docker build -t $(IMAGE) .
