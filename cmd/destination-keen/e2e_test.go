@@ -798,8 +798,12 @@ func TestHugeRecord(t *testing.T) {
 
 // startSync starts a write whose stdin and stdout the test drives.
 func (e *env) startSync(t *testing.T, cat string) (*exec.Cmd, io.WriteCloser, io.ReadCloser, *bytes.Buffer) {
+	return e.startSyncWith(t, cat, nil)
+}
+
+func (e *env) startSyncWith(t *testing.T, cat string, config map[string]any) (*exec.Cmd, io.WriteCloser, io.ReadCloser, *bytes.Buffer) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "write", "--config", e.config(nil), "--catalog", cat)
+	cmd := exec.Command(os.Args[0], "write", "--config", e.config(config), "--catalog", cat)
 	cmd.Env = append(os.Environ(), runMainEnv+"=1", "SSL_CERT_FILE="+e.emu.CAFile(), "GORACE=atexit_sleep_ms=0")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -932,5 +936,149 @@ func TestSilentStdin(t *testing.T) {
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// outage runs a sync through a broker outage of the given length; during,
+// when not nil, runs while the brokers are down.
+func outage(t *testing.T, down time.Duration, config map[string]any, during func(*env)) (string, *env, int) {
+	e := newEnv(t, emulator.Options{DataDir: t.TempDir()})
+	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}))
+	cmd, stdin, stdout, stderr := e.startSyncWith(t, cat, config)
+	var out bytes.Buffer
+	lineCh := make(chan string, 1024)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lineCh <- sc.Text()
+		}
+		close(lineCh)
+	}()
+	waitState := func(n int) {
+		t.Helper()
+		deadline := time.After(3 * time.Minute)
+		for {
+			select {
+			case l, ok := <-lineCh:
+				if !ok {
+					t.Fatalf("the connector ended early:\n%s\n%s", out.String(), stderr)
+				}
+				out.WriteString(l + "\n")
+				if strings.Contains(l, fmt.Sprintf(`"cursor":%d}`, n)) {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("no state %d:\n%s", n, out.String())
+			}
+		}
+	}
+	feed := func(from, to int) {
+		var b strings.Builder
+		for n := from; n <= to; n++ {
+			b.WriteString(rec("a", fmt.Sprintf(`{"n":%d}`, n), 1) + "\n")
+		}
+		b.WriteString(streamState("a", strconv.Itoa(to)) + "\n")
+		if _, err := io.WriteString(stdin, b.String()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	feed(1, 1000)
+	waitState(1000)
+	e.emu.StopKafka()
+	feed(1001, 2000)
+	if during != nil {
+		during(e)
+	}
+	time.Sleep(down)
+	if err := e.emu.StartKafka(); err != nil {
+		t.Fatal(err)
+	}
+	feed(2001, 3000)
+	stdin.Close()
+	for l := range lineCh {
+		out.WriteString(l + "\n")
+	}
+	err := cmd.Wait()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	}
+	return out.String(), e, code
+}
+
+// TestBrokerOutage: every broker refuses connections for 60 seconds in the
+// middle of a sync; the sync waits, says so, and completes with every record
+// delivered once and every state echoed.
+func TestBrokerOutage(t *testing.T) {
+	out, e, code := outage(t, 60*time.Second, nil, nil)
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	evs := e.events("a")
+	if got := len(byField(evs, "n")); got != 3000 {
+		t.Fatalf("%d distinct records landed, want 3000", got)
+	}
+	if len(evs) != 3000 {
+		t.Errorf("%d events for 3000 records: the outage duplicated some", len(evs))
+	}
+	for _, s := range []string{`"cursor":1000}`, `"cursor":2000}`, `"cursor":3000}`, "acknowledged nothing for", "records in flight; waiting for them, up to 5m0s", "acknowledge records again, after 1m"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("output lacks %q:\n%s", s, out)
+		}
+	}
+}
+
+// TestBrokerOutagePastTheBound: brokers that stay down fail the sync with a
+// transient_error once delivery_timeout_seconds have passed; the states of
+// what landed before are echoed, nothing after.
+func TestBrokerOutagePastTheBound(t *testing.T) {
+	e := newEnv(t, emulator.Options{})
+	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}))
+	cmd, stdin, stdout, _ := e.startSyncWith(t, cat, map[string]any{"delivery_timeout_seconds": 6})
+	fmt.Fprint(stdin, lines(rec("a", `{"n":1}`, 1), streamState("a", "1")))
+	sc := bufio.NewScanner(stdout)
+	var out strings.Builder
+	for sc.Scan() {
+		out.WriteString(sc.Text() + "\n")
+		if strings.Contains(sc.Text(), `"type":"STATE"`) {
+			break
+		}
+	}
+	e.emu.StopKafka()
+	began := time.Now()
+	fmt.Fprint(stdin, lines(rec("a", `{"n":2}`, 1), streamState("a", "2")))
+	for sc.Scan() {
+		out.WriteString(sc.Text() + "\n")
+	}
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("want exit 1, got %v:\n%s", err, out.String())
+	}
+	if d := time.Since(began); d > 20*time.Second {
+		t.Errorf("took %v with a 6 s delivery timeout", d)
+	}
+	o := out.String()
+	if !strings.Contains(o, `"failure_type":"transient_error"`) || !strings.Contains(o, "(delivery_timeout_seconds); 1 records were not delivered") {
+		t.Fatalf("output:\n%s", o)
+	}
+	if strings.Contains(o, `"cursor":2}`) {
+		t.Fatal("the state after the undelivered record was echoed")
+	}
+}
+
+// TestKeyRevokedMidSync: the brokers come back refusing the key (it was
+// rotated); that is not an outage, and the sync fails with a config_error
+// within seconds instead of waiting out the delivery timeout.
+func TestKeyRevokedMidSync(t *testing.T) {
+	began := time.Now()
+	out, _, code := outage(t, time.Second, nil, func(e *env) { e.emu.SetAPIKey("rotated-key") })
+	if code != 1 || !strings.Contains(out, `"failure_type":"config_error"`) || !strings.Contains(out, "rejected the Project ID and API key") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	if strings.Contains(out, `"cursor":2000}`) {
+		t.Fatal("a state after undelivered records was echoed")
+	}
+	if d := time.Since(began); d > 60*time.Second {
+		t.Errorf("took %v", d)
 	}
 }

@@ -25,6 +25,12 @@ type Config struct {
 	// compresses best but is slower. Default: lz4.
 	Compression ConfigCompression `json:"compression,omitempty,omitzero"`
 
+	// How long a sync waits for Keen's Kafka brokers to acknowledge records while
+	// they are unreachable or failing, before it fails with a transient error
+	// (Airbyte then retries the sync from its last state). A refused key or an
+	// untrusted certificate fails at once. Default: 300.
+	DeliveryTimeoutSeconds int `json:"delivery_timeout_seconds,omitempty,omitzero"`
+
 	// Use the stream's cursor field, when it holds a date-time or an epoch time, as
 	// each event's keen.timestamp. When off, or when a record's cursor cannot be read
 	// as a time, the time the source emitted the record is used. Default: true.
@@ -140,6 +146,15 @@ func (j *Config) UnmarshalJSON(value []byte) error {
 	}
 	if v, ok := raw["compression"]; !ok || v == nil {
 		plain.Compression = "lz4"
+	}
+	if v, ok := raw["delivery_timeout_seconds"]; !ok || v == nil {
+		plain.DeliveryTimeoutSeconds = 300
+	}
+	if 3600 < plain.DeliveryTimeoutSeconds {
+		return fmt.Errorf("field %s: must be <= %v", "delivery_timeout_seconds", 3600)
+	}
+	if 5 > plain.DeliveryTimeoutSeconds {
+		return fmt.Errorf("field %s: must be >= %v", "delivery_timeout_seconds", 5)
 	}
 	if v, ok := raw["infer_timestamp"]; !ok || v == nil {
 		plain.InferTimestamp = true

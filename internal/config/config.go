@@ -12,6 +12,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"time"
 
 	genconfig "destination-keen/gen/config"
 	"destination-keen/internal/failure"
@@ -43,6 +44,8 @@ type Config struct {
 	Compression string
 	// SkipOversized: leave out records too large for Keen instead of failing.
 	SkipOversized bool
+	// DeliveryTimeout bounds how long the brokers may acknowledge nothing.
+	DeliveryTimeout time.Duration
 }
 
 // Load reads and parses the config file at path.
@@ -80,12 +83,13 @@ func Parse(doc []byte) (*Config, error) {
 
 func adapt(g *genconfig.Config) *Config {
 	c := &Config{
-		ProjectID:      g.ProjectID,
-		APIKey:         Secret(g.APIKey),
-		InferTimestamp: g.InferTimestamp,
-		APIURL:         strings.TrimRight(g.APIURL, "/"),
-		Compression:    string(g.Compression),
-		SkipOversized:  g.OversizedRecords == genconfig.ConfigOversizedRecordsSkip,
+		ProjectID:       g.ProjectID,
+		APIKey:          Secret(g.APIKey),
+		InferTimestamp:  g.InferTimestamp,
+		APIURL:          strings.TrimRight(g.APIURL, "/"),
+		Compression:     string(g.Compression),
+		SkipOversized:   g.OversizedRecords == genconfig.ConfigOversizedRecordsSkip,
+		DeliveryTimeout: time.Duration(g.DeliveryTimeoutSeconds) * time.Second,
 	}
 	for _, b := range strings.Split(g.KafkaBootstrapServers, ",") {
 		if b = strings.TrimSpace(b); b != "" {
@@ -142,6 +146,6 @@ func (c *Config) String() string {
 	if c.SkipOversized {
 		oversized = "skip"
 	}
-	return fmt.Sprintf("project_id=%s infer_timestamp=%t kafka_bootstrap_servers=%s api_url=%s compression=%s oversized_records=%s",
-		c.ProjectID, c.InferTimestamp, strings.Join(c.Brokers, ","), c.APIURL, c.Compression, oversized)
+	return fmt.Sprintf("project_id=%s infer_timestamp=%t kafka_bootstrap_servers=%s api_url=%s compression=%s oversized_records=%s delivery_timeout_seconds=%d",
+		c.ProjectID, c.InferTimestamp, strings.Join(c.Brokers, ","), c.APIURL, c.Compression, oversized, int(c.DeliveryTimeout.Seconds()))
 }

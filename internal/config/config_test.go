@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"destination-keen/internal/failure"
 )
@@ -20,12 +21,13 @@ func TestParseDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Config{
-		ProjectID:      "abc123",
-		APIKey:         key,
-		InferTimestamp: true,
-		Brokers:        []string{"b1.kafka-in.keen.io:9092", "b2.kafka-in.keen.io:9092", "b3.kafka-in.keen.io:9092"},
-		APIURL:         "https://api.keen.io/3.0",
-		Compression:    "lz4",
+		ProjectID:       "abc123",
+		APIKey:          key,
+		InferTimestamp:  true,
+		Brokers:         []string{"b1.kafka-in.keen.io:9092", "b2.kafka-in.keen.io:9092", "b3.kafka-in.keen.io:9092"},
+		APIURL:          "https://api.keen.io/3.0",
+		Compression:     "lz4",
+		DeliveryTimeout: 300 * time.Second,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("got %#v\nwant %#v", c, want)

@@ -60,6 +60,9 @@ func RunWrite(ctx context.Context, em *airbyte.Emitter, configPath, catalogPath 
 
 	so := opts.Sink
 	so.Compression = cfg.Compression
+	// sarama's own retries outlast the delivery timeout, which the watchdog
+	// enforces with a clearer message.
+	so.Patience = cfg.DeliveryTimeout + 30*time.Second
 	so.RootCAs = opts.RootCAs
 	so.Logf = func(format string, args ...any) { _ = em.Logf(airbyte.Warn, format, args...) }
 	s, err := sink.Open(ctx, cfg, so, w.acked, w.failed)
@@ -116,8 +119,9 @@ type writer struct {
 	sendMu sync.Mutex // held while sending; closed is set under it
 	closed bool
 
-	records atomic.Int64
-	states  atomic.Int64
+	records    atomic.Int64
+	states     atomic.Int64
+	quickClose atomic.Bool
 }
 
 // fail records the first error that ends the sync and tells the reader to
@@ -171,6 +175,8 @@ func (w *writer) run(ctx context.Context, stdin io.Reader) error {
 	began := time.Now()
 	readDone := make(chan error, 1)
 	go func() { readDone <- w.pipeline(stdin) }()
+	watchDone, watchEnded := make(chan struct{}), make(chan struct{})
+	go func() { w.watch(watchDone); close(watchEnded) }()
 
 	progress := time.NewTicker(w.opts.Progress)
 	defer progress.Stop()
@@ -204,12 +210,18 @@ func (w *writer) run(ctx context.Context, stdin io.Reader) error {
 	// still go out.
 	flushed := make(chan struct{})
 	go func() { w.closeSink(); close(flushed) }()
+	flushFor := w.opts.FlushTimeout
+	if w.quickClose.Load() {
+		flushFor = time.Second
+	}
 	select {
 	case <-flushed:
-	case <-time.After(w.opts.FlushTimeout):
+	case <-time.After(flushFor):
 		w.fail(failure.Transientf(nil, "Keen's Kafka brokers did not acknowledge the last records within %s", w.opts.FlushTimeout))
 	}
 
+	close(watchDone)
+	<-watchEnded
 	st := w.tr.Stats()
 	w.summary(time.Since(began), st)
 	if w.err != nil {
@@ -219,6 +231,77 @@ func (w *writer) run(ctx context.Context, stdin io.Reader) error {
 		return failure.Systemf(nil, "%d states were held back after the sync although no error was reported (%d of %d records acknowledged)", st.Held, st.Finished, st.Records)
 	}
 	return w.em.Err()
+}
+
+// stallNotice is how long the brokers may acknowledge nothing, with records
+// in flight, before the connector says it is waiting and checks whether
+// they still accept its key.
+const stallNotice = 5 * time.Second
+
+// watch is the watchdog of acknowledgements: it logs when the brokers stop
+// acknowledging and when they come back, fails the sync with a config_error
+// when they now refuse the key or the certificate, and with a
+// transient_error when they have acknowledged nothing for the delivery
+// timeout.
+func (w *writer) watch(done <-chan struct{}) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var (
+		last      = w.tr.Stats().Finished
+		progress  = time.Now()
+		waiting   bool
+		diagnosed time.Time
+	)
+	// resumed reports whether acknowledgements moved since the last look.
+	resumed := func(now time.Time) bool {
+		st := w.tr.Stats()
+		if st.Finished == last && st.Finished != st.Records {
+			return false
+		}
+		if waiting {
+			_ = w.em.Logf(airbyte.Info, "Keen's Kafka brokers acknowledge records again, after %s without", now.Sub(progress).Round(time.Second))
+			waiting = false
+		}
+		last, progress = st.Finished, now
+		return true
+	}
+	for {
+		select {
+		case <-done:
+			resumed(time.Now())
+			return
+		case <-w.stop:
+			return
+		case now := <-tick.C:
+			if resumed(now) {
+				continue
+			}
+			stalled := now.Sub(progress)
+			if stalled < stallNotice {
+				continue
+			}
+			if !waiting {
+				waiting = true
+				st := w.tr.Stats()
+				_ = w.em.Logf(airbyte.Warn, "Keen's Kafka brokers have acknowledged nothing for %s, with %d records in flight; waiting for them, up to %s", stalled.Round(time.Second), st.Records-st.Finished, w.cfg.DeliveryTimeout)
+			}
+			if now.Sub(diagnosed) >= 15*time.Second {
+				diagnosed = now
+				go func() {
+					if err := w.sink.Diagnose(w.cfg); err != nil {
+						w.quickClose.Store(true) // the brokers refuse us: nothing will flush
+						w.fail(err)
+					}
+				}()
+			}
+			if stalled >= w.cfg.DeliveryTimeout {
+				st := w.tr.Stats()
+				w.quickClose.Store(true) // nothing will flush: do not wait for it
+				w.fail(failure.Transientf(nil, "Keen's Kafka brokers acknowledged nothing for %s (delivery_timeout_seconds); %d records were not delivered", stalled.Round(time.Second), st.Records-st.Finished))
+				return
+			}
+		}
+	}
 }
 
 // awaitAcks returns once every record is finished, the sync fails, or the

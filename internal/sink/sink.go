@@ -111,8 +111,14 @@ func saramaConfig(cfg *config.Config, o *Options, idempotent bool) (*sarama.Conf
 	c.Net.ReadTimeout = 30 * time.Second
 	c.Net.WriteTimeout = 30 * time.Second
 	c.Metadata.Full = false
-	c.Metadata.Retry.Max = 3
-	c.Metadata.Retry.Backoff = 250 * time.Millisecond
+	// Metadata refreshes are what a producer does while every broker is
+	// down; sarama fails the waiting records when they give up, so they get
+	// the same patience as produce retries.
+	metaBackoff := func(retries, _ int) time.Duration {
+		return min(250*time.Millisecond<<min(retries, 5), 5*time.Second)
+	}
+	c.Metadata.Retry.BackoffFunc = metaBackoff
+	c.Metadata.Retry.Max = retriesWithin(o.Patience, metaBackoff)
 	c.Producer.RequiredAcks = sarama.WaitForAll
 	c.Producer.Timeout = 10 * time.Second
 	c.Producer.Return.Successes = true
@@ -428,4 +434,24 @@ func Check(ctx context.Context, cfg *config.Config, o Options) error {
 	case <-ctx.Done():
 		return failure.Transientf(ctx.Err(), "Cannot reach Keen's Kafka brokers (%s)", strings.Join(cfg.Brokers, ","))
 	}
+}
+
+// Diagnose opens one fresh connection to the brokers, as at start: it
+// returns a config_error when they now refuse the key or the certificate
+// does not verify, and nil when they accept it or cannot be reached (an
+// outage, for which waiting is right).
+func (s *Sink) Diagnose(cfg *config.Config) error {
+	sc, err := saramaConfig(cfg, &s.opts, false)
+	if err != nil {
+		return nil
+	}
+	sc.Net.DialTimeout = 5 * time.Second
+	err = Probe(cfg.Brokers, sc)
+	if err == nil {
+		return nil
+	}
+	if f := Classify(err, "", "", cfg.Brokers); f.Kind == failure.Config {
+		return f
+	}
+	return nil
 }

@@ -97,6 +97,7 @@ type Emulator struct {
 	requests  []Request
 	deleteFlt []httpFault
 
+	kafkaMu     sync.Mutex // serialises StopKafka and StartKafka
 	stopConsume context.CancelFunc
 	consumeDone chan struct{}
 	closeOnce   sync.Once
@@ -207,7 +208,7 @@ func (e *Emulator) startKafka() error {
 			e.opts.KafkaPorts = append(e.opts.KafkaPorts, port)
 		}
 	}
-	c.ControlKey(int16(kmsg.SASLAuthenticate), e.controlSASL)
+	c.ControlKey(int16(kmsg.SASLAuthenticate), func(req kmsg.Request) (kmsg.Response, error, bool) { return e.controlSASL(c, req) })
 
 	if e.opts.Blackhole {
 		return nil // nothing is stored, so nothing is consumed
@@ -242,7 +243,7 @@ func (e *Emulator) startKafka() error {
 // SaslAuthenticate response with SASL_AUTHENTICATION_FAILED and a message
 // (kfake alone would just close the connection). The write key is let in as
 // the project's user.
-func (e *Emulator) controlSASL(kreq kmsg.Request) (kmsg.Response, error, bool) {
+func (e *Emulator) controlSASL(c *kfake.Cluster, kreq kmsg.Request) (kmsg.Response, error, bool) {
 	req := kreq.(*kmsg.SASLAuthenticateRequest)
 	parts := strings.SplitN(string(req.SASLAuthBytes), "\x00", 3)
 	if len(parts) != 3 {
@@ -257,7 +258,7 @@ func (e *Emulator) controlSASL(kreq kmsg.Request) (kmsg.Response, error, bool) {
 		req.SASLAuthBytes = []byte("\x00" + user + "\x00" + e.opts.APIKey)
 		return nil, nil, false
 	}
-	e.cluster.KeepControl()
+	c.KeepControl()
 	e.opts.Logf("kafka: SASL authentication failed for user %q", user)
 	resp := req.ResponseKind().(*kmsg.SASLAuthenticateResponse)
 	msg := "Authentication failed: Invalid username or password"
@@ -532,21 +533,66 @@ func (e *Emulator) Close() {
 			_ = e.http.Shutdown(ctx)
 			cancel()
 		}
-		if e.stopConsume != nil {
-			e.stopConsume()
-			<-e.consumeDone
-		}
-		if e.consumer != nil {
-			e.consumer.Close()
-		}
-		if e.cluster != nil {
-			e.cluster.Close()
-		}
+		e.stopKafka()
 		if e.ownDir != "" {
 			os.RemoveAll(e.ownDir)
 		}
 	})
 }
+
+// stopKafka closes the consumer and the brokers.
+func (e *Emulator) stopKafka() {
+	if e.stopConsume != nil {
+		e.stopConsume()
+		<-e.consumeDone
+		e.stopConsume = nil
+	}
+	if e.consumer != nil {
+		e.consumer.Close()
+		e.consumer = nil
+	}
+	if e.cluster != nil {
+		e.cluster.Close()
+		e.cluster = nil
+	}
+}
+
+// StopKafka takes every broker down: connections are refused until
+// StartKafka. With Options.DataDir set, what the brokers stored survives.
+func (e *Emulator) StopKafka() {
+	e.kafkaMu.Lock()
+	defer e.kafkaMu.Unlock()
+	e.stopKafka()
+	e.opts.Logf("kafka: brokers stopped")
+}
+
+// StartKafka brings the brokers back on the same ports after StopKafka.
+// The events are filed again from what the brokers kept (DataDir), deletes
+// included.
+func (e *Emulator) StartKafka() error {
+	e.kafkaMu.Lock()
+	defer e.kafkaMu.Unlock()
+	if e.cluster != nil {
+		return errors.New("kafka is running")
+	}
+	e.mu.Lock()
+	e.events, e.rejected, e.consumed = map[string][]stored{}, nil, map[string]map[int32]int64{}
+	e.mu.Unlock()
+	var err error
+	for attempt := 0; attempt < 50; attempt++ { // the old sockets may take a moment to free their ports
+		if err = e.startKafka(); err == nil {
+			e.opts.Logf("kafka: brokers started again")
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return err
+}
+
+// SetAPIKey replaces the master key, as a user rotating it in Keen's web app
+// would: the HTTP API takes the new key at once, the brokers at the next
+// StartKafka. Call it while the brokers are stopped and no API call is made.
+func (e *Emulator) SetAPIKey(key string) { e.opts.APIKey = key }
 
 // Faults.
 
@@ -567,12 +613,13 @@ func (e *Emulator) FailProduce(topic string, n int, err *kerr.Error) (remove fun
 func (e *Emulator) DelayProduce(d time.Duration, n int) {
 	var left atomic.Int64
 	left.Store(int64(n))
-	e.cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+	c := e.cluster
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
 		if left.Add(-1) < 0 {
-			e.cluster.DropControl()
+			c.DropControl()
 			return nil, nil, false
 		}
-		e.cluster.SleepControl(func() { time.Sleep(d) })
+		c.SleepControl(func() { time.Sleep(d) })
 		return nil, nil, false
 	})
 }
@@ -582,12 +629,13 @@ func (e *Emulator) DelayProduce(d time.Duration, n int) {
 func (e *Emulator) DropProduceConnections(n int) {
 	var left atomic.Int64
 	left.Store(int64(n))
-	e.cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+	c := e.cluster
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
 		if left.Add(-1) < 0 {
-			e.cluster.DropControl()
+			c.DropControl()
 			return nil, nil, false
 		}
-		e.cluster.KeepControl()
+		c.KeepControl()
 		return nil, errors.New("keenlocal: connection dropped by fault"), true
 	})
 }

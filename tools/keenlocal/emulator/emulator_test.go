@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -504,5 +505,43 @@ func TestReadyFile(t *testing.T) {
 	matches, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".ready-*"))
 	if len(matches) != 0 {
 		t.Fatalf("temporary files left: %v", matches)
+	}
+}
+
+func TestRestartKeepsData(t *testing.T) {
+	e := start(t, Options{DataDir: t.TempDir()})
+	p := producer(t, e)
+	if err := send(p, "kept", `{"n":1}`, `{"n":2}`); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.DeleteCollection(ctx(t), "kept"); err != nil {
+		t.Fatal(err)
+	}
+	if err := send(p, "kept", `{"n":3}`); err != nil {
+		t.Fatal(err)
+	}
+	addrs := e.BrokerAddrs()
+	quick := producer(t, e, func(c *sarama.Config) { c.Producer.Retry.Max = 0; c.Metadata.Retry.Max = 0 })
+	e.StopKafka()
+	if err := send(quick, "kept", `{"n":4}`); err == nil {
+		t.Fatal("a send succeeded with the brokers down")
+	}
+	if err := e.StartKafka(); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.BrokerAddrs(); strings.Join(got, ",") != strings.Join(addrs, ",") {
+		t.Fatalf("brokers moved from %v to %v", addrs, got)
+	}
+	if err := send(p, "kept", `{"n":5}`); err != nil {
+		t.Fatalf("the producer must reconnect after the restart: %v", err)
+	}
+	evs := extract(t, e, "kept")
+	var ns []string
+	for _, ev := range evs {
+		ns = append(ns, fmt.Sprint(ev["n"]))
+	}
+	sort.Strings(ns)
+	if strings.Join(ns, ",") != "3,5" {
+		t.Fatalf("after the restart: %v, want 3 and 5 (1 and 2 were deleted before it)", ns)
 	}
 }
