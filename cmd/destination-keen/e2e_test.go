@@ -1082,3 +1082,97 @@ func TestKeyRevokedMidSync(t *testing.T) {
 		t.Errorf("took %v", d)
 	}
 }
+
+// syncThrough runs a sync of n records (a state every 100) while fault
+// acts on the emulator, and checks that every record landed exactly once
+// and every state was echoed.
+func syncThrough(t *testing.T, n int, fault func(*emulator.Emulator)) result {
+	t.Helper()
+	e := newEnv(t, emulator.Options{})
+	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}))
+	var in strings.Builder
+	for i := 1; i <= n; i++ {
+		in.WriteString(rec("a", fmt.Sprintf(`{"n":%d}`, i), 1) + "\n")
+		if i%100 == 0 {
+			in.WriteString(streamState("a", strconv.Itoa(i)) + "\n")
+		}
+	}
+	fault(e.emu)
+	r := e.run(in.String(), "write", "--config", e.config(nil), "--catalog", cat)
+	if r.code != 0 {
+		t.Fatalf("exit %d:\n%s", r.code, r.stdout)
+	}
+	if got := len(r.states()); got != n/100 {
+		t.Fatalf("%d states echoed, want %d", got, n/100)
+	}
+	evs := e.events("a")
+	if distinct := len(byField(evs, "n")); distinct != n || len(evs) != n {
+		t.Fatalf("%d events, %d distinct, for %d records", len(evs), distinct, n)
+	}
+	e.noRejections()
+	return r
+}
+
+func TestRetriableBrokerErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		fault func(*emulator.Emulator)
+	}{
+		{"NOT_LEADER_FOR_PARTITION", func(e *emulator.Emulator) { e.FailProduce("", 5, kerr.NotLeaderForPartition) }},
+		{"NOT_ENOUGH_REPLICAS", func(e *emulator.Emulator) { e.FailProduce("", 5, kerr.NotEnoughReplicas) }},
+		// The brokers store the batch, then answer with an error: only
+		// idempotence keeps the retry from writing it twice.
+		{"REQUEST_TIMED_OUT after the write", func(e *emulator.Emulator) { e.FailProduce("", 5, kerr.RequestTimedOut) }},
+		{"NOT_ENOUGH_REPLICAS_AFTER_APPEND", func(e *emulator.Emulator) { e.FailProduce("", 5, kerr.NotEnoughReplicasAfterAppend) }},
+		{"dropped connections", func(e *emulator.Emulator) { e.DropProduceConnections(3) }},
+		{"slow answers", func(e *emulator.Emulator) { e.DelayProduce(500*time.Millisecond, 5) }},
+		{"leaders moving", func(e *emulator.Emulator) {
+			go func() {
+				for range 20 {
+					e.Cluster().ShufflePartitionLeaders()
+					time.Sleep(20 * time.Millisecond)
+				}
+			}()
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { syncThrough(t, 3000, tt.fault) })
+	}
+}
+
+func TestIdempotenceRefused(t *testing.T) {
+	r := syncThrough(t, 500, func(e *emulator.Emulator) { e.RefuseIdempotence() })
+	if !strings.Contains(r.logs(), "refused the idempotent producer") || !strings.Contains(r.logs(), "Producing without idempotence") {
+		t.Fatalf("the fallback must be logged as a WARN:\n%s", r.logs())
+	}
+}
+
+func TestFatalBrokerErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		err  *kerr.Error
+		kind string
+		msg  string
+	}{
+		{"INVALID_TOPIC_EXCEPTION", kerr.InvalidTopicException, "config_error", `refused collection "b" (stream "b")`},
+		{"POLICY_VIOLATION", kerr.PolicyViolation, "system_error", `refused records for collection "b"`},
+		{"MESSAGE_TOO_LARGE", kerr.MessageTooLarge, "system_error", `refused a record of stream "b" as too large`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, emulator.Options{})
+			e.emu.FailProduce("b", -1, tt.err)
+			cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}, cstream{name: "b", mode: "append"}))
+			in := lines(rec("a", `{"n":1}`, 1), streamState("a", "1"), rec("b", `{"n":1}`, 1), streamState("b", "1"), rec("a", `{"n":2}`, 1), streamState("a", "2"))
+			r := e.run(in, "write", "--config", e.config(nil), "--catalog", cat)
+			tr := r.trace(t)
+			if r.code != 1 || tr["failure_type"] != tt.kind || !strings.Contains(tr["message"].(string), tt.msg) {
+				t.Fatalf("exit %d trace %v", r.code, tr)
+			}
+			states := r.states()
+			if len(states) != 1 || !strings.Contains(fmt.Sprint(states[0]), "name:a") {
+				t.Fatalf("want exactly a's first state, got %v", states)
+			}
+		})
+	}
+}

@@ -608,6 +608,13 @@ func (e *Emulator) FailProduce(topic string, n int, err *kerr.Error) (remove fun
 	return h.Remove
 }
 
+// RefuseIdempotence answers every InitProducerId request with
+// CLUSTER_AUTHORIZATION_FAILED, as brokers do for a user without the
+// IdempotentWrite permission.
+func (e *Emulator) RefuseIdempotence() {
+	e.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.InitProducerID}, Err: kerr.ClusterAuthorizationFailed, Count: -1})
+}
+
 // DelayProduce holds each of the next n produce requests for d before the
 // brokers answer it.
 func (e *Emulator) DelayProduce(d time.Duration, n int) {
