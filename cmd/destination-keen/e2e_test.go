@@ -1176,3 +1176,20 @@ func TestFatalBrokerErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestBrokerTooLargeWithSkip(t *testing.T) {
+	e := newEnv(t, emulator.Options{})
+	e.emu.FailProduce("b", 1, kerr.MessageTooLarge)
+	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}, cstream{name: "b", mode: "append"}))
+	in := lines(rec("a", `{"n":1}`, 1), streamState("a", "1"), rec("b", `{"n":1}`, 1), streamState("b", "1"))
+	r := e.run(in, "write", "--config", e.config(map[string]any{"oversized_records": "skip"}), "--catalog", cat)
+	if r.code != 0 || len(r.states()) != 2 {
+		t.Fatalf("exit %d:\n%s", r.code, r.stdout)
+	}
+	if !strings.Contains(r.logs(), `refused a record of stream "b" as too large`) || !strings.Contains(r.logs(), "1 oversized records skipped") {
+		t.Fatalf("logs:\n%s", r.logs())
+	}
+	if n := len(e.events("b")); n != 0 {
+		t.Fatalf("%d events in b", n)
+	}
+}

@@ -253,7 +253,7 @@ func (w *writer) shape(m *message.Message, cache *planCache, it *item) {
 	if sh.DroppedKeenKeys > 0 {
 		p.DroppedKeenKey.Add(int64(sh.DroppedKeenKeys))
 	}
-	env.Stream = p.Stream
+	env.Stream, env.Tag = p.Stream, p.Index
 	it.kind, it.plan, it.env = itemRecord, p, env
 }
 

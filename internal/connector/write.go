@@ -140,6 +140,19 @@ func (w *writer) acked(env *sink.Envelope) {
 }
 
 func (w *writer) failed(env *sink.Envelope, err error) {
+	if sink.TooLarge(err) && w.cfg.SkipOversized {
+		// The brokers' limit is below ours. The record is left out like the
+		// ones the connector finds too large itself, but the state it belongs
+		// to may already have gone with its counts: the end-of-sync log
+		// counts it.
+		p := w.cat.Plans[env.Tag]
+		p.Rejected.Add(1)
+		_ = w.em.Logf(airbyte.Warn, "Keen's brokers refused a record of stream %q as too large (%d bytes); skipped", p.Name(), len(env.Buf))
+		if err := w.tr.Done(env.Seq); err != nil {
+			w.fail(failure.Systemf(err, "Cannot write to stdout"))
+		}
+		return
+	}
 	w.fail(sink.Classify(err, env.Topic(), env.Stream, w.cfg.Brokers))
 }
 

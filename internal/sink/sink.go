@@ -163,6 +163,7 @@ type Envelope struct {
 	Buf    []byte // the event
 	Seq    uint64
 	Stream string // for messages about this record
+	Tag    int    // the caller's own mark (the stream's plan)
 }
 
 // Encode and Length make the envelope its own sarama.Encoder, so that
@@ -331,7 +332,7 @@ func (s *Sink) put(e *Envelope) {
 		return // let a huge buffer go
 	}
 	e.msg = sarama.ProducerMessage{}
-	e.Buf, e.Seq, e.Stream = e.Buf[:0], 0, ""
+	e.Buf, e.Seq, e.Stream, e.Tag = e.Buf[:0], 0, "", 0
 	s.pool.Put(e)
 }
 
@@ -454,4 +455,10 @@ func (s *Sink) Diagnose(cfg *config.Config) error {
 		return f
 	}
 	return nil
+}
+
+// TooLarge reports whether the brokers refused a record as too large.
+func TooLarge(err error) bool {
+	var kerr sarama.KError
+	return errors.As(err, &kerr) && kerr == sarama.ErrMessageSizeTooLarge
 }
