@@ -9,8 +9,9 @@ RACE    ?= $(shell [ "$$($(GO) env CGO_ENABLED)" = 1 ] && command -v "$$($(GO) e
 BENCH   ?= .
 BENCHTIME ?= 1s
 N       ?= 1000000
+SOAK_N  ?= 10000000
 
-.PHONY: help generate build test lint bench fuzz image demo clean
+.PHONY: help generate build test lint bench soak fuzz image demo clean
 
 # Fuzz targets as package:Target; `make test` runs their seed corpora.
 FUZZ_TARGETS := internal/message:FuzzDecode internal/keen:FuzzParseString internal/keen:FuzzRFC3339 \
@@ -40,6 +41,10 @@ bench: build ## micro-benchmarks (bench/latest.txt, for benchstat), then N recor
 	@mkdir -p bench
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) ./... | tee bench/latest.txt
 	$(GO) run ./tools/loadgen --records $(N) --connector $(BIN) --out bench/latest.txt
+
+soak: build ## 10M records (SOAK_N) through the connector: memory, state gaps, goroutines
+	@mkdir -p bench
+	$(GO) run ./tools/loadgen --soak $(SOAK_N) --connector $(BIN) --out bench/latest.txt
 
 fuzz: ## run every fuzz target for FUZZTIME (default 60s) each
 	@set -e; for t in $(FUZZ_TARGETS); do \

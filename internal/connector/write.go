@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -55,6 +56,16 @@ func RunWrite(ctx context.Context, em *airbyte.Emitter, configPath, catalogPath 
 	}
 	logPlan(em, cfg, cat)
 
+	goroutines := runtime.NumGoroutine()
+	defer func() {
+		// The producer's connections close asynchronously; give them a moment
+		// to go before counting (the soak checks that nothing is left).
+		end := runtime.NumGoroutine()
+		for deadline := time.Now().Add(2 * time.Second); end > goroutines && time.Now().Before(deadline); end = runtime.NumGoroutine() {
+			time.Sleep(10 * time.Millisecond)
+		}
+		_ = em.Logf(airbyte.Debug, "Goroutines: %d at start, %d at the end", goroutines, end)
+	}()
 	w := &writer{em: em, cat: cat, cfg: cfg, opts: opts, stop: make(chan struct{}), sinceState: make([]int64, len(cat.Plans)), rejectedSince: make([]int64, len(cat.Plans))}
 	w.tr = checkpoint.New(em.Line)
 

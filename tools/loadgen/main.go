@@ -112,7 +112,11 @@ func run() error {
 	stateEvery := pflag.Int("state-every", 1000, "a STATE after every this many records")
 	out := pflag.String("out", "", "also append the results to this file")
 	rounds := pflag.Int("rounds", 3, "rounds of floor then connector; the median ratio is reported")
+	soakN := pflag.Int("soak", 0, "instead: a soak of this many records (and one of a tenth as many), checking memory, state gaps and goroutines")
 	pflag.Parse()
+	if *soakN > 0 {
+		return soak(*connector, *soakN, *out)
+	}
 
 	dir, err := os.MkdirTemp("", "loadgen-")
 	if err != nil {
@@ -205,18 +209,29 @@ func round(self string, env []string, cfg emulator.ConnectorConfig, cfgPath, cat
 		return usage{}, usage{}, 0, err
 	}
 
-	// The connector, fed by a pipe as the platform feeds it.
+	connU, gap, _, err := runConnector(env, cfgPath, catPath, connector, n, stateEvery)
+	if err != nil {
+		return usage{}, usage{}, 0, err
+	}
+	return floorU, connU, gap, nil
+}
+
+// runConnector runs one sync of n records through the connector, fed by a
+// pipe as the platform feeds it, and returns what it used, the longest gap
+// between two echoed states and its goroutine-count log line.
+func runConnector(env []string, cfgPath, catPath, connector string, n, stateEvery int) (usage, time.Duration, string, error) {
 	cmd := exec.Command(connector, "write", "--config", cfgPath, "--catalog", catPath)
 	cmd.Env = env
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return usage{}, usage{}, 0, err
+		return usage{}, 0, "", err
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return usage{}, usage{}, 0, err
+		return usage{}, 0, "", err
 	}
+	var debug string // the connector's goroutine count line
 	var states atomic.Int64
 	var lastState atomic.Int64
 	var maxGap atomic.Int64
@@ -237,6 +252,8 @@ func round(self string, env []string, cfg emulator.ConnectorConfig, cfgPath, cat
 				lastState.Store(now.UnixNano())
 			} else if strings.Contains(string(l), `"type":"TRACE"`) {
 				fmt.Fprintln(os.Stderr, string(l))
+			} else if strings.Contains(string(l), `Goroutines: `) {
+				debug = string(l)
 			}
 		}
 		readDone <- sc.Err()
@@ -262,13 +279,13 @@ func round(self string, env []string, cfg emulator.ConnectorConfig, cfgPath, cat
 		return nil
 	})
 	if err != nil {
-		return usage{}, usage{}, 0, err
+		return usage{}, 0, "", err
 	}
 	if want := int64(n / stateEvery); states.Load() != want {
-		return usage{}, usage{}, 0, fmt.Errorf("the connector echoed %d states, want %d", states.Load(), want)
+		return usage{}, 0, "", fmt.Errorf("the connector echoed %d states, want %d", states.Load(), want)
 	}
 
-	return floorU, connU, time.Duration(maxGap.Load()), nil
+	return connU, time.Duration(maxGap.Load()), debug, nil
 }
 
 // floor sends the connector's events (data with keen.timestamp, built
@@ -347,4 +364,93 @@ func fmtList(xs []float64) string {
 		parts[i] = fmt.Sprintf("%.2f", x)
 	}
 	return strings.Join(parts, " ")
+}
+
+// soak runs the connector over n/10 and then n records, a STATE every 100,
+// and checks what must hold however long a sync runs: peak RSS at n within
+// 10% of peak RSS at n/10, no gap over 5 s between two echoed states while
+// acknowledgements flow, and the goroutines back to their starting count.
+func soak(connector string, n int, out string) error {
+	dir, err := os.MkdirTemp("", "soak-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	catPath := filepath.Join(dir, "catalog.json")
+	if err := os.WriteFile(catPath, []byte(catalog), 0o600); err != nil {
+		return err
+	}
+	type run struct {
+		u          usage
+		gap        time.Duration
+		goroutines string
+	}
+	var runs []run
+	for i, records := range []int{n / 10, n} {
+		e, err := emulator.Start(emulator.Options{Blackhole: true})
+		if err != nil {
+			return err
+		}
+		cfg := e.Config()
+		cfgPath := filepath.Join(dir, fmt.Sprintf("config-%d.json", i))
+		if err := os.WriteFile(cfgPath, fmt.Appendf(nil, `{"project_id":%q,"api_key":%q,"kafka_bootstrap_servers":%q,"api_url":%q}`,
+			cfg.ProjectID, cfg.APIKey, cfg.KafkaBootstrapServers, cfg.APIURL), 0o600); err != nil {
+			e.Close()
+			return err
+		}
+		u, gap, g, err := runConnector(append(os.Environ(), "SSL_CERT_FILE="+cfg.CAFile), cfgPath, catPath, connector, records, 100)
+		e.Close()
+		if err != nil {
+			return err
+		}
+		runs = append(runs, run{u, gap, g})
+	}
+	var report strings.Builder
+	ok := true
+	check := func(pass bool, format string, args ...any) {
+		verdict := "ok  "
+		if !pass {
+			verdict, ok = "FAIL", false
+		}
+		fmt.Fprintf(&report, "%s "+format+"\n", append([]any{verdict}, args...)...)
+	}
+	fmt.Fprintf(&report, "soak: records of about %d bytes, a STATE every 100, SASL/PLAIN + TLS, blackhole brokers\n", len(record(nil, 1)))
+	for _, r := range runs {
+		fmt.Fprintf(&report, "     %9d records: %s, %.0f records/s, %.2f CPU-µs/record, peak RSS %d MiB, longest gap between states %s\n",
+			r.u.records, r.u.wall.Round(time.Millisecond), r.u.rate(), float64(r.u.cpu.Microseconds())/float64(r.u.records), r.u.rssKiB/1024, r.gap.Round(time.Millisecond))
+	}
+	small, big := runs[0], runs[1]
+	growth := float64(big.u.rssKiB)/float64(small.u.rssKiB) - 1
+	check(growth <= 0.10, "peak RSS at %d records is %+.1f%% of the one at %d (limit +10%%)", big.u.records, growth*100, small.u.records)
+	check(big.gap <= 5*time.Second && small.gap <= 5*time.Second, "longest gap between two echoed states: %s (limit 5s)", max(big.gap, small.gap).Round(time.Millisecond))
+	var g0, g1 int
+	_, perr := fmt.Sscanf(goroutineCounts(big.goroutines), "%d %d", &g0, &g1)
+	check(perr == nil && g1 <= g0, "goroutines: %s", goroutineCounts(big.goroutines))
+	fmt.Print(report.String())
+	if out != "" {
+		f, err := os.OpenFile(out, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		fmt.Fprintf(f, "\n# soak %s\n%s", time.Now().UTC().Format(time.RFC3339), report.String())
+	}
+	if !ok {
+		return errors.New("the soak failed")
+	}
+	return nil
+}
+
+// goroutineCounts pulls "start end" out of the connector's log line
+// "Goroutines: N at start, M at the end".
+func goroutineCounts(line string) string {
+	i := strings.Index(line, "Goroutines: ")
+	if i < 0 {
+		return "(no count logged)"
+	}
+	var a, b int
+	if _, err := fmt.Sscanf(line[i:], "Goroutines: %d at start, %d at the end", &a, &b); err != nil {
+		return "(unreadable count)"
+	}
+	return fmt.Sprintf("%d %d", a, b)
 }
