@@ -1003,6 +1003,9 @@ func outage(t *testing.T, down time.Duration, config map[string]any, during func
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	}
+	if strings.Contains(out.String()+stderr.String(), secretKey) {
+		t.Error("the API key appears in the connector's output")
+	}
 	return out.String(), e, code
 }
 

@@ -147,3 +147,24 @@ func TestRetryAfter(t *testing.T) {
 		t.Errorf("HTTP date: %v", d)
 	}
 }
+
+func TestTimeoutsAreRetriedThenTransient(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		select { // an API that never answers in time
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+		}
+	}))
+	defer srv.Close()
+	c := client(t, srv, true)
+	c.SetTimeout(50 * time.Millisecond)
+	err := c.DeleteCollection(context.Background(), "c")
+	if f := failure.As(err); f.Kind != failure.Transient || !strings.Contains(f.Message, "after") {
+		t.Fatalf("got %v", err)
+	}
+	if calls.Load() < 2 {
+		t.Fatalf("%d calls: a timeout must be retried", calls.Load())
+	}
+}

@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"net"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/IBM/sarama"
 
 	"destination-keen/internal/config"
 	"destination-keen/internal/failure"
@@ -112,5 +115,22 @@ func TestRetriesWithin(t *testing.T) {
 	}
 	if n := retriesWithin(0, b); n != 1 {
 		t.Fatalf("at least one retry: got %d", n)
+	}
+}
+
+// TestTransportIsAlwaysSecure: whatever the options, the producer verifies
+// TLS 1.2 or newer and sends SASL/PLAIN only inside it.
+func TestTransportIsAlwaysSecure(t *testing.T) {
+	for _, idempotent := range []bool{true, false} {
+		c, err := SaramaConfig(&config.Config{ProjectID: "p", APIKey: "k", Brokers: []string{"x:1"}}, Options{}, idempotent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !c.Net.TLS.Enable || c.Net.TLS.Config == nil || c.Net.TLS.Config.InsecureSkipVerify || c.Net.TLS.Config.MinVersion < tls.VersionTLS12 {
+			t.Fatalf("TLS %+v", c.Net.TLS)
+		}
+		if !c.Net.SASL.Enable || c.Net.SASL.Mechanism != sarama.SASLTypePlaintext || c.Producer.RequiredAcks != sarama.WaitForAll {
+			t.Fatal("SASL/PLAIN with acks=all expected")
+		}
 	}
 }
