@@ -622,19 +622,7 @@ func TestOversizedRecords(t *testing.T) {
 func TestSIGTERM(t *testing.T) {
 	e := newEnv(t, emulator.Options{})
 	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}))
-	cmd := exec.Command(os.Args[0], "write", "--config", e.config(nil), "--catalog", cat)
-	cmd.Env = append(os.Environ(), runMainEnv+"=1", "SSL_CERT_FILE="+e.emu.CAFile(), "GORACE=atexit_sleep_ms=0")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, stdin, stdout, _ := e.startSync(t, cat)
 	fmt.Fprint(stdin, lines(rec("a", `{"n":1}`, 1), streamState("a", "1")))
 	// Wait for the first state: its record has landed.
 	var out bytes.Buffer
@@ -656,7 +644,7 @@ func TestSIGTERM(t *testing.T) {
 	}
 	rest, _ := io.ReadAll(stdout)
 	out.Write(rest)
-	err = cmd.Wait()
+	err := cmd.Wait()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 		t.Fatalf("want exit 1 after SIGTERM, got %v", err)
 	}

@@ -157,6 +157,17 @@ func literal(b []byte, i int, lit string) (int, error) {
 }
 
 func skipObject(b []byte, i, depth int) (int, error) {
+	return walkObject(b, i, func(_, _, v int) (int, error) { return skipValue(b, v, depth) })
+}
+
+// walkObject validates the object at b[i], calling fn for each member with
+// the bounds of its key (quotes included) and the index where its value
+// starts; fn consumes the value and returns the index past it. It returns the
+// index past the object. Every object walk in this package is this one.
+func walkObject(b []byte, i int, fn func(kstart, kend, v int) (int, error)) (int, error) {
+	if i >= len(b) || b[i] != '{' {
+		return i, ErrNotObject
+	}
 	i = skipSpace(b, i+1)
 	if i < len(b) && b[i] == '}' {
 		return i + 1, nil
@@ -165,6 +176,7 @@ func skipObject(b []byte, i, depth int) (int, error) {
 		if i >= len(b) || b[i] != '"' {
 			return i, errAt(i, "object key expected")
 		}
+		kstart := i
 		end, _, err := scanString(b, i)
 		if err != nil {
 			return end, err
@@ -174,7 +186,10 @@ func skipObject(b []byte, i, depth int) (int, error) {
 			return i, errAt(i, "':' expected after object key")
 		}
 		i = skipSpace(b, i+1)
-		if i, err = skipValue(b, i, depth); err != nil {
+		if i >= len(b) {
+			return i, errAt(i, "unexpected end of JSON")
+		}
+		if i, err = fn(kstart, end, i); err != nil {
 			return i, err
 		}
 		i = skipSpace(b, i)
@@ -364,47 +379,7 @@ func hasEscape(quoted []byte) bool {
 // It lets a caller validate a document and pick what it needs from it in
 // one pass.
 func Walk(b []byte, i int, fn func(key []byte, v int) (int, error)) (int, error) {
-	if i >= len(b) || b[i] != '{' {
-		return i, ErrNotObject
-	}
-	i = skipSpace(b, i+1)
-	if i < len(b) && b[i] == '}' {
-		return i + 1, nil
-	}
-	for {
-		if i >= len(b) || b[i] != '"' {
-			return i, errAt(i, "object key expected")
-		}
-		kstart := i
-		end, _, err := scanString(b, i)
-		if err != nil {
-			return end, err
-		}
-		key := b[kstart:end]
-		i = skipSpace(b, end)
-		if i >= len(b) || b[i] != ':' {
-			return i, errAt(i, "':' expected after object key")
-		}
-		i = skipSpace(b, i+1)
-		if i >= len(b) {
-			return i, errAt(i, "unexpected end of JSON")
-		}
-		if i, err = fn(key, i); err != nil {
-			return i, err
-		}
-		i = skipSpace(b, i)
-		if i >= len(b) {
-			return i, errAt(i, "unexpected end of JSON in object")
-		}
-		switch b[i] {
-		case ',':
-			i = skipSpace(b, i+1)
-		case '}':
-			return i + 1, nil
-		default:
-			return i, errAt(i, "',' or '}' expected in object")
-		}
-	}
+	return walkObject(b, i, func(kstart, kend, v int) (int, error) { return fn(b[kstart:kend], v) })
 }
 
 // KeyIs reports whether the quoted key equals name.
@@ -429,55 +404,31 @@ func Members(b []byte, fn func(m *Member) bool) error {
 	if len(b) == 0 || b[0] != '{' {
 		return ErrNotObject
 	}
-	i := skipSpace(b, 1)
-	if i < len(b) && b[i] == '}' {
-		if i+1 != len(b) {
-			return errAt(i+1, "data after the JSON object")
-		}
-		return nil
-	}
 	var m Member
-	for {
-		if i >= len(b) || b[i] != '"' {
-			return errAt(i, "object key expected")
-		}
-		kstart := i
-		end, _, err := scanString(b, i)
+	end, err := walkObject(b, 0, func(kstart, kend, v int) (int, error) {
+		e, err := skipValue(b, v, 1)
 		if err != nil {
-			return err
+			return e, err
 		}
-		m.Key = b[kstart:end]
-		i = skipSpace(b, end)
-		if i >= len(b) || b[i] != ':' {
-			return errAt(i, "':' expected after object key")
-		}
-		i = skipSpace(b, i+1)
-		vstart := i
-		if i, err = skipValue(b, i, 1); err != nil {
-			return err
-		}
-		m.Value = b[vstart:i]
-		m.Start, m.End = kstart, i
+		m.Key, m.Value, m.Start, m.End = b[kstart:kend], b[v:e], kstart, e
 		if !fn(&m) {
-			return nil
+			return e, errStop
 		}
-		i = skipSpace(b, i)
-		if i >= len(b) {
-			return errAt(i, "unexpected end of JSON in object")
-		}
-		switch b[i] {
-		case ',':
-			i = skipSpace(b, i+1)
-		case '}':
-			if i+1 != len(b) {
-				return errAt(i+1, "data after the JSON object")
-			}
-			return nil
-		default:
-			return errAt(i, "',' or '}' expected in object")
-		}
+		return e, nil
+	})
+	switch {
+	case errors.Is(err, errStop):
+		return nil
+	case err != nil:
+		return err
+	case end != len(b):
+		return errAt(end, "data after the JSON object")
 	}
+	return nil
 }
+
+// errStop ends a walk early on the caller's request.
+var errStop = errors.New("stop")
 
 // Unquote returns the string value of the JSON string s (with quotes).
 // Strings with escapes, rare in practice, go through encoding/json.

@@ -118,15 +118,11 @@ func run() error {
 		return soak(*connector, *soakN, *out)
 	}
 
-	dir, err := os.MkdirTemp("", "loadgen-")
+	dir, catPath, err := workDir()
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	catPath := filepath.Join(dir, "catalog.json")
-	if err := os.WriteFile(catPath, []byte(catalog), 0o600); err != nil {
-		return err
-	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -137,17 +133,11 @@ func run() error {
 	for r := range *rounds {
 		// A fresh emulator each round: a broker that has taken millions of
 		// records answers more slowly, which would favour whoever runs first.
-		e, err := emulator.Start(emulator.Options{Blackhole: true})
+		e, cfgPath, err := blackhole(dir, r)
 		if err != nil {
 			return err
 		}
 		cfg := e.Config()
-		cfgPath := filepath.Join(dir, fmt.Sprintf("config-%d.json", r))
-		if err := os.WriteFile(cfgPath, fmt.Appendf(nil, `{"project_id":%q,"api_key":%q,"kafka_bootstrap_servers":%q,"api_url":%q}`,
-			cfg.ProjectID, cfg.APIKey, cfg.KafkaBootstrapServers, cfg.APIURL), 0o600); err != nil {
-			e.Close()
-			return err
-		}
 		env := append(os.Environ(), "SSL_CERT_FILE="+cfg.CAFile)
 		floorU, connU, gap, err := round(self, env, cfg, cfgPath, catPath, *connector, *n, *stateEvery)
 		e.Close()
@@ -183,6 +173,36 @@ func run() error {
 		fmt.Fprintf(f, "\n# loadgen %s\n%s", time.Now().UTC().Format(time.RFC3339), report.String())
 	}
 	return nil
+}
+
+// workDir makes a temporary folder holding the benchmark's catalog.
+func workDir() (dir, catPath string, err error) {
+	if dir, err = os.MkdirTemp("", "loadgen-"); err != nil {
+		return "", "", err
+	}
+	catPath = filepath.Join(dir, "catalog.json")
+	if err := os.WriteFile(catPath, []byte(catalog), 0o600); err != nil {
+		os.RemoveAll(dir)
+		return "", "", err
+	}
+	return dir, catPath, nil
+}
+
+// blackhole starts a fresh emulator in blackhole mode and writes the
+// connector config for it into dir.
+func blackhole(dir string, n int) (*emulator.Emulator, string, error) {
+	e, err := emulator.Start(emulator.Options{Blackhole: true})
+	if err != nil {
+		return nil, "", err
+	}
+	cfg := e.Config()
+	cfgPath := filepath.Join(dir, fmt.Sprintf("config-%d.json", n))
+	if err := os.WriteFile(cfgPath, fmt.Appendf(nil, `{"project_id":%q,"api_key":%q,"kafka_bootstrap_servers":%q,"api_url":%q}`,
+		cfg.ProjectID, cfg.APIKey, cfg.KafkaBootstrapServers, cfg.APIURL), 0o600); err != nil {
+		e.Close()
+		return nil, "", err
+	}
+	return e, cfgPath, nil
 }
 
 // inputBlock is every records RECORD lines and then one STATE.
@@ -371,15 +391,11 @@ func fmtList(xs []float64) string {
 // 10% of peak RSS at n/10, no gap over 5 s between two echoed states while
 // acknowledgements flow, and the goroutines back to their starting count.
 func soak(connector string, n int, out string) error {
-	dir, err := os.MkdirTemp("", "soak-")
+	dir, catPath, err := workDir()
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	catPath := filepath.Join(dir, "catalog.json")
-	if err := os.WriteFile(catPath, []byte(catalog), 0o600); err != nil {
-		return err
-	}
 	type run struct {
 		u          usage
 		gap        time.Duration
@@ -387,17 +403,11 @@ func soak(connector string, n int, out string) error {
 	}
 	var runs []run
 	for i, records := range []int{n / 10, n} {
-		e, err := emulator.Start(emulator.Options{Blackhole: true})
+		e, cfgPath, err := blackhole(dir, i)
 		if err != nil {
 			return err
 		}
 		cfg := e.Config()
-		cfgPath := filepath.Join(dir, fmt.Sprintf("config-%d.json", i))
-		if err := os.WriteFile(cfgPath, fmt.Appendf(nil, `{"project_id":%q,"api_key":%q,"kafka_bootstrap_servers":%q,"api_url":%q}`,
-			cfg.ProjectID, cfg.APIKey, cfg.KafkaBootstrapServers, cfg.APIURL), 0o600); err != nil {
-			e.Close()
-			return err
-		}
 		u, gap, g, err := runConnector(append(os.Environ(), "SSL_CERT_FILE="+cfg.CAFile), cfgPath, catPath, connector, records, 100)
 		e.Close()
 		if err != nil {

@@ -618,14 +618,7 @@ func (e *Emulator) RefuseIdempotence() {
 // DelayProduce holds each of the next n produce requests for d before the
 // brokers answer it.
 func (e *Emulator) DelayProduce(d time.Duration, n int) {
-	var left atomic.Int64
-	left.Store(int64(n))
-	c := e.cluster
-	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
-		if left.Add(-1) < 0 {
-			c.DropControl()
-			return nil, nil, false
-		}
+	e.controlProduce(n, func(c *kfake.Cluster) (kmsg.Response, error, bool) {
 		c.SleepControl(func() { time.Sleep(d) })
 		return nil, nil, false
 	})
@@ -634,6 +627,14 @@ func (e *Emulator) DelayProduce(d time.Duration, n int) {
 // DropProduceConnections closes the connection of each of the next n produce
 // requests without answering them.
 func (e *Emulator) DropProduceConnections(n int) {
+	e.controlProduce(n, func(c *kfake.Cluster) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		return nil, errors.New("keenlocal: connection dropped by fault"), true
+	})
+}
+
+// controlProduce runs fn on each of the next n produce requests.
+func (e *Emulator) controlProduce(n int, fn func(*kfake.Cluster) (kmsg.Response, error, bool)) {
 	var left atomic.Int64
 	left.Store(int64(n))
 	c := e.cluster
@@ -642,8 +643,7 @@ func (e *Emulator) DropProduceConnections(n int) {
 			c.DropControl()
 			return nil, nil, false
 		}
-		c.KeepControl()
-		return nil, errors.New("keenlocal: connection dropped by fault"), true
+		return fn(c)
 	})
 }
 
