@@ -114,18 +114,15 @@ type writer struct {
 	sink *sink.Sink
 	tr   *checkpoint.Tracker
 
-	// Counts since the previous state, touched by the reading goroutine only.
+	// Counts since the previous state, touched by the sequencer only.
 	sinceState    []int64 // per plan, for STREAM states
 	rejectedSince []int64
 	total         int64 // all streams, for GLOBAL and LEGACY states
 	rejectedTotal int64
 
-	lastPlan           *catalog.Plan
-	lastStream, lastNS []byte
-
-	stop     chan struct{} // closed on the first failure
-	failOnce sync.Once
-	err      error
+	stop  chan struct{} // closed on the first failure
+	errMu sync.Mutex
+	err   error // the first failure, under errMu
 
 	sendMu sync.Mutex // held while sending; closed is set under it
 	closed bool
@@ -138,10 +135,19 @@ type writer struct {
 // fail records the first error that ends the sync and tells the reader to
 // stop.
 func (w *writer) fail(err error) {
-	w.failOnce.Do(func() {
+	w.errMu.Lock()
+	defer w.errMu.Unlock()
+	if w.err == nil {
 		w.err = err
 		close(w.stop)
-	})
+	}
+}
+
+// failure returns the error that ended the sync, or nil.
+func (w *writer) failure() error {
+	w.errMu.Lock()
+	defer w.errMu.Unlock()
+	return w.err
 }
 
 func (w *writer) acked(env *sink.Envelope) {
@@ -224,7 +230,7 @@ func (w *writer) run(ctx context.Context, stdin io.Reader) error {
 	if readErr != nil {
 		w.fail(readErr)
 	}
-	if w.err == nil {
+	if w.failure() == nil {
 		// The end of the input: wait for every acknowledgement before closing,
 		// since sarama fails the records it is still retrying when closed.
 		w.awaitAcks(ctx)
@@ -248,8 +254,8 @@ func (w *writer) run(ctx context.Context, stdin io.Reader) error {
 	<-watchEnded
 	st := w.tr.Stats()
 	w.summary(time.Since(began), st)
-	if w.err != nil {
-		return w.err
+	if err := w.failure(); err != nil {
+		return err
 	}
 	if st.Held > 0 || st.Finished != st.Records {
 		return failure.Systemf(nil, "%d states were held back after the sync although no error was reported (%d of %d records acknowledged)", st.Held, st.Finished, st.Records)
