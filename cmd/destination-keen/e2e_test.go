@@ -1078,6 +1078,11 @@ func TestKeyRevokedMidSync(t *testing.T) {
 // acts on the emulator, and checks that every record landed exactly once
 // and every state was echoed.
 func syncThrough(t *testing.T, n int, fault func(*emulator.Emulator)) result {
+	r, _ := syncThroughEnv(t, n, fault)
+	return r
+}
+
+func syncThroughEnv(t *testing.T, n int, fault func(*emulator.Emulator)) (result, *env) {
 	t.Helper()
 	e := newEnv(t, emulator.Options{})
 	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}))
@@ -1101,7 +1106,7 @@ func syncThrough(t *testing.T, n int, fault func(*emulator.Emulator)) result {
 		t.Fatalf("%d events, %d distinct, for %d records", len(evs), distinct, n)
 	}
 	e.noRejections()
-	return r
+	return r, e
 }
 
 func TestRetriableBrokerErrors(t *testing.T) {
@@ -1128,6 +1133,20 @@ func TestRetriableBrokerErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { syncThrough(t, 3000, tt.fault) })
+	}
+}
+
+// TestAnswerSlowerThanTheClientTimeout: the brokers take longer to answer a
+// produce request than the client waits (30 s); the client gives up on the
+// connection and retries, the brokers store the first attempt anyway, and
+// idempotence keeps the retry from writing the records twice.
+func TestAnswerSlowerThanTheClientTimeout(t *testing.T) {
+	began := time.Now()
+	_, e := syncThroughEnv(t, 500, func(e *emulator.Emulator) { e.DelayProduce(32*time.Second, 1) })
+	// The slow request is stored once its delay is over: count again then.
+	time.Sleep(time.Until(began.Add(34 * time.Second)))
+	if evs := e.events("a"); len(evs) != 500 {
+		t.Fatalf("%d events for 500 records once the slow request was stored", len(evs))
 	}
 }
 
@@ -1182,5 +1201,20 @@ func TestBrokerTooLargeWithSkip(t *testing.T) {
 	}
 	if n := len(e.events("b")); n != 0 {
 		t.Fatalf("%d events in b", n)
+	}
+}
+
+// TestOverwriteWithAWriteKey: overwrite needs the master key; a key the
+// brokers accept but the API refuses fails before anything is written.
+func TestOverwriteWithAWriteKey(t *testing.T) {
+	e := newEnv(t, emulator.Options{WriteKey: "write-only-" + secretKey})
+	cat := e.write("catalog.json", catalogDoc(cstream{name: "users", mode: "overwrite"}))
+	r := e.run(lines(rec("users", `{"a":1}`, 1)), "write", "--config", e.config(map[string]any{"api_key": "write-only-" + secretKey}), "--catalog", cat)
+	tr := r.trace(t)
+	if r.code != 1 || tr["failure_type"] != "config_error" || !strings.Contains(tr["message"].(string), `Cannot delete collection "users": the API key is not the project's master key`) {
+		t.Fatalf("exit %d trace %v", r.code, tr)
+	}
+	if n := len(e.events("users")); n != 0 {
+		t.Fatalf("%d events written before the failed delete", n)
 	}
 }
