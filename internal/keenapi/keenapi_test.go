@@ -152,10 +152,11 @@ func TestTimeoutsAreRetriedThenTransient(t *testing.T) {
 	var calls atomic.Int32
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
-		select { // an API that never answers in time
+		select { // an API that never answers in time, and then not well
 		case <-r.Context().Done():
 		case <-time.After(5 * time.Second):
 		}
+		w.WriteHeader(http.StatusServiceUnavailable)
 	}))
 	defer srv.Close()
 	c := client(t, srv, true)
