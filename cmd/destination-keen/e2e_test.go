@@ -1057,6 +1057,22 @@ func TestBrokerOutagePastTheBound(t *testing.T) {
 	}
 }
 
+// TestCertificateChangedMidSync: the brokers come back with a certificate
+// the system does not trust; a config_error, not a wait.
+func TestCertificateChangedMidSync(t *testing.T) {
+	out, _, code := outage(t, time.Second, nil, func(e *env) {
+		if err := e.emu.ReplaceBrokerCertificate(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if code != 1 || !strings.Contains(out, `"failure_type":"config_error"`) || !strings.Contains(out, "TLS certificate of Keen's Kafka brokers is not trusted") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	if strings.Contains(out, `"cursor":2000}`) {
+		t.Fatal("a state after undelivered records was echoed")
+	}
+}
+
 // TestKeyRevokedMidSync: the brokers come back refusing the key (it was
 // rotated); that is not an outage, and the sync fails with a config_error
 // within seconds instead of waiting out the delivery timeout.

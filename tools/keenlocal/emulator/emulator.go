@@ -80,6 +80,7 @@ type Request struct {
 type Emulator struct {
 	opts     Options
 	ca       *authority
+	brokerCA *authority // replaces ca for the brokers when set
 	caFile   string
 	ownDir   string
 	cluster  *kfake.Cluster
@@ -184,7 +185,7 @@ func (e *Emulator) startKafka() error {
 		kfake.EnableSASL(),
 		kfake.Superuser("PLAIN", e.opts.ProjectID, e.opts.APIKey),
 		kfake.Superuser("PLAIN", e.internal.user, e.internal.pass),
-		kfake.TLS(e.ca.serverConfig()),
+		kfake.TLS(e.brokerAuthority().serverConfig()),
 	}
 	if e.opts.Blackhole {
 		kopts = append(kopts, kfake.BlackholeProduce())
@@ -215,7 +216,7 @@ func (e *Emulator) startKafka() error {
 	}
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(e.BrokerAddrs()...),
-		kgo.DialTLSConfig(e.ca.clientConfig()),
+		kgo.DialTLSConfig(e.brokerAuthority().clientConfig()),
 		kgo.SASL(plain.Auth{User: e.internal.user, Pass: e.internal.pass}.AsMechanism()),
 		kgo.ConsumeRegex(),
 		kgo.ConsumeTopics(".*"),
@@ -540,6 +541,13 @@ func (e *Emulator) Close() {
 	})
 }
 
+func (e *Emulator) brokerAuthority() *authority {
+	if e.brokerCA != nil {
+		return e.brokerCA
+	}
+	return e.ca
+}
+
 // stopKafka closes the consumer and the brokers.
 func (e *Emulator) stopKafka() {
 	if e.stopConsume != nil {
@@ -587,6 +595,18 @@ func (e *Emulator) StartKafka() error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return err
+}
+
+// ReplaceBrokerCertificate gives the brokers, at the next StartKafka, a
+// certificate from a new CA that no client trusts, as a misconfigured proxy
+// or a mistaken certificate rollout would. Call it while they are stopped.
+func (e *Emulator) ReplaceBrokerCertificate() error {
+	ca, err := newAuthority()
+	if err != nil {
+		return err
+	}
+	e.brokerCA = ca
+	return nil
 }
 
 // SetAPIKey replaces the master key, as a user rotating it in Keen's web app
