@@ -1001,6 +1001,7 @@ func outage(t *testing.T, down time.Duration, config map[string]any, during func
 // middle of a sync; the sync waits, says so, and completes with every record
 // delivered once and every state echoed.
 func TestBrokerOutage(t *testing.T) {
+	t.Parallel() // a minute of waiting: let the other slow tests wait alongside
 	out, e, code := outage(t, 60*time.Second, nil, nil)
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s", code, out)
@@ -1157,6 +1158,7 @@ func TestRetriableBrokerErrors(t *testing.T) {
 // connection and retries, the brokers store the first attempt anyway, and
 // idempotence keeps the retry from writing the records twice.
 func TestAnswerSlowerThanTheClientTimeout(t *testing.T) {
+	t.Parallel() // half a minute of waiting
 	began := time.Now()
 	_, e := syncThroughEnv(t, 500, func(e *emulator.Emulator) { e.DelayProduce(32*time.Second, 1) })
 	// The slow request is stored once its delay is over: count again then.
