@@ -217,22 +217,7 @@ func WithDestinationStats(line []byte, records, rejected int64) ([]byte, error) 
 	stateStart := stateEnd - len(state)
 	out := make([]byte, 0, len(msg)+64)
 	out = append(out, msg[:stateStart]...)
-	out = append(out, '{')
-	first := true
-	_ = jsonx.Members(state, func(m *jsonx.Member) bool {
-		if m.KeyIs("destinationStats") {
-			return true
-		}
-		if !first {
-			out = append(out, ',')
-		}
-		first = false
-		out = append(out, state[m.Start:m.End]...)
-		return true
-	})
-	if !first {
-		out = append(out, ',')
-	}
+	out, _ = jsonx.AppendWithout(out, state, "destinationStats") // validated by Members above
 	out = append(out, `"destinationStats":{"recordCount":`...)
 	out = strconv.AppendFloat(out, float64(records), 'f', 1, 64)
 	if rejected > 0 {

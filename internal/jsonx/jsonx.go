@@ -480,6 +480,31 @@ func MembersValid(b []byte, fn func(m *Member) bool) {
 	}
 }
 
+// AppendWithout appends the valid object obj to dst without its members
+// named name and without its closing brace, followed by a comma when any
+// member was written: the caller appends its own member and the brace. It
+// returns the value of the last member named name (nil when none).
+func AppendWithout(dst, obj []byte, name string) (out, value []byte) {
+	dst = append(dst, '{')
+	first := true
+	MembersValid(obj, func(m *Member) bool {
+		if m.KeyIs(name) {
+			value = m.Value
+			return true
+		}
+		if !first {
+			dst = append(dst, ',')
+		}
+		first = false
+		dst = append(dst, obj[m.Start:m.End]...)
+		return true
+	})
+	if !first {
+		dst = append(dst, ',')
+	}
+	return dst, value
+}
+
 // endOfString returns the index past the closing quote of the string at
 // b[i], for valid input.
 func endOfString(b []byte, i int) int {

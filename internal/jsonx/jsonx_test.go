@@ -137,3 +137,18 @@ func FuzzValid(f *testing.F) {
 		}
 	})
 }
+
+func TestAppendWithout(t *testing.T) {
+	tests := []struct{ obj, out, value string }{
+		{`{}`, `{`, ``},
+		{`{"a":1}`, `{"a":1,`, ``},
+		{`{"k":1,"a":2,"k":{"x":3}}`, `{"a":2,`, `{"x":3}`},
+		{`{"k":1}`, `{`, `1`},
+	}
+	for _, tt := range tests {
+		out, value := AppendWithout([]byte("p:"), []byte(tt.obj), "k")
+		if string(out) != "p:"+tt.out || string(value) != tt.value {
+			t.Errorf("AppendWithout(%s) = %q, %q; want %q, %q", tt.obj, out, value, tt.out, tt.value)
+		}
+	}
+}

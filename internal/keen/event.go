@@ -103,24 +103,7 @@ func AppendEvent(dst, data []byte, ts time.Time) ([]byte, Shape, error) {
 // the timestamp and the writable keys of the last keen member (JSON's
 // last-one-wins for duplicate keys).
 func rebuild(dst, data []byte, ts time.Time, sh *Shape) ([]byte, Shape) {
-	var keen []byte
-	dst = append(dst, '{')
-	first := true
-	jsonx.MembersValid(data, func(m *jsonx.Member) bool {
-		if m.KeyIs("keen") {
-			keen = m.Value
-			return true
-		}
-		if !first {
-			dst = append(dst, ',')
-		}
-		first = false
-		dst = append(dst, data[m.Start:m.End]...)
-		return true
-	})
-	if !first {
-		dst = append(dst, ',')
-	}
+	dst, keen := jsonx.AppendWithout(dst, data, "keen")
 	dst = append(dst, `"keen":{"timestamp":"`...)
 	dst = AppendTimestamp(dst, ts)
 	dst = append(dst, '"')
