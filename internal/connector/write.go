@@ -38,7 +38,7 @@ type WriteOptions struct {
 // RunWrite runs a sync: config and catalog first (no network before both are
 // valid), then the brokers, then the deletes of truncating collections, then
 // stdin until its end.
-func RunWrite(ctx context.Context, em *airbyte.Emitter, configPath, catalogPath string, stdin io.Reader, opts WriteOptions) error {
+func RunWrite(ctx context.Context, em *airbyte.Emitter, configPath, catalogPath string, stdin io.Reader, opts WriteOptions) (err error) {
 	cfg, err := config.Load(configPath)
 	if err != nil {
 		return err
@@ -58,10 +58,12 @@ func RunWrite(ctx context.Context, em *airbyte.Emitter, configPath, catalogPath 
 
 	goroutines := runtime.NumGoroutine()
 	defer func() {
-		// The producer's connections close asynchronously; give them a moment
-		// to go before counting (the soak checks that nothing is left).
+		// The producer's connections close asynchronously; after a sync that
+		// ended well, give them a moment to go before counting (the soak
+		// checks that nothing is left). After a failure the reader may still
+		// wait on stdin: count at once rather than delay the exit.
 		end := runtime.NumGoroutine()
-		for deadline := time.Now().Add(2 * time.Second); end > goroutines && time.Now().Before(deadline); end = runtime.NumGoroutine() {
+		for deadline := time.Now().Add(2 * time.Second); err == nil && end > goroutines && time.Now().Before(deadline); end = runtime.NumGoroutine() {
 			time.Sleep(10 * time.Millisecond)
 		}
 		_ = em.Logf(airbyte.Debug, "Goroutines: %d at start, %d at the end", goroutines, end)
