@@ -1101,6 +1101,15 @@ func syncThrough(t *testing.T, n int, fault func(*emulator.Emulator)) result {
 
 func syncThroughEnv(t *testing.T, n int, fault func(*emulator.Emulator)) (result, *env) {
 	t.Helper()
+	r, e := runThrough(t, n, fault)
+	e.storedOnce(n)
+	return r, e
+}
+
+// runThrough runs the sync of syncThrough and checks its exit and states,
+// leaving the events to the caller.
+func runThrough(t *testing.T, n int, fault func(*emulator.Emulator)) (result, *env) {
+	t.Helper()
 	e := newEnv(t, emulator.Options{})
 	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}))
 	var in strings.Builder
@@ -1118,12 +1127,18 @@ func syncThroughEnv(t *testing.T, n int, fault func(*emulator.Emulator)) (result
 	if got := len(r.states()); got != n/100 {
 		t.Fatalf("%d states echoed, want %d", got, n/100)
 	}
+	return r, e
+}
+
+// storedOnce checks that collection "a" holds records 1..n, each once, and
+// that nothing was rejected.
+func (e *env) storedOnce(n int) {
+	e.t.Helper()
 	evs := e.events("a")
 	if distinct := len(byField(evs, "n")); distinct != n || len(evs) != n {
-		t.Fatalf("%d events, %d distinct, for %d records", len(evs), distinct, n)
+		e.t.Fatalf("%d events, %d distinct, for %d records", len(evs), distinct, n)
 	}
 	e.noRejections()
-	return r, e
 }
 
 func TestRetriableBrokerErrors(t *testing.T) {
@@ -1139,18 +1154,27 @@ func TestRetriableBrokerErrors(t *testing.T) {
 		{"NOT_ENOUGH_REPLICAS_AFTER_APPEND", func(e *emulator.Emulator) { e.FailProduce("", 5, kerr.NotEnoughReplicasAfterAppend) }},
 		{"dropped connections", func(e *emulator.Emulator) { e.DropProduceConnections(3) }},
 		{"slow answers", func(e *emulator.Emulator) { e.DelayProduce(500*time.Millisecond, 5) }},
-		{"leaders moving", func(e *emulator.Emulator) {
-			go func() {
-				for range 20 {
-					e.Cluster().ShufflePartitionLeaders()
-					time.Sleep(20 * time.Millisecond)
-				}
-			}()
-		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { syncThrough(t, 3000, tt.fault) })
 	}
+}
+
+// TestLeadersMoving: the partitions a produce request wrote to get a new
+// leader right after the request is answered, for the first 20 requests, so
+// the producer meets NOT_LEADER_FOR_PARTITION and stale metadata while it
+// sends. Every record is stored once, and the moves really happened while
+// records were still being produced.
+func TestLeadersMoving(t *testing.T) {
+	const n = 20000
+	var moves *emulator.LeaderMoves
+	_, e := runThrough(t, n, func(e *emulator.Emulator) { moves = e.MoveLeaders(20) })
+	moved, after := moves.Wait() // read back only once the leaders have stopped moving
+	if moved == 0 || after == 0 {
+		t.Fatalf("%d leaders moved, %d produce requests after the first move: the leaders did not move during produce traffic", moved, after)
+	}
+	t.Logf("%d partition leaders moved; %d produce requests after the first move", moved, after)
+	e.storedOnce(n)
 }
 
 // TestAnswerSlowerThanTheClientTimeout: the brokers take longer to answer a

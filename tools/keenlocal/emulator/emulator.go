@@ -99,6 +99,7 @@ type Emulator struct {
 	deleteFlt []httpFault
 
 	kafkaMu     sync.Mutex // serialises StopKafka and StartKafka
+	movers      movers     // leader moves started by produce requests
 	stopConsume context.CancelFunc
 	consumeDone chan struct{}
 	closeOnce   sync.Once
@@ -289,6 +290,12 @@ func (e *Emulator) file(r *kgo.Record) {
 	if parts == nil {
 		parts = map[int32]int64{}
 		e.consumed[r.Topic] = parts
+	}
+	if next, seen := parts[r.Partition]; seen && r.Offset < next {
+		// Filed already: the consumer reads a partition again from an
+		// earlier offset after its leader moves (its leader epoch
+		// changed). An offset is one stored message, so it is filed once.
+		return
 	}
 	parts[r.Partition] = r.Offset + 1
 	if strings.HasPrefix(r.Topic, "__") {
@@ -550,6 +557,7 @@ func (e *Emulator) brokerAuthority() *authority {
 
 // stopKafka closes the consumer and the brokers.
 func (e *Emulator) stopKafka() {
+	e.movers.stop()
 	if e.stopConsume != nil {
 		e.stopConsume()
 		<-e.consumeDone
@@ -675,4 +683,100 @@ func (e *Emulator) FailDeletes(n, status int, retryAfter string) {
 	for range n {
 		e.deleteFlt = append(e.deleteFlt, httpFault{status: status, retryAfter: retryAfter})
 	}
+}
+
+// MoveLeaders moves the leader of every partition named in each of the next
+// n produce requests to another broker, right after that request is
+// answered, as a leader election during a sync would. The moves run on the
+// cluster's own loop after the request; Wait on the result says how many
+// partitions changed leader, and how many produce requests came after.
+func (e *Emulator) MoveLeaders(n int) *LeaderMoves {
+	m := &LeaderMoves{}
+	c := e.cluster
+	brokers := int32(e.opts.Brokers)
+	var left atomic.Int64
+	left.Store(int64(n))
+	c.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		if m.moved.Load() > 0 {
+			m.after.Add(1)
+		}
+		if left.Add(-1) < 0 {
+			return nil, nil, false // keeps counting
+		}
+		req := kreq.(*kmsg.ProduceRequest)
+		type tp struct {
+			topic     string
+			partition int32
+		}
+		var tps []tp
+		for _, t := range req.Topics {
+			for _, p := range t.Partitions {
+				tps = append(tps, tp{t.Topic, p.Partition})
+			}
+		}
+		// Moving a leader is an admin call on the loop this control
+		// runs on: it must run in its own goroutine, owned by the
+		// emulator, which waits for it before closing the brokers.
+		e.movers.start(m, func() {
+			for _, x := range tps {
+				cur := c.LeaderFor(x.topic, x.partition)
+				if cur < 0 {
+					continue
+				}
+				if c.MoveTopicPartition(x.topic, x.partition, (cur+1)%brokers) == nil {
+					m.moved.Add(1)
+				}
+			}
+		})
+		return nil, nil, false
+	})
+	return m
+}
+
+// LeaderMoves is the handle of MoveLeaders.
+type LeaderMoves struct {
+	wg    sync.WaitGroup
+	moved atomic.Int64
+	after atomic.Int64 // produce requests that arrived after a leader moved
+}
+
+// Wait waits for the moves started so far and returns how many partitions
+// changed leader in all, and how many produce requests the brokers received
+// after the first move.
+func (m *LeaderMoves) Wait() (moved, producesAfter int) {
+	m.wg.Wait()
+	return int(m.moved.Load()), int(m.after.Load())
+}
+
+// movers owns the goroutines MoveLeaders starts: none starts once the
+// brokers are stopping, and stopping waits for those running.
+type movers struct {
+	mu      sync.Mutex
+	stopped bool
+	wg      sync.WaitGroup
+}
+
+func (ms *movers) start(m *LeaderMoves, fn func()) {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if ms.stopped {
+		return
+	}
+	ms.wg.Add(1)
+	m.wg.Add(1)
+	go func() {
+		defer ms.wg.Done()
+		defer m.wg.Done()
+		fn()
+	}()
+}
+
+func (ms *movers) stop() {
+	ms.mu.Lock()
+	ms.stopped = true
+	ms.mu.Unlock()
+	ms.wg.Wait()
+	ms.mu.Lock()
+	ms.stopped = false // StartKafka may bring the brokers back
+	ms.mu.Unlock()
 }
