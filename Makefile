@@ -16,7 +16,7 @@ SOAK_N  ?= 10000000
 # Fuzz targets as package:Target; `make test` runs their seed corpora.
 FUZZ_TARGETS := internal/message:FuzzDecode internal/keen:FuzzParseString internal/keen:FuzzRFC3339 \
 	internal/keen:FuzzCollectionName internal/keen:FuzzAppendEvent internal/keen:FuzzAppendTimestamp \
-	internal/jsonx:FuzzValid
+	internal/jsonx:FuzzValid internal/keen:FuzzConform
 FUZZTIME ?= 60s
 
 help: ## list the targets

@@ -41,6 +41,16 @@ type Config struct {
 	// connection always uses TLS and SASL/PLAIN.
 	KafkaBootstrapServers string `json:"kafka_bootstrap_servers,omitempty,omitzero"`
 
+	// What to do with a record that breaks Keen's event rules (a property name
+	// containing '.' or starting with '$', empty or 256 bytes or longer; an array
+	// holding objects or arrays), which Keen would drop without a word. fix sends it
+	// as an event Keen takes, keeping every value: such names are changed ('.' and a
+	// leading '$' become '_') and such arrays become a string holding their JSON
+	// text; the sync's log says what changed. skip leaves the record out, logs a
+	// warning and counts it in the state's rejectedRecordCount. fail stops the sync
+	// with an error naming the stream, line, rule and property. Default: fix.
+	NonconformingRecords ConfigNonconformingRecords `json:"nonconforming_records,omitempty,omitzero"`
+
 	// What to do with a record whose event is larger than Keen accepts (1,000,000
 	// bytes): fail stops the sync with an error naming the stream; skip leaves the
 	// record out, logs a warning and counts it in the state's rejectedRecordCount.
@@ -85,6 +95,38 @@ func (j *ConfigCompression) UnmarshalJSON(value []byte) error {
 		return fmt.Errorf("invalid value (expected one of %#v): %#v", enumValues_ConfigCompression, v)
 	}
 	*j = ConfigCompression(v)
+	return nil
+}
+
+type ConfigNonconformingRecords string
+
+const ConfigNonconformingRecordsFail ConfigNonconformingRecords = "fail"
+const ConfigNonconformingRecordsFix ConfigNonconformingRecords = "fix"
+const ConfigNonconformingRecordsSkip ConfigNonconformingRecords = "skip"
+
+var enumValues_ConfigNonconformingRecords = []interface{}{
+	"fix",
+	"skip",
+	"fail",
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (j *ConfigNonconformingRecords) UnmarshalJSON(value []byte) error {
+	var v string
+	if err := json.Unmarshal(value, &v); err != nil {
+		return err
+	}
+	var ok bool
+	for _, expected := range enumValues_ConfigNonconformingRecords {
+		if reflect.DeepEqual(v, expected) {
+			ok = true
+			break
+		}
+	}
+	if !ok {
+		return fmt.Errorf("invalid value (expected one of %#v): %#v", enumValues_ConfigNonconformingRecords, v)
+	}
+	*j = ConfigNonconformingRecords(v)
 	return nil
 }
 
@@ -164,6 +206,9 @@ func (j *Config) UnmarshalJSON(value []byte) error {
 	}
 	if matched, _ := regexp.MatchString(`^\s*[^\s,]+:[0-9]{1,5}(\s*,\s*[^\s,]+:[0-9]{1,5})*\s*$`, string(plain.KafkaBootstrapServers)); !matched {
 		return fmt.Errorf("field %s pattern match: must match %s", "KafkaBootstrapServers", `^\s*[^\s,]+:[0-9]{1,5}(\s*,\s*[^\s,]+:[0-9]{1,5})*\s*$`)
+	}
+	if v, ok := raw["nonconforming_records"]; !ok || v == nil {
+		plain.NonconformingRecords = "fix"
 	}
 	if v, ok := raw["oversized_records"]; !ok || v == nil {
 		plain.OversizedRecords = "fail"

@@ -44,8 +44,31 @@ type Config struct {
 	Compression string
 	// SkipOversized: leave out records too large for Keen instead of failing.
 	SkipOversized bool
+	// Nonconforming says what to do with a record that breaks Keen's event
+	// rules; default Fix.
+	Nonconforming Policy
 	// DeliveryTimeout bounds how long the brokers may acknowledge nothing.
 	DeliveryTimeout time.Duration
+}
+
+// Policy is what the connector does with a record that breaks Keen's event
+// rules (nonconforming_records).
+type Policy uint8
+
+// Policies.
+const (
+	Fix  Policy = iota // send an event Keen takes, every value kept (default)
+	Skip               // leave the record out, counted as rejected
+	Fail               // stop the sync
+)
+
+func (p Policy) String() string { return [...]string{"fix", "skip", "fail"}[p] }
+
+// policies maps the config's values to Policy.
+var policies = map[genconfig.ConfigNonconformingRecords]Policy{
+	genconfig.ConfigNonconformingRecordsFix:  Fix,
+	genconfig.ConfigNonconformingRecordsSkip: Skip,
+	genconfig.ConfigNonconformingRecordsFail: Fail,
 }
 
 // Load reads and parses the config file at path.
@@ -89,6 +112,7 @@ func adapt(g *genconfig.Config) *Config {
 		APIURL:          strings.TrimRight(g.APIURL, "/"),
 		Compression:     string(g.Compression),
 		SkipOversized:   g.OversizedRecords == genconfig.ConfigOversizedRecordsSkip,
+		Nonconforming:   policies[g.NonconformingRecords],
 		DeliveryTimeout: time.Duration(g.DeliveryTimeoutSeconds) * time.Second,
 	}
 	for _, b := range strings.Split(g.KafkaBootstrapServers, ",") {
@@ -146,6 +170,6 @@ func (c *Config) String() string {
 	if c.SkipOversized {
 		oversized = "skip"
 	}
-	return fmt.Sprintf("project_id=%s infer_timestamp=%t kafka_bootstrap_servers=%s api_url=%s compression=%s oversized_records=%s delivery_timeout_seconds=%d",
-		c.ProjectID, c.InferTimestamp, strings.Join(c.Brokers, ","), c.APIURL, c.Compression, oversized, int(c.DeliveryTimeout.Seconds()))
+	return fmt.Sprintf("project_id=%s infer_timestamp=%t kafka_bootstrap_servers=%s api_url=%s compression=%s oversized_records=%s nonconforming_records=%s delivery_timeout_seconds=%d",
+		c.ProjectID, c.InferTimestamp, strings.Join(c.Brokers, ","), c.APIURL, c.Compression, oversized, c.Nonconforming, int(c.DeliveryTimeout.Seconds()))
 }

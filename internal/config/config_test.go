@@ -55,6 +55,30 @@ func TestParseOverrides(t *testing.T) {
 	}
 }
 
+func TestParseNonconformingRecords(t *testing.T) {
+	for _, tt := range []struct {
+		value string
+		want  Policy
+	}{{"", Fix}, {`"fix"`, Fix}, {`"skip"`, Skip}, {`"fail"`, Fail}} {
+		t.Run(tt.want.String()+tt.value, func(t *testing.T) {
+			doc := `{"project_id":"p1","api_key":"k"`
+			if tt.value != "" {
+				doc += `,"nonconforming_records":` + tt.value
+			}
+			c, err := Parse([]byte(doc + "}"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Nonconforming != tt.want {
+				t.Fatalf("got %v, want %v", c.Nonconforming, tt.want)
+			}
+		})
+	}
+	if _, err := Parse([]byte(`{"project_id":"p1","api_key":"k","nonconforming_records":"drop"}`)); err == nil || !strings.Contains(err.Error(), "nonconforming_records") {
+		t.Fatalf("an unknown policy: %v", err)
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	tests := []struct {
 		name string

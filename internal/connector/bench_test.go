@@ -12,6 +12,10 @@ import (
 // A RECORD line of about 480 bytes, shaped like the load generator's.
 var benchLine = []byte(`{"type":"RECORD","record":{"namespace":"shop","stream":"bench","data":{"id":123456,"user":{"id":"u-23456","email":"someone.23456@example.com","plan":"pro","country":"DE","signup":"2021-04-01T10:00:00Z"},"page":{"path":"/docs/getting-started/install","referrer":"https://www.example.org/search?q=keen+analytics","title":"Install | Docs"},"device":{"os":"iOS","version":"17.1","model":"iPhone15,2","app":"4.12.0"},"amount":19.99,"currency":"EUR","tags":["web","campaign-42","beta"],"updated_at":"2024-03-01T10:15:00.123Z"},"emitted_at":1700000000000}}`)
 
+// benchLineNonconforming is benchLine with the shapes real sources send
+// that Keen drops: an array of objects, a name with '.', one with '$'.
+var benchLineNonconforming = []byte(`{"type":"RECORD","record":{"namespace":"shop","stream":"bench","data":{"id":123456,"user":{"id":"u-23456","email":"someone.23456@example.com","plan":"pro","$country":"DE","signup":"2021-04-01T10:00:00Z"},"page":{"path":"/docs/getting-started/install","referrer":"https://www.example.org/search?q=keen+analytics","title":"Install | Docs"},"fee_details":[{"amount":1999,"type":"stripe_fee"},{"amount":25,"type":"tax"}],"amount.eur":19.99,"tags":["web","campaign-42","beta"],"updated_at":"2024-03-01T10:15:00.123Z"},"emitted_at":1700000000000}}`)
+
 // BenchmarkRecordPath measures what the reading goroutine does per record
 // (decode, find the cursor, parse it, shape the event), next to the plain
 // encoding/json way in the same run as the baseline.
@@ -28,6 +32,37 @@ func BenchmarkRecordPath(b *testing.B) {
 				b.Fatal(err)
 			}
 			rec := keen.RecordOf(m.Data, m.Keen, m.DataEmpty, m.Captured)
+			ts, ok := p.Parse(rec.Cursor)
+			if !ok {
+				b.Fatal("cursor not parsed")
+			}
+			buf, _ = rec.AppendEvent(buf[:0], ts)
+		}
+	})
+	// A record of the same size that breaks Keen's rules (an array of
+	// objects, a dotted and a $ name): conformed before it is shaped.
+	b.Run("connector-conformed", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(benchLineNonconforming)))
+		dec := message.Decoder{Capture: func(_, _ []byte) string { return "updated_at" }}
+		var m message.Message
+		var p keen.Parser
+		buf := make([]byte, 0, 1024)
+		var scratch []byte
+		for b.Loop() {
+			if err := dec.Decode(benchLineNonconforming, &m); err != nil {
+				b.Fatal(err)
+			}
+			rec := keen.RecordOf(m.Data, m.Keen, m.DataEmpty, m.Captured)
+			if !keen.NeedsConform(m.Traits) {
+				b.Fatal("no trait noted")
+			}
+			var changes []keen.Change
+			scratch, changes = keen.Conform(scratch[:0], m.Data)
+			if len(changes) != 3 {
+				b.Fatalf("%d changes", len(changes))
+			}
+			rec = rec.WithData(scratch)
 			ts, ok := p.Parse(rec.Cursor)
 			if !ok {
 				b.Fatal("cursor not parsed")

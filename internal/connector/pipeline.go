@@ -11,6 +11,7 @@ import (
 	"destination-keen/internal/airbyte"
 	"destination-keen/internal/catalog"
 	"destination-keen/internal/checkpoint"
+	"destination-keen/internal/config"
 	"destination-keen/internal/failure"
 	"destination-keen/internal/jsonx"
 	"destination-keen/internal/keen"
@@ -66,10 +67,11 @@ type lineRef struct {
 type itemKind uint8
 
 const (
-	itemSkip   itemKind = iota // blank line, LOG, TRACE, CONTROL and the like
-	itemRecord                 // env holds the event
-	itemState                  // line holds the STATE message
-	itemFail                   // err ends the sync here
+	itemSkip     itemKind = iota // blank line, LOG, TRACE, CONTROL and the like
+	itemRecord                   // env holds the event
+	itemState                    // line holds the STATE message
+	itemFail                     // err ends the sync here
+	itemRejected                 // a record left out (nonconforming_records: skip)
 )
 
 type item struct {
@@ -78,6 +80,10 @@ type item struct {
 	env  *sink.Envelope
 	line []byte
 	no   int
+	// RECORD: what shaping found, counted by the sequencer in input order
+	fromCursor bool          // keen.timestamp came from the cursor
+	droppedKey int           // keys of the source's keen object dropped
+	changes    []keen.Change // what conforming changed; for itemRejected, why
 	// STATE
 	stateKind checkpoint.Kind
 	name, ns  string
@@ -148,6 +154,7 @@ func (w *writer) readBatches(stdin io.Reader, work, ordered chan<- *batch) {
 // records into envelopes. Nothing here depends on the order of batches.
 func (w *writer) shapeBatches(work <-chan *batch) {
 	var cache planCache
+	var scratch []byte // conformed data, reused
 	dec := message.Decoder{Capture: func(ns, stream []byte) string {
 		if p := cache.lookup(w.cat, ns, stream); p != nil && p.Cursor != nil {
 			return p.Cursor[0]
@@ -173,7 +180,7 @@ func (w *writer) shapeBatches(work <-chan *batch) {
 			}
 			switch m.Type {
 			case message.Record:
-				w.shape(&m, &cache, it)
+				scratch = w.shape(&m, &cache, it, scratch)
 			case message.State:
 				kind, name, ns, err := checkpoint.Describe(m.State)
 				if err != nil {
@@ -211,14 +218,16 @@ func (c *planCache) lookup(cat *catalog.Catalog, ns, stream []byte) *catalog.Pla
 	return p
 }
 
-// shape turns a decoded record into an envelope holding its event.
-func (w *writer) shape(m *message.Message, cache *planCache, it *item) {
+// shape turns a decoded record into an envelope holding its event. scratch
+// holds conformed data; shape returns it for reuse.
+func (w *writer) shape(m *message.Message, cache *planCache, it *item, scratch []byte) []byte {
 	p := cache.lookup(w.cat, m.Namespace, m.Stream)
 	if p == nil {
 		it.kind, it.err = itemFail, &failure.Error{Kind: failure.System, Stream: string(m.Stream),
 			Message: fmt.Sprintf("Input line %d is a record of stream %q, which is not in the configured catalog", it.no, m.Stream)}
-		return
+		return scratch
 	}
+	it.plan, it.changes = p, nil
 	var rec keen.Record
 	if m.CaptureDone {
 		var cursor []byte
@@ -232,29 +241,39 @@ func (w *writer) shape(m *message.Message, cache *planCache, it *item) {
 		if rec, err = keen.Inspect(m.Data, p.Cursor); err != nil {
 			it.kind, it.err = itemFail, &failure.Error{Kind: failure.System, Stream: p.Stream, Cause: err,
 				Message: fmt.Sprintf("Input line %d: the data of a record of stream %q is not a JSON object", it.no, p.Name())}
-			return
+			return scratch
+		}
+	}
+	if keen.NeedsConform(m.Traits) {
+		var changes []keen.Change
+		if scratch, changes = keen.Conform(scratch[:0], m.Data); len(changes) > 0 {
+			switch w.cfg.Nonconforming {
+			case config.Skip:
+				it.kind, it.changes = itemRejected, changes[:1]
+				return scratch
+			case config.Fail:
+				c := changes[0]
+				it.kind, it.err = itemFail, &failure.Error{Kind: failure.System, Stream: p.Stream,
+					Message: fmt.Sprintf("Input line %d: a record of stream %q breaks Keen's event rules: %s at %s; Keen would drop it. Set nonconforming_records to fix to send it with the property changed, or to skip to leave such records out", it.no, p.Name(), c.Rule, keen.FormatPath(c.Path))}
+				return scratch
+			}
+			rec = rec.WithData(scratch)
+			it.changes = changes
 		}
 	}
 	ts, fromCursor := time.Time{}, false
 	if rec.Cursor != nil {
 		ts, fromCursor = p.Parser.Parse(rec.Cursor)
 	}
-	if fromCursor {
-		p.FromCursor.Add(1)
-	} else {
-		if p.Cursor != nil {
-			p.Fallbacks.Add(1)
-		}
+	if !fromCursor {
 		ts = time.UnixMilli(m.EmittedAt)
 	}
 	env := w.sink.Get()
 	var sh keen.Shape
 	env.Buf, sh = rec.AppendEvent(env.Buf[:0], ts)
-	if sh.DroppedKeenKeys > 0 {
-		p.DroppedKeenKey.Add(int64(sh.DroppedKeenKeys))
-	}
 	env.Stream, env.Tag = p.Stream, p.Index
-	it.kind, it.plan, it.env = itemRecord, p, env
+	it.kind, it.env, it.fromCursor, it.droppedKey = itemRecord, env, fromCursor, sh.DroppedKeenKeys
+	return scratch
 }
 
 // sequence takes batches in input order and applies them.
@@ -273,6 +292,8 @@ func (w *writer) sequence(ordered <-chan *batch) error {
 				err = w.send(it)
 			case itemState:
 				err = w.state(it)
+			case itemRejected:
+				err = w.reject(it)
 			case itemFail:
 				return it.err
 			}
@@ -304,6 +325,18 @@ func (w *writer) send(it *item) error {
 	w.records.Add(1)
 	w.sinceState[p.Index]++
 	w.total++
+	switch {
+	case it.fromCursor:
+		p.FromCursor.Add(1)
+	case p.Cursor != nil:
+		p.Fallbacks.Add(1)
+	}
+	if it.droppedKey > 0 {
+		p.DroppedKeenKey.Add(int64(it.droppedKey))
+	}
+	if len(it.changes) > 0 {
+		w.conformed(p, it.changes)
+	}
 	if size := len(env.Buf); size > w.sink.MaxMessageBytes() {
 		if !w.cfg.SkipOversized {
 			return &failure.Error{Kind: failure.System, Stream: p.Stream,

@@ -68,7 +68,7 @@ func RunWrite(ctx context.Context, em *airbyte.Emitter, configPath, catalogPath 
 		}
 		_ = em.Logf(airbyte.Debug, "Goroutines: %d at start, %d at the end", goroutines, end)
 	}()
-	w := &writer{em: em, cat: cat, cfg: cfg, opts: opts, stop: make(chan struct{}), sinceState: make([]int64, len(cat.Plans)), rejectedSince: make([]int64, len(cat.Plans))}
+	w := &writer{em: em, cat: cat, cfg: cfg, opts: opts, stop: make(chan struct{}), sinceState: make([]int64, len(cat.Plans)), rejectedSince: make([]int64, len(cat.Plans)), conform: newConformLog(len(cat.Plans))}
 	w.tr = checkpoint.New(em.Line)
 
 	so := opts.Sink
@@ -128,6 +128,8 @@ type writer struct {
 
 	sendMu sync.Mutex // held while sending; closed is set under it
 	closed bool
+
+	conform *conformLog // what conforming to Keen's rules changed
 
 	records    atomic.Int64
 	states     atomic.Int64
@@ -190,11 +192,16 @@ func (w *writer) truncate(ctx context.Context) error {
 		}
 		done[p.Collection] = true
 		began := time.Now()
-		if err := api.DeleteCollection(ctx, p.Collection); err != nil {
+		existed, err := api.DeleteCollection(ctx, p.Collection)
+		if err != nil {
 			if f, ok := errors.AsType[*failure.Error](err); ok && f.Stream == "" {
 				f.Stream = p.Stream
 			}
 			return err
+		}
+		if !existed {
+			_ = w.em.Logf(airbyte.Info, "Collection %q of stream %q (%s) does not exist in Keen yet: nothing to delete", p.Collection, p.Name(), p.Reason)
+			continue
 		}
 		_ = w.em.Logf(airbyte.Info, "Deleted collection %q for stream %q (%s) in %s", p.Collection, p.Name(), p.Reason, time.Since(began).Round(time.Millisecond))
 	}
@@ -378,6 +385,9 @@ func (w *writer) summary(elapsed time.Duration, st checkpoint.Stats) {
 		}
 		if n := p.Rejected.Load(); n > 0 {
 			line += fmt.Sprintf("; %d oversized records skipped", n)
+		}
+		if c := w.conform.summary(p); c != "" {
+			line += "; " + c
 		}
 		_ = w.em.Logf(airbyte.Info, "%s", line)
 	}

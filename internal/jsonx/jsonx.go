@@ -101,7 +101,7 @@ func TrimSpace(b []byte) []byte {
 // allowed) with valid UTF-8 strings, or returns where it is not.
 func Valid(b []byte) error {
 	i := skipSpace(b, 0)
-	end, err := skipValue(b, i, 0)
+	end, err := skipValue(b, i, 0, nil)
 	if err != nil {
 		return err
 	}
@@ -113,13 +113,46 @@ func Valid(b []byte) error {
 
 // SkipValue validates the value starting at b[i] and returns the index just
 // past it.
-func SkipValue(b []byte, i int) (int, error) { return skipValue(b, i, 0) }
+func SkipValue(b []byte, i int) (int, error) { return skipValue(b, i, 0, nil) }
 
 // SkipValueIn is SkipValue for a value nested depth levels deep, so that
-// MaxDepth counts from the document that holds it.
-func SkipValueIn(b []byte, i, depth int) (int, error) { return skipValue(b, i, depth) }
+// MaxDepth counts from the document that holds it, noting the traits of
+// what it validates in tr (when not nil).
+func SkipValueIn(b []byte, i, depth int, tr *Traits) (int, error) {
+	return skipValue(b, i, depth, tr)
+}
 
-func skipValue(b []byte, i, depth int) (int, error) {
+// Traits are facts about the keys and arrays of a document that validation
+// notes on the way at almost no cost, for callers whose target store
+// restricts them (Keen, like MongoDB, refuses '.' and a leading '$' in
+// property names, and arrays of objects). They may err on the side of
+// noting: a caller that sees a trait looks closer; one that sees none need
+// not look at all.
+type Traits uint8
+
+// Traits of a document.
+const (
+	// OddKey: a key that is empty, starts with '$', holds a '.' or an
+	// escape, or is LongKey bytes or longer.
+	OddKey Traits = 1 << iota
+	// NestedArray: an array that holds an object or an array.
+	NestedArray
+)
+
+// LongKey is the length, in bytes between the quotes, from which a key is
+// odd.
+const LongKey = 256
+
+// keyTraits returns the traits of the key b[kstart:kend] (quotes included);
+// odd is what scanString noted (an escape or a '.').
+func keyTraits(b []byte, kstart, kend int, odd bool) Traits {
+	if odd || kend-kstart == 2 || b[kstart+1] == '$' || kend-kstart-2 >= LongKey {
+		return OddKey
+	}
+	return 0
+}
+
+func skipValue(b []byte, i, depth int, tr *Traits) (int, error) {
 	if i >= len(b) {
 		return i, errAt(i, "unexpected end of JSON")
 	}
@@ -128,12 +161,12 @@ func skipValue(b []byte, i, depth int) (int, error) {
 		if depth >= MaxDepth {
 			return i, errAt(i, "JSON nested too deeply")
 		}
-		return skipObject(b, i, depth+1)
+		return skipObject(b, i, depth+1, tr)
 	case c == '[':
 		if depth >= MaxDepth {
 			return i, errAt(i, "JSON nested too deeply")
 		}
-		return skipArray(b, i, depth+1)
+		return skipArray(b, i, depth+1, tr)
 	case c == '"':
 		end, _, err := scanString(b, i)
 		return end, err
@@ -156,15 +189,16 @@ func literal(b []byte, i int, lit string) (int, error) {
 	return i + len(lit), nil
 }
 
-func skipObject(b []byte, i, depth int) (int, error) {
-	return walkObject(b, i, func(_, _, v int) (int, error) { return skipValue(b, v, depth) })
+func skipObject(b []byte, i, depth int, tr *Traits) (int, error) {
+	return walkObject(b, i, tr, func(_, _, v int) (int, error) { return skipValue(b, v, depth, tr) })
 }
 
 // walkObject validates the object at b[i], calling fn for each member with
 // the bounds of its key (quotes included) and the index where its value
 // starts; fn consumes the value and returns the index past it. It returns the
-// index past the object. Every object walk in this package is this one.
-func walkObject(b []byte, i int, fn func(kstart, kend, v int) (int, error)) (int, error) {
+// index past the object, and notes the keys' traits in tr (when not nil).
+// Every object walk in this package is this one.
+func walkObject(b []byte, i int, tr *Traits, fn func(kstart, kend, v int) (int, error)) (int, error) {
 	if i >= len(b) || b[i] != '{' {
 		return i, ErrNotObject
 	}
@@ -177,9 +211,12 @@ func walkObject(b []byte, i int, fn func(kstart, kend, v int) (int, error)) (int
 			return i, errAt(i, "object key expected")
 		}
 		kstart := i
-		end, _, err := scanString(b, i)
+		end, odd, err := scanKey(b, i)
 		if err != nil {
 			return end, err
+		}
+		if tr != nil {
+			*tr |= keyTraits(b, kstart, end, odd)
 		}
 		i = skipSpace(b, end)
 		if i >= len(b) || b[i] != ':' {
@@ -207,14 +244,17 @@ func walkObject(b []byte, i int, fn func(kstart, kend, v int) (int, error)) (int
 	}
 }
 
-func skipArray(b []byte, i, depth int) (int, error) {
+func skipArray(b []byte, i, depth int, tr *Traits) (int, error) {
 	i = skipSpace(b, i+1)
 	if i < len(b) && b[i] == ']' {
 		return i + 1, nil
 	}
 	for {
+		if tr != nil && (b[i] == '{' || b[i] == '[') {
+			*tr |= NestedArray
+		}
 		var err error
-		if i, err = skipValue(b, i, depth); err != nil {
+		if i, err = skipValue(b, i, depth, tr); err != nil {
 			return i, err
 		}
 		i = skipSpace(b, i)
@@ -241,11 +281,51 @@ var plain = func() (t [256]bool) {
 	return t
 }()
 
+// plainKey is plain for keys: a '.' in a key is worth noting.
+var plainKey = func() (t [256]bool) {
+	t = plain
+	t['.'] = false
+	return t
+}()
+
 // scanString validates the string starting at b[i] (the quote) and returns
 // the index past its closing quote and whether it holds escapes.
 func scanString(b []byte, i int) (end int, escaped bool, err error) {
-	start := i
-	i++
+	j := i + 1
+	for j+8 <= len(b) && plain[b[j]] && plain[b[j+1]] && plain[b[j+2]] && plain[b[j+3]] &&
+		plain[b[j+4]] && plain[b[j+5]] && plain[b[j+6]] && plain[b[j+7]] {
+		j += 8
+	}
+	for j < len(b) && plain[b[j]] {
+		j++
+	}
+	if j < len(b) && b[j] == '"' {
+		return j + 1, false, nil // the common case: plain ASCII
+	}
+	return scanStringFrom(b, i, j, &plain)
+}
+
+// scanKey is scanString for a key, where a '.' is noted as odd (the
+// second result) as an escape is.
+func scanKey(b []byte, i int) (end int, odd bool, err error) {
+	j := i + 1
+	for j+8 <= len(b) && plainKey[b[j]] && plainKey[b[j+1]] && plainKey[b[j+2]] && plainKey[b[j+3]] &&
+		plainKey[b[j+4]] && plainKey[b[j+5]] && plainKey[b[j+6]] && plainKey[b[j+7]] {
+		j += 8
+	}
+	for j < len(b) && plainKey[b[j]] {
+		j++
+	}
+	if j < len(b) && b[j] == '"' {
+		return j + 1, false, nil
+	}
+	return scanStringFrom(b, i, j, &plainKey)
+}
+
+// scanStringFrom goes on validating the string that starts at b[start]
+// from b[i], and says whether it holds an escape or an ASCII byte that is
+// not plain in the table.
+func scanStringFrom(b []byte, start, i int, plain *[256]bool) (end int, escaped bool, err error) {
 	for {
 		// Runs of plain ASCII, eight bytes per check where there is room.
 		for i+8 <= len(b) && plain[b[i]] && plain[b[i+1]] && plain[b[i+2]] && plain[b[i+3]] &&
@@ -279,6 +359,9 @@ func scanString(b []byte, i int) (end int, escaped bool, err error) {
 			}
 		case c < 0x20:
 			return i, escaped, errAt(i, "control character in string")
+		case c < utf8.RuneSelf:
+			escaped = true // not plain in this table
+			i++
 		default:
 			r, size := utf8.DecodeRune(b[i:])
 			if r == utf8.RuneError && size == 1 {
@@ -379,7 +462,13 @@ func hasEscape(quoted []byte) bool {
 // It lets a caller validate a document and pick what it needs from it in
 // one pass.
 func Walk(b []byte, i int, fn func(key []byte, v int) (int, error)) (int, error) {
-	return walkObject(b, i, func(kstart, kend, v int) (int, error) { return fn(b[kstart:kend], v) })
+	return walkObject(b, i, nil, func(kstart, kend, v int) (int, error) { return fn(b[kstart:kend], v) })
+}
+
+// WalkTraits is Walk noting the traits of the object's keys in tr; fn notes
+// those of the values (with SkipValueIn).
+func WalkTraits(b []byte, i int, tr *Traits, fn func(key []byte, v int) (int, error)) (int, error) {
+	return walkObject(b, i, tr, func(kstart, kend, v int) (int, error) { return fn(b[kstart:kend], v) })
 }
 
 // KeyIs reports whether the quoted key equals name.
@@ -405,8 +494,8 @@ func Members(b []byte, fn func(m *Member) bool) error {
 		return ErrNotObject
 	}
 	var m Member
-	end, err := walkObject(b, 0, func(kstart, kend, v int) (int, error) {
-		e, err := skipValue(b, v, 1)
+	end, err := walkObject(b, 0, nil, func(kstart, kend, v int) (int, error) {
+		e, err := skipValue(b, v, 1, nil)
 		if err != nil {
 			return e, err
 		}
@@ -577,4 +666,55 @@ func skipTrusted(b []byte, i int) int {
 		}
 		return i
 	}
+}
+
+// ElementsValid calls fn with each element of the valid array b (no
+// surrounding white space), in order, until fn returns false.
+func ElementsValid(b []byte, fn func(v []byte) bool) {
+	if len(b) == 0 || b[0] != '[' {
+		return
+	}
+	i := skipSpace(b, 1)
+	for i < len(b) && b[i] != ']' {
+		start := i
+		i = skipTrusted(b, i)
+		if !fn(b[start:i]) {
+			return
+		}
+		i = skipSpace(b, i)
+		if i >= len(b) || b[i] != ',' {
+			return
+		}
+		i = skipSpace(b, i+1)
+	}
+}
+
+// AppendQuoted appends s to dst as a JSON string. Only what JSON requires is
+// escaped (the quote, the backslash and control characters), so that text
+// quoted this way reads back byte for byte; s must be valid UTF-8.
+func AppendQuoted(dst, s []byte) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	start := 0
+	for i, c := range s {
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		dst = append(dst, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			dst = append(dst, '\\', c)
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		start = i + 1
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
 }

@@ -66,6 +66,13 @@ func RecordOf(data, keenValue []byte, empty bool, cursor []byte) Record {
 	return Record{data: data, keen: keenValue, empty: empty, Cursor: cursor}
 }
 
+// WithData returns the record with data replaced by conformed, which Conform
+// made from it: the same members, the keen member unchanged.
+func (r Record) WithData(conformed []byte) Record {
+	r.data = conformed
+	return r
+}
+
 // AppendEvent appends the record's event to dst: its data with
 // keen.timestamp set to ts. Everything but the keen member is copied byte for
 // byte. Without a keen member the event is data with one member spliced in

@@ -2,6 +2,7 @@ package keen
 
 import (
 	"math"
+	"math/big"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -31,6 +32,44 @@ func ParseEpoch(f float64) (time.Time, bool) {
 		sec := math.Floor(f)
 		return inRange(time.Unix(int64(sec), int64(math.Round((f-sec)*1e9))).UTC())
 	}
+}
+
+// maxEpoch bounds the numbers read as times: epoch milliseconds of the year
+// 9999 are about 2.5e14.
+const maxEpoch = 1e15
+
+// parseEpochText reads the text of a number as epoch seconds or
+// milliseconds (ParseEpoch's thresholds), exactly: a fraction's digits are
+// the instant's (1674485468.853 is .853 s, where a float64 gives
+// .852999926). Whole numbers, the common case, take no allocation.
+func parseEpochText(s string) (time.Time, bool) {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(f) || f < minEpochSeconds || f >= maxEpoch {
+		return time.Time{}, false
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if n > minEpochMillis {
+			return inRange(time.UnixMilli(n).UTC())
+		}
+		return inRange(time.Unix(n, 0).UTC())
+	}
+	var r big.Rat
+	if len(s) > 64 {
+		return ParseEpoch(f) // a needlessly long spelling: float64 precision
+	}
+	if _, ok := r.SetString(s); !ok {
+		return ParseEpoch(f)
+	}
+	unit := big.NewInt(1e9) // nanoseconds per unit
+	if r.Cmp(big.NewRat(minEpochMillis, 1)) > 0 {
+		unit = big.NewInt(1e6)
+	}
+	// Nanoseconds, rounded half up (the value is positive).
+	num := new(big.Int).Mul(r.Num(), unit)
+	num.Mul(num, big.NewInt(2)).Add(num, r.Denom())
+	ns := num.Quo(num, new(big.Int).Mul(r.Denom(), big.NewInt(2)))
+	sec, nsec := new(big.Int).QuoRem(ns, big.NewInt(1e9), new(big.Int))
+	return inRange(time.Unix(sec.Int64(), nsec.Int64()).UTC())
 }
 
 // inRange keeps times that ISO-8601 can write with four year digits.
@@ -93,11 +132,7 @@ type Parser struct {
 func (p *Parser) Parse(raw []byte) (time.Time, bool) {
 	switch jsonx.KindOf(raw) {
 	case jsonx.Number:
-		f, err := strconv.ParseFloat(string(raw), 64)
-		if err != nil {
-			return time.Time{}, false
-		}
-		return ParseEpoch(f)
+		return parseEpochText(string(raw))
 	case jsonx.String:
 		s, err := jsonx.Unquote(raw)
 		if err != nil {
@@ -117,8 +152,8 @@ func (p *Parser) ParseString(s string) (time.Time, bool) {
 	if t, ok := parseRFC3339(s); ok {
 		return inRange(t)
 	}
-	if f, err := strconv.ParseFloat(s, 64); err == nil {
-		return ParseEpoch(f)
+	if _, err := strconv.ParseFloat(s, 64); err == nil {
+		return parseEpochText(s)
 	}
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
 		return inRange(t.UTC())

@@ -59,13 +59,23 @@ func New(cfg *config.Config) *Client {
 // SetTimeout bounds each HTTP request (default 60 s).
 func (c *Client) SetTimeout(d time.Duration) { c.hc.Timeout = d }
 
-// DeleteCollection deletes every event of a collection. An unknown
-// collection is fine.
-func (c *Client) DeleteCollection(ctx context.Context, collection string) error {
+// DeleteCollection deletes every event of a collection. A collection Keen
+// does not know (404 ResourceNotFoundError: the first sync of a new stream)
+// has nothing to delete; existed says which it was. An unknown project is
+// still a config_error.
+func (c *Client) DeleteCollection(ctx context.Context, collection string) (existed bool, err error) {
 	u := c.base + "/projects/" + url.PathEscape(c.project) + "/events/" + url.PathEscape(collection)
 	what := fmt.Sprintf("delete collection %q", collection)
-	return c.do(ctx, http.MethodDelete, u, what, true)
+	err = c.do(ctx, http.MethodDelete, u, what, true)
+	if se, ok := errors.AsType[*StatusError](err); ok && se.Status == http.StatusNotFound && se.ErrorCode == errResourceNotFound {
+		return false, nil
+	}
+	return err == nil, err
 }
+
+// errResourceNotFound is Keen's error_code for an unknown resource, as
+// opposed to ProjectNotFoundError.
+const errResourceNotFound = "ResourceNotFoundError"
 
 // CheckMasterKey makes one master-key call (listing the project's
 // collections) without retrying, for check.

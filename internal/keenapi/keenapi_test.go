@@ -18,8 +18,13 @@ import (
 
 const key = "SECRET-key-7f3a9c"
 
-// server answers with the given statuses in turn (the last one repeats).
-func server(t *testing.T, statuses []int, retryAfter string) (*httptest.Server, *atomic.Int32) {
+// server answers with the given statuses in turn (the last one repeats),
+// errors with Keen's error_code code (default SomeError).
+func server(t *testing.T, statuses []int, retryAfter string, code ...string) (*httptest.Server, *atomic.Int32) {
+	errorCode := "SomeError"
+	if len(code) > 0 {
+		errorCode = code[0]
+	}
 	var calls atomic.Int32
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := int(calls.Add(1)) - 1
@@ -34,7 +39,7 @@ func server(t *testing.T, statuses []int, retryAfter string) (*httptest.Server, 
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(s)
 		if s >= 400 {
-			fmt.Fprintf(w, `{"message":"Specified API Key is invalid. API Key: '%s'.","error_code":"SomeError"}`, key)
+			fmt.Fprintf(w, `{"message":"Specified API Key is invalid. API Key: '%s'.","error_code":"%s"}`, key, errorCode)
 		}
 	}))
 	t.Cleanup(srv.Close)
@@ -61,22 +66,33 @@ func TestDeleteCollection(t *testing.T) {
 		calls      int32
 		kind       failure.Kind // checked when wantErr
 		wantErr    string
+		code       string // Keen's error_code; default SomeError
+		existed    bool
 	}{
-		{"success", []int{204}, "", 1, 0, ""},
-		{"429 then success", []int{429, 429, 204}, "", 3, 0, ""},
-		{"429 with Retry-After", []int{429, 204}, "0", 2, 0, ""},
-		{"5xx then success", []int{500, 502, 503, 204}, "", 4, 0, ""},
-		{"5xx past the bound", []int{503}, "", 0, failure.Transient, "Cannot delete collection \"c\" after"},
-		{"Retry-After past the bound", []int{429}, "3600", 1, failure.Transient, "after 1 attempts"},
-		{"401", []int{401}, "", 1, failure.Config, "Keen rejected the API key"},
-		{"403", []int{403}, "", 1, failure.Config, "not the project's master key"},
-		{"404", []int{404}, "", 1, failure.Config, `Keen does not know project "p1"`},
-		{"400", []int{400}, "", 1, failure.System, "refused the request"},
+		{"success", []int{204}, "", 1, 0, "", "", true},
+		{"429 then success", []int{429, 429, 204}, "", 3, 0, "", "", true},
+		{"429 with Retry-After", []int{429, 204}, "0", 2, 0, "", "", true},
+		{"5xx then success", []int{500, 502, 503, 204}, "", 4, 0, "", "", true},
+		{"5xx past the bound", []int{503}, "", 0, failure.Transient, "Cannot delete collection \"c\" after", "", false},
+		{"Retry-After past the bound", []int{429}, "3600", 1, failure.Transient, "after 1 attempts", "", false},
+		{"401", []int{401}, "", 1, failure.Config, "Keen rejected the API key", "", false},
+		{"403", []int{403}, "", 1, failure.Config, "not the project's master key", "", false},
+		{"404 unknown project", []int{404}, "", 1, failure.Config, `Keen does not know project "p1"`, "ProjectNotFoundError", false},
+		{"404 another error", []int{404}, "", 1, failure.Config, `Keen does not know project "p1"`, "", false},
+		{"404 unknown collection: nothing to delete", []int{404}, "", 1, 0, "", "ResourceNotFoundError", false},
+		{"400", []int{400}, "", 1, failure.System, "refused the request", "", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv, calls := server(t, tt.statuses, tt.retryAfter)
-			err := client(t, srv, true).DeleteCollection(context.Background(), "c")
+			code := []string{}
+			if tt.code != "" {
+				code = append(code, tt.code)
+			}
+			srv, calls := server(t, tt.statuses, tt.retryAfter, code...)
+			existed, err := client(t, srv, true).DeleteCollection(context.Background(), "c")
+			if existed != tt.existed {
+				t.Errorf("existed %v, want %v", existed, tt.existed)
+			}
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -99,7 +115,7 @@ func TestDeleteCollection(t *testing.T) {
 
 func TestUntrustedTLS(t *testing.T) {
 	srv, calls := server(t, []int{204}, "")
-	err := client(t, srv, false).DeleteCollection(context.Background(), "c")
+	_, err := client(t, srv, false).DeleteCollection(context.Background(), "c")
 	f := failure.As(err)
 	if f.Kind != failure.Config || !strings.Contains(f.Message, "not trusted") {
 		t.Fatalf("got %v", err)
@@ -118,7 +134,7 @@ func TestConnectionRefused(t *testing.T) {
 	l.Close()
 	c := New(&config.Config{ProjectID: "p1", APIKey: key, APIURL: "https://" + addr + "/3.0"})
 	c.Backoff, c.MaxWait = 10*time.Millisecond, 50*time.Millisecond
-	err = c.DeleteCollection(context.Background(), "c")
+	_, err = c.DeleteCollection(context.Background(), "c")
 	if f := failure.As(err); f.Kind != failure.Transient || !strings.Contains(f.Message, "unreachable") {
 		t.Fatalf("got %v", err)
 	}
@@ -161,7 +177,7 @@ func TestTimeoutsAreRetriedThenTransient(t *testing.T) {
 	defer srv.Close()
 	c := client(t, srv, true)
 	c.SetTimeout(50 * time.Millisecond)
-	err := c.DeleteCollection(context.Background(), "c")
+	_, err := c.DeleteCollection(context.Background(), "c")
 	if f := failure.As(err); f.Kind != failure.Transient || !strings.Contains(f.Message, "after") {
 		t.Fatalf("got %v", err)
 	}

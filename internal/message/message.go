@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"strconv"
 
 	"destination-keen/internal/jsonx"
@@ -45,6 +46,9 @@ type Message struct {
 	Keen      []byte // the value of data's last "keen" member; nil when none
 	DataEmpty bool   // data is {}
 	Captured  []byte // the value of data's last member named by Capture; nil when none
+	// Traits of data's keys and values, the value of its keen members
+	// left out (Keen's own object has rules of its own).
+	Traits jsonx.Traits
 	// CaptureDone is false when the name to capture was not known while data
 	// was read (stream or namespace came after data): then Keen is still
 	// right but Captured must be looked up again.
@@ -114,7 +118,8 @@ func (d *Decoder) Decode(line []byte, m *Message) error {
 			e, err = jsonx.SkipValue(line, v)
 			state = line[v:e]
 		case jsonx.KeyIs(key, "record"):
-			rp = recordParts{seen: true}
+			rp = recordParts{seen: true} // the last record wins
+			m.Keen, m.Captured, m.Traits, m.DataEmpty = nil, nil, 0, false
 			e, err = d.walkRecord(line, v, m, &rp)
 		default:
 			e, err = jsonx.SkipValue(line, v)
@@ -164,6 +169,9 @@ func (d *Decoder) walkRecord(b []byte, v int, m *Message, rp *recordParts) (int,
 	return jsonx.Walk(b, v, func(key []byte, v int) (int, error) {
 		switch {
 		case jsonx.KeyIs(key, "data"):
+			// The last data wins, as in encoding/json: forget what an
+			// earlier one held.
+			m.Keen, m.Captured, m.Traits, m.DataEmpty = nil, nil, 0, false
 			if b[v] != '{' {
 				e, err := jsonx.SkipValue(b, v)
 				rp.data = b[v:e]
@@ -202,14 +210,19 @@ func (d *Decoder) walkData(b []byte, v int, m *Message, rp *recordParts) (int, e
 	}
 	m.CaptureDone = d.Capture == nil || jsonx.KindOf(rp.stream) == jsonx.String
 	m.DataEmpty = true
-	return jsonx.Walk(b, v, func(key []byte, v int) (int, error) {
+	var keen jsonx.Traits // thrown away
+	return jsonx.WalkTraits(b, v, &m.Traits, func(key []byte, v int) (int, error) {
 		m.DataEmpty = false
-		e, err := jsonx.SkipValueIn(b, v, 1) // MaxDepth counts from data
-
+		isKeen := jsonx.KeyIs(key, "keen")
+		tr := &m.Traits
+		if isKeen {
+			tr = &keen
+		}
+		e, err := jsonx.SkipValueIn(b, v, 1, tr) // MaxDepth counts from data
 		if err != nil {
 			return e, err
 		}
-		if jsonx.KeyIs(key, "keen") {
+		if isKeen {
 			m.Keen = b[v:e]
 		}
 		if capture != "" && jsonx.KeyIs(key, capture) {
@@ -255,12 +268,36 @@ func checkRecord(rp *recordParts, m *Message) error {
 	if rp.emitted == nil {
 		return e("the record has no emitted_at")
 	}
-	v, err := strconv.ParseInt(string(rp.emitted), 10, 64)
-	if err != nil {
+	v, ok := parseInteger(rp.emitted)
+	if !ok {
 		return e("the record's emitted_at is not an integer")
+	}
+	if v < 0 || v > MaxEmittedAt {
+		return e("the record's emitted_at is not a time in epoch milliseconds between the years 1970 and 9999")
 	}
 	m.EmittedAt = v
 	return nil
+}
+
+// MaxEmittedAt is the last epoch millisecond of the year 9999, the last
+// instant ISO-8601 writes with four digits. A larger emitted_at is most
+// likely microseconds or nanoseconds by mistake.
+const MaxEmittedAt = 253402300799999
+
+// parseInteger reads a JSON number that is a whole number, as JSON Schema
+// counts integers: 1700000000000, 1700000000000.0 and 1.7e12 alike.
+func parseInteger(raw []byte) (int64, bool) {
+	if v, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
+		return v, true
+	}
+	if jsonx.KindOf(raw) != jsonx.Number || len(raw) > 64 {
+		return 0, false
+	}
+	var r big.Rat
+	if _, ok := r.SetString(string(raw)); !ok || !r.IsInt() || !r.Num().IsInt64() {
+		return 0, false
+	}
+	return r.Num().Int64(), true
 }
 
 func unquoteBytes(s []byte) []byte {

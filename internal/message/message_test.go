@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"destination-keen/internal/jsonx"
 )
 
 func TestDecode(t *testing.T) {
@@ -37,6 +39,16 @@ func TestDecode(t *testing.T) {
 		{name: "data not object", line: `{"type":"RECORD","record":{"stream":"s","data":"x","emitted_at":1}}`, err: "data is a JSON string"},
 		{name: "no emitted_at", line: `{"type":"RECORD","record":{"stream":"s","data":{}}}`, err: "has no emitted_at"},
 		{name: "emitted_at float", line: `{"type":"RECORD","record":{"stream":"s","data":{},"emitted_at":1.5}}`, err: "emitted_at is not an integer"},
+		{name: "emitted_at written with a fraction of zero", line: `{"type":"RECORD","record":{"stream":"s","data":{},"emitted_at":1700000000000.0}}`,
+			typ: Record, stream: "s", data: `{}`, emitted: 1700000000000},
+		{name: "emitted_at with an exponent", line: `{"type":"RECORD","record":{"stream":"s","data":{},"emitted_at":1.7e12}}`,
+			typ: Record, stream: "s", data: `{}`, emitted: 1700000000000},
+		{name: "emitted_at zero", line: `{"type":"RECORD","record":{"stream":"s","data":{},"emitted_at":0}}`, typ: Record, stream: "s", data: `{}`},
+		{name: "emitted_at the last millisecond of 9999", line: `{"type":"RECORD","record":{"stream":"s","data":{},"emitted_at":253402300799999}}`,
+			typ: Record, stream: "s", data: `{}`, emitted: 253402300799999},
+		{name: "emitted_at in microseconds", line: `{"type":"RECORD","record":{"stream":"s","data":{},"emitted_at":1700000000000000}}`, err: "not a time in epoch milliseconds"},
+		{name: "emitted_at negative", line: `{"type":"RECORD","record":{"stream":"s","data":{},"emitted_at":-1}}`, err: "not a time in epoch milliseconds"},
+		{name: "emitted_at beyond int64", line: `{"type":"RECORD","record":{"stream":"s","data":{},"emitted_at":1e30}}`, err: "emitted_at is not an integer"},
 		{name: "emitted_at string", line: `{"type":"RECORD","record":{"stream":"s","data":{},"emitted_at":"1"}}`, err: "emitted_at is not an integer"},
 		{name: "state not object", line: `{"type":"STATE","state":[1]}`, err: "state is a JSON array"},
 		{name: "state missing", line: `{"type":"STATE"}`, err: "has no state"},
@@ -132,6 +144,8 @@ func TestDecoderCaptures(t *testing.T) {
 		{"empty data", `{"type":"RECORD","record":{"namespace":"n","stream":"s","data":{},"emitted_at":1}}`, "", "", true, true},
 		{"other stream", `{"type":"RECORD","record":{"stream":"x","data":{"ts":5},"emitted_at":1}}`, "", "", false, true},
 		{"stream after data", `{"type":"RECORD","record":{"data":{"ts":5,"keen":1},"namespace":"n","stream":"s","emitted_at":1}}`, "1", "", false, false},
+		{"the last data wins", `{"type":"RECORD","record":{"namespace":"n","stream":"s","data":{"ts":5,"keen":{"a":1}},"data":{"ts":6},"emitted_at":1}}`, "", "6", false, true},
+		{"the last record wins", `{"type":"RECORD","record":{"namespace":"n","stream":"s","data":{"ts":5,"keen":{"a":1}},"emitted_at":1},"record":{"namespace":"n","stream":"s","data":{},"emitted_at":1}}`, "", "", true, true},
 		{"namespace after data", `{"type":"RECORD","record":{"stream":"s","data":{"ts":5},"namespace":"n","emitted_at":1}}`, "", "", false, false},
 	}
 	for _, tt := range tests {
@@ -144,5 +158,43 @@ func TestDecoderCaptures(t *testing.T) {
 				t.Fatalf("keen %q captured %q empty %v done %v", m.Keen, m.Captured, m.DataEmpty, m.CaptureDone)
 			}
 		})
+	}
+}
+
+func TestDecoderTraits(t *testing.T) {
+	long := strings.Repeat("k", 256)
+	tests := []struct {
+		name, data string
+		want       jsonx.Traits
+	}{
+		{"plain", `{"a":1,"b":{"c":[1,"x"]}}`, 0},
+		{"dot", `{"a":{"b.c":1}}`, jsonx.OddKey},
+		{"dollar", `{"$a":1}`, jsonx.OddKey},
+		{"empty name", `{"":1}`, jsonx.OddKey},
+		{"escaped name", `{"a\u002eb":1}`, jsonx.OddKey},
+		{"255 bytes", `{"` + long[:255] + `":1}`, 0},
+		{"256 bytes", `{"` + long + `":1}`, jsonx.OddKey},
+		{"dot in a value", `{"a":"b.c","$":"$"}`, jsonx.OddKey},
+		{"dot in a string value only", `{"a":"b.c $x"}`, 0},
+		{"array of objects", `{"a":[1,{"b":2}]}`, jsonx.NestedArray},
+		{"array of arrays", `{"a":[[1]]}`, jsonx.NestedArray},
+		{"keen's own rules", `{"keen":{"addons":[{"a.b":1}],"$x":1}}`, 0},
+		{"keen below the top", `{"x":{"keen":{"addons":[{}]}}}`, jsonx.NestedArray},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var m Message
+			line := `{"type":"RECORD","record":{"stream":"s","data":` + tt.data + `,"emitted_at":1}}`
+			if err := Decode([]byte(line), &m); err != nil {
+				t.Fatal(err)
+			}
+			if m.Traits != tt.want {
+				t.Fatalf("traits %b, want %b", m.Traits, tt.want)
+			}
+		})
+	}
+	var m Message
+	if err := Decode([]byte(`{"type":"RECORD","record":{"stream":"s","data":{"a":[{}]},"data":{"a":1},"emitted_at":1}}`), &m); err != nil || m.Traits != 0 {
+		t.Fatalf("the traits of an earlier data member stayed: %b %v", m.Traits, err)
 	}
 }

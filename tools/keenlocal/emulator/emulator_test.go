@@ -246,8 +246,9 @@ func TestDeleteSemantics(t *testing.T) {
 	if status, _, body := call(t, e, http.MethodDelete, url, e.APIKey()); status != http.StatusNoContent {
 		t.Fatalf("delete: %d %s", status, body)
 	}
-	if status, _, _ := call(t, e, http.MethodDelete, e.APIURL()+"/projects/keenlocal/events/never_written", e.APIKey()); status != http.StatusNoContent {
-		t.Fatalf("deleting an unknown collection must succeed, got %d", status)
+	// A collection Keen does not know is a resource it does not know.
+	if status, _, body := call(t, e, http.MethodDelete, e.APIURL()+"/projects/keenlocal/events/never_written", e.APIKey()); status != http.StatusNotFound || !strings.Contains(body, `"error_code":"ResourceNotFoundError"`) {
+		t.Fatalf("deleting an unknown collection: %d %s, want 404 ResourceNotFoundError", status, body)
 	}
 	if err := send(p, "visits", `{"n":3}`); err != nil {
 		t.Fatal(err)
@@ -316,6 +317,11 @@ func TestEventRules(t *testing.T) {
 		{"array of arrays", "rules", `{"a":[[1]]}`, "arrays may hold only primitives"},
 		{"keen not an object", "rules", `{"keen":"x"}`, "keen is a JSON string"},
 		{"keen writable keys", "rules", `{"keen":{"timestamp":"2020-01-01T00:00:00.123Z","addons":[],"location":{"coordinates":[1,2]},"uniqueness_token":"u"}}`, ""},
+		{"keen.addons, an array of objects", "rules", `{"keen":{"addons":[{"name":"keen:ip_to_geo","input":{"ip":"ip"},"output":"geo"}]}}`, ""},
+		{"array of objects under a property named keen", "rules", `{"x":{"keen":{"addons":[{"a":1}]}}}`, "arrays may hold only primitives"},
+		{"uniqueness token of 64 characters", "rules", `{"keen":{"uniqueness_token":"` + strings.Repeat("u", 64) + `"}}`, ""},
+		{"uniqueness token of 65 characters", "rules", `{"keen":{"uniqueness_token":"` + strings.Repeat("u", 65) + `"}}`, "over 64"},
+		{"uniqueness token a number", "rules", `{"keen":{"uniqueness_token":7}}`, "not a string"},
 		{"keen unknown key", "rules", `{"keen":{"foo":1}}`, "keen.foo is not a writable keen property"},
 		{"timestamp with offset", "rules", `{"keen":{"timestamp":"2020-01-01T00:00:00+02:00"}}`, ""},
 		{"timestamp without zone", "rules", `{"keen":{"timestamp":"2020-01-01T10:11"}}`, ""},
@@ -453,6 +459,9 @@ func TestDropProduceConnections(t *testing.T) {
 
 func TestFailDeletes(t *testing.T) {
 	e := start(t, Options{})
+	if err := send(producer(t, e), "c", `{"n":1}`); err != nil {
+		t.Fatal(err)
+	}
 	e.FailDeletes(1, http.StatusTooManyRequests, "7")
 	e.FailDeletes(1, http.StatusTooManyRequests, "")
 	e.FailDeletes(1, http.StatusInternalServerError, "")

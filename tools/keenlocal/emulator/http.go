@@ -117,6 +117,17 @@ func (e *Emulator) handleDelete(w http.ResponseWriter, r *http.Request) {
 	collection := r.PathValue("collection")
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
+	cols, err := e.Collections(ctx)
+	if err != nil {
+		keenError(w, http.StatusServiceUnavailable, "ServiceUnavailableError", err.Error())
+		return
+	}
+	if _, known := cols[collection]; !known {
+		// Keen knows a collection once it holds an event, and answers for
+		// one it does not know as for any unknown resource.
+		keenError(w, http.StatusNotFound, "ResourceNotFoundError", fmt.Sprintf("Resource not found: collection '%s'.", collection))
+		return
+	}
 	if err := e.DeleteCollection(ctx, collection); err != nil {
 		keenError(w, http.StatusServiceUnavailable, "ServiceUnavailableError", err.Error())
 		return

@@ -9,12 +9,15 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Keen's limits, as its documentation states them.
 const (
 	maxCollectionName = 64
-	maxPropertyName   = 255 // "under 256 characters"
+	maxPropertyName   = 255 // "under 256 characters", counted in bytes, the strictest reading
+	// maxUniquenessToken: "an opaque string of at most 64 characters".
+	maxUniquenessToken = 64
 )
 
 var collectionChars = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
@@ -91,7 +94,15 @@ func CheckEvent(value []byte) (map[string]any, error) {
 	if !ok {
 		return nil, fmt.Errorf("event is a JSON %s, not an object", kind(v))
 	}
-	if err := checkObject(ev, ""); err != nil {
+	// The keen object has rules of its own (keen.addons is an array of
+	// objects, which Keen takes there and nowhere else).
+	props := make(map[string]any, len(ev))
+	for name, v := range ev {
+		if name != "keen" {
+			props[name] = v
+		}
+	}
+	if err := checkObject(props, ""); err != nil {
 		return nil, err
 	}
 	if k, present := ev["keen"]; present {
@@ -102,6 +113,15 @@ func CheckEvent(value []byte) (map[string]any, error) {
 		for key := range ko {
 			if !keenWritable[key] {
 				return nil, fmt.Errorf("keen.%s is not a writable keen property", key)
+			}
+		}
+		if tok, present := ko["uniqueness_token"]; present {
+			s, ok := tok.(string)
+			if !ok {
+				return nil, fmt.Errorf("keen.uniqueness_token is a JSON %s, not a string", kind(tok))
+			}
+			if n := utf8.RuneCountInString(s); n > maxUniquenessToken {
+				return nil, fmt.Errorf("keen.uniqueness_token is %d characters long, over %d", n, maxUniquenessToken)
 			}
 		}
 		if ts, present := ko["timestamp"]; present {

@@ -1,0 +1,124 @@
+package connector
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+
+	"destination-keen/internal/airbyte"
+	"destination-keen/internal/catalog"
+	"destination-keen/internal/keen"
+)
+
+// What conforming records to Keen's rules changed, per stream, as the
+// sequencer applies records in input order: counts for the summary, a WARN
+// the first time a property is changed (up to warnPaths per stream), and
+// the first few changed properties for the summary, so that a user can find
+// their data in Keen.
+const (
+	warnPaths    = 20
+	summaryPaths = 5
+)
+
+type conformLog struct {
+	mu      sync.Mutex // the sequencer writes, the summary reads
+	streams []conformStream
+}
+
+type conformStream struct {
+	records, names, arrays, skipped int64
+	seen                            map[string]bool // paths warned about
+	first                           []keen.Change
+	skippedRules                    map[keen.Rule]bool
+}
+
+func newConformLog(streams int) *conformLog {
+	return &conformLog{streams: make([]conformStream, streams)}
+}
+
+// conformed counts a record sent with changes and warns about properties
+// not seen changed before in its stream.
+func (w *writer) conformed(p *catalog.Plan, changes []keen.Change) {
+	l := w.conform
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := &l.streams[p.Index]
+	s.records++
+	for _, c := range changes {
+		if c.Renamed() {
+			s.names++
+		} else {
+			s.arrays++
+		}
+		if len(s.seen) > warnPaths {
+			continue
+		}
+		key := fmt.Sprint(c.Rule, keen.FormatPath(c.Path))
+		if s.seen == nil {
+			s.seen = map[string]bool{}
+		}
+		if s.seen[key] {
+			continue
+		}
+		s.seen[key] = true
+		if len(s.first) < summaryPaths {
+			s.first = append(s.first, c)
+		}
+		if len(s.seen) > warnPaths {
+			_ = w.em.Logf(airbyte.Warn, "Stream %q: more properties were changed to follow Keen's rules; the sync summary counts them", p.Name())
+			continue
+		}
+		_ = w.em.Logf(airbyte.Warn, "Stream %q: %s, as Keen would drop the event otherwise", p.Name(), c)
+	}
+}
+
+// reject leaves out a record that breaks Keen's rules (nonconforming_records:
+// skip): it counts for its state, as rejected, and one WARN per stream and
+// rule names the property.
+func (w *writer) reject(it *item) error {
+	p := it.plan
+	p.Records.Add(1)
+	w.records.Add(1)
+	w.sinceState[p.Index]++
+	w.total++
+	w.rejectedSince[p.Index]++
+	w.rejectedTotal++
+	c := it.changes[0]
+	w.conform.mu.Lock()
+	s := &w.conform.streams[p.Index]
+	s.skipped++
+	first := !s.skippedRules[c.Rule]
+	if first {
+		if s.skippedRules == nil {
+			s.skippedRules = map[keen.Rule]bool{}
+		}
+		s.skippedRules[c.Rule] = true
+	}
+	w.conform.mu.Unlock()
+	if first {
+		_ = w.em.Logf(airbyte.Warn, "Skipping the records of stream %q with %s (first on input line %d, at %s): Keen would drop them; nonconforming_records is skip", p.Name(), c.Rule, it.no, keen.FormatPath(c.Path))
+	}
+	return w.tr.Done(w.tr.Next())
+}
+
+// summary returns what the stream's line of the sync summary says about
+// conforming, or "".
+func (l *conformLog) summary(p *catalog.Plan) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := &l.streams[p.Index]
+	var parts []string
+	if s.records > 0 {
+		parts = append(parts, fmt.Sprintf("%d %s changed to follow Keen's rules (%d property %s changed, %d %s kept as JSON text)",
+			s.records, plural(s.records, "record", "records"), s.names, plural(s.names, "name", "names"), s.arrays, plural(s.arrays, "array", "arrays")))
+		var cs []string
+		for _, c := range s.first {
+			cs = append(cs, c.String())
+		}
+		parts = append(parts, "first changes: "+strings.Join(cs, "; "))
+	}
+	if s.skipped > 0 {
+		parts = append(parts, fmt.Sprintf("%d %s breaking Keen's rules skipped", s.skipped, plural(s.skipped, "record", "records")))
+	}
+	return strings.Join(parts, "; ")
+}
