@@ -198,6 +198,17 @@ func syncSource(t *testing.T, s source, policy string) {
 			t.Fatalf("collection %q: the events' values differ from the records'\n got %.600q\nwant %.600q", c, got, want[c])
 		}
 	}
+	// Warnings name a property once, never once per record.
+	seen := map[string]bool{}
+	for _, l := range r.ofType("LOG") {
+		if lg := l["log"].(map[string]any); lg["level"] == "WARN" {
+			msg := lg["message"].(string)
+			if seen[msg] {
+				t.Fatalf("the same WARN twice: %s", msg)
+			}
+			seen[msg] = true
+		}
+	}
 	if firstBreak >= 0 {
 		logs := r.logs()
 		switch policy {
