@@ -11,7 +11,7 @@ BENCHTIME ?= 1s
 N       ?= 1000000
 SOAK_N  ?= 10000000
 
-.PHONY: help generate build test lint bench soak fuzz image demo clean
+.PHONY: help generate build test lint bench soak fuzz mutants image demo clean
 
 # Fuzz targets as package:Target; `make test` runs their seed corpora.
 FUZZ_TARGETS := internal/message:FuzzDecode internal/keen:FuzzParseString internal/keen:FuzzRFC3339 \
@@ -52,6 +52,9 @@ fuzz: ## run every fuzz target for FUZZTIME (default 60s) each
 		echo "== $$name ($$pkg)"; \
 		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
 	done
+
+mutants: ## plant each bug of tools/mutants in a copy of the tree and check that its tests catch it (minutes)
+	$(GO) run ./tools/mutants
 
 image: ## build the container image (needs a Docker engine)
 	docker build -t $(IMAGE) .

@@ -657,6 +657,56 @@ func TestSIGTERM(t *testing.T) {
 	stdin.Close()
 }
 
+// TestSIGTERMFlushes: a signal that comes while records are in flight
+// stops the input but not their delivery: the flush waits for their
+// acknowledgements and echoes the state they complete before the TRACE.
+func TestSIGTERMFlushes(t *testing.T) {
+	e := newEnv(t, emulator.Options{})
+	arrived, release := e.emu.HoldProduce()
+	t.Cleanup(release)
+	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}))
+	cmd, stdin, stdout, _ := e.startSync(t, cat)
+	defer stdin.Close()
+	fmt.Fprint(stdin, lines(rec("a", `{"n":1}`, 1), streamState("a", "1")))
+	select {
+	case <-arrived: // record 1 is at the brokers, unanswered: its state cannot be out
+	case <-time.After(20 * time.Second):
+		t.Fatal("no produce request within 20s")
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// Release the brokers' answer only once the connector says it stopped
+	// reading and is flushing.
+	r := bufio.NewReader(stdout)
+	var out strings.Builder
+	for !strings.Contains(out.String(), "Stopping on a signal") {
+		l, err := r.ReadString('\n')
+		out.WriteString(l)
+		if err != nil {
+			t.Fatalf("%v before the connector said it was stopping:\n%s", err, out.String())
+		}
+	}
+	if strings.Contains(out.String(), `"type":"STATE"`) {
+		t.Fatalf("a state went out before its record was acknowledged:\n%s", out.String())
+	}
+	release()
+	rest, _ := io.ReadAll(r)
+	out.Write(rest)
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("want exit 1 after SIGTERM, got %v", err)
+	}
+	s := out.String()
+	state, trace := strings.Index(s, `"type":"STATE"`), strings.Index(s, `"failure_type":"transient_error"`)
+	if state < 0 || trace < 0 || state > trace {
+		t.Fatalf("want the state acknowledged during the flush, then the TRACE:\n%s", s)
+	}
+	if n := len(e.events("a")); n != 1 {
+		t.Fatalf("%d events, want 1", n)
+	}
+}
+
 // TestUntrustedCertificate: the brokers' and the API's certificate signed by
 // a CA the system does not trust is a config_error, for check and write.
 func TestUntrustedCertificate(t *testing.T) {

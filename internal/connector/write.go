@@ -228,6 +228,7 @@ func (w *writer) run(ctx context.Context, stdin io.Reader) error {
 		case <-w.stop:
 			ended = true
 		case <-ctx.Done():
+			_ = w.em.Logf(airbyte.Info, "Stopping on a signal: reading no more input; waiting up to %s for the brokers to acknowledge what was sent, so that its states go out", w.opts.FlushTimeout)
 			w.fail(failure.Transientf(context.Cause(ctx), "The sync was stopped by a signal before the end of its input"))
 			ended = true
 		case <-progress.C:

@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"net"
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -132,5 +134,40 @@ func TestTransportIsAlwaysSecure(t *testing.T) {
 		if !c.Net.SASL.Enable || c.Net.SASL.Mechanism != sarama.SASLTypePlaintext || c.Producer.RequiredAcks != sarama.WaitForAll {
 			t.Fatal("SASL/PLAIN with acks=all expected")
 		}
+	}
+}
+
+// TestClassify: what the sync reports when the producer gives up on a
+// record, by the error the brokers last answered.
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		kind failure.Kind
+		msg  string
+	}{
+		{"NOT_LEADER_FOR_PARTITION", sarama.ErrNotLeaderForPartition, failure.Transient, "kept failing"},
+		{"LEADER_NOT_AVAILABLE", sarama.ErrLeaderNotAvailable, failure.Transient, "kept failing"},
+		{"REQUEST_TIMED_OUT", sarama.ErrRequestTimedOut, failure.Transient, "kept failing"},
+		{"NOT_ENOUGH_REPLICAS", sarama.ErrNotEnoughReplicas, failure.Transient, "kept failing"},
+		{"NOT_ENOUGH_REPLICAS_AFTER_APPEND", sarama.ErrNotEnoughReplicasAfterAppend, failure.Transient, "kept failing"},
+		{"UNKNOWN_TOPIC_OR_PARTITION", sarama.ErrUnknownTopicOrPartition, failure.Transient, "kept failing"},
+		{"THROTTLING_QUOTA_EXCEEDED", sarama.ErrThrottlingQuotaExceeded, failure.Transient, "kept failing"},
+		{"out of brokers", sarama.ErrOutOfBrokers, failure.Transient, "Cannot reach"},
+		{"connection refused", &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, failure.Transient, "Cannot reach"},
+		{"SASL_AUTHENTICATION_FAILED", sarama.ErrSASLAuthenticationFailed, failure.Config, "rejected the Project ID and API key"},
+		{"TOPIC_AUTHORIZATION_FAILED", sarama.ErrTopicAuthorizationFailed, failure.Config, "may not write to collection"},
+		{"INVALID_TOPIC_EXCEPTION", sarama.ErrInvalidTopic, failure.Config, "as a topic name"},
+		{"MESSAGE_TOO_LARGE", sarama.ErrMessageSizeTooLarge, failure.System, "as too large"},
+		{"POLICY_VIOLATION", sarama.ErrPolicyViolation, failure.System, "refused records"},
+		{"wrapped", fmt.Errorf("produce: %w", sarama.ErrNotLeaderForPartition), failure.Transient, "kept failing"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := Classify(tt.err, "c", "s", []string{"b1:9092"})
+			if f.Kind != tt.kind || !strings.Contains(f.Message, tt.msg) {
+				t.Fatalf("%v: %s %q, want %s %q", tt.err, f.Kind, f.Message, tt.kind, tt.msg)
+			}
+		})
 	}
 }

@@ -652,6 +652,27 @@ func (e *Emulator) DelayProduce(d time.Duration, n int) {
 	})
 }
 
+// HoldProduce holds every produce request from now on, unanswered, until
+// release is called; arrived is closed when the first one is held. A test
+// uses it to act while records are in flight and their states not yet out.
+func (e *Emulator) HoldProduce() (arrived <-chan struct{}, release func()) {
+	arr, rel := make(chan struct{}), make(chan struct{})
+	var arrOnce, relOnce sync.Once
+	c := e.cluster
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		select {
+		case <-rel:
+			c.DropControl()
+			return nil, nil, false
+		default:
+		}
+		arrOnce.Do(func() { close(arr) })
+		c.SleepControl(func() { <-rel })
+		return nil, nil, false
+	})
+	return arr, func() { relOnce.Do(func() { close(rel) }) }
+}
+
 // DropProduceConnections closes the connection of each of the next n produce
 // requests without answering them.
 func (e *Emulator) DropProduceConnections(n int) {

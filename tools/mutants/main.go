@@ -1,0 +1,193 @@
+// Command mutants checks that the tests catch the bugs they are meant to:
+// it plants each bug of a list, one at a time, in a copy of the working
+// tree, runs the tests named for it, and prints which bugs were caught. A
+// bug that survives, a bug whose code is no longer where the list says (the
+// list must follow the code) or a mutant that does not build fails the run.
+// `make mutants` runs it; it takes minutes, so it is not part of make test.
+//
+// Each class of bug fixed adds a line to the list, with the test that
+// caught it.
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// mutant is one planted bug: in file, the text from (which must occur
+// exactly once) becomes to; the tests of pkg matching run must then fail.
+type mutant struct {
+	name     string
+	file     string
+	from, to string
+	pkg, run string
+}
+
+var mutants = []mutant{
+	{"epoch seconds/milliseconds boundary moved from 1e10 to 1e11", "internal/keen/timestamp.go",
+		"minEpochMillis  = 1e10", "minEpochMillis  = 1e11", "./internal/keen", "TestParseCursor"},
+	{"NOT_LEADER_FOR_PARTITION classified as fatal", "internal/sink/sink.go",
+		"case sarama.ErrNotLeaderForPartition, sarama.ErrLeaderNotAvailable,", "case sarama.ErrLeaderNotAvailable,", "./internal/sink", "TestClassify"},
+	{"SIGTERM returns at once, skipping the bounded flush", "internal/connector/write.go",
+		"\"The sync was stopped by a signal before the end of its input\"))\n\t\t\tended = true",
+		"\"The sync was stopped by a signal before the end of its input\"))\n\t\t\treturn w.failure()", "./cmd/destination-keen", "TestSIGTERM"},
+	{"state released before its records are acknowledged", "internal/checkpoint/checkpoint.go",
+		"if len(t.pending) == 0 || t.pending[0].after > t.done || t.emitErr != nil {", "if len(t.pending) == 0 || t.emitErr != nil {", "./internal/checkpoint", ""},
+	{"recordCount off by one", "internal/connector/pipeline.go",
+		"records, rejected = w.sinceState[p.Index], w.rejectedSince[p.Index]", "records, rejected = w.sinceState[p.Index]+1, w.rejectedSince[p.Index]", "./cmd/destination-keen", "TestStateCounting"},
+	{"no emitted_at fallback when the cursor is not a time", "internal/connector/pipeline.go",
+		"if !fromCursor {\n\t\tts = time.UnixMilli(m.EmittedAt)", "if false {\n\t\tts = time.UnixMilli(m.EmittedAt)", "./cmd/destination-keen", "TestSyncTimestampsAndEvents"},
+	{"keen.addons dropped from the source's keen object", "internal/keen/event.go",
+		`var keenWritable = [...]string{"addons", "location", "uniqueness_token"}`, `var keenWritable = [...]string{"location", "uniqueness_token"}`, "./internal/keen", ""},
+	{"leading _ not trimmed from collection names", "internal/keen/names.go",
+		`strings.TrimLeft(name, "_.")`, `strings.TrimLeft(name, ".")`, "./internal/keen", "TestCollectionName"},
+	{"the key not scrubbed from logs and traces", "internal/airbyte/emitter.go",
+		"s = strings.ReplaceAll(s, secret, Redacted)", "s = strings.ReplaceAll(s, secret, secret)", "./internal/airbyte", ""},
+	{"a refresh (generation == minimum > 0) not truncating", "internal/catalog/catalog.go",
+		"*gen > 0 && *gen == *minGen", "*gen > 0 && *gen == *minGen+1", "./internal/catalog", ""},
+	{"oversized limit raised above Kafka's default", "internal/sink/sink.go",
+		"const DefaultMaxMessageBytes = 1_000_000", "const DefaultMaxMessageBytes = 2_000_000", "./cmd/destination-keen", "TestOversizedRecords"},
+	{"idempotence off", "internal/sink/sink.go",
+		"c.Producer.Idempotent = true", "c.Producer.Idempotent = false", "./cmd/destination-keen", "TestRetriableBrokerErrors/REQUEST_TIMED_OUT"},
+	// Keen's event rules.
+	{"a '.' in a key not noted by the validating pass", "internal/jsonx/jsonx.go",
+		"t['.'] = false", "t['.'] = true", "./internal/message", "TestDecoderTraits"},
+	{"an array of arrays sent as it is", "internal/keen/conform.go",
+		"nested = k == jsonx.Object || k == jsonx.Array", "nested = k == jsonx.Object", "./internal/keen", "TestConform"},
+	{"a renamed property overwrites its sibling", "internal/keen/conform.go",
+		"ms[i].newName = freeName(FixName(ms[i].name), taken)", "ms[i].newName = FixName(ms[i].name)", "./internal/keen", "TestConform"},
+	{"nonconforming records sent unchanged", "internal/keen/conform.go",
+		"func NeedsConform(tr jsonx.Traits) bool { return tr != 0 }", "func NeedsConform(tr jsonx.Traits) bool { return false }", "./cmd/destination-keen", "TestRealSources|TestNonconformingFixture"},
+	{"a fractional epoch cursor read through a float64", "internal/keen/timestamp.go",
+		"\tif len(s) > 64 {\n\t\treturn ParseEpoch(f)", "\tif len(s) > 0 {\n\t\treturn ParseEpoch(f)", "./internal/keen", "TestParseCursor"},
+	{"emitted_at not range-checked", "internal/message/message.go",
+		"if v < 0 || v > MaxEmittedAt {", "if false {", "./internal/message", "TestDecode"},
+	{"the first data member's cursor kept when data repeats", "internal/message/message.go",
+		"m.Keen, m.Captured, m.Traits, m.DataEmpty = nil, nil, 0, false\n\t\t\tif b[v] != '{' {", "if b[v] != '{' {", "./internal/message", "TestDecoderCaptures"},
+	{"an overwrite of a collection Keen does not know fails", "internal/keenapi/keenapi.go",
+		"se.ErrorCode == errResourceNotFound {", "se.ErrorCode == \"none\" {", "./internal/keenapi", "TestDeleteCollection"},
+	// The emulator, which the end-to-end tests trust.
+	{"the emulator files a re-read offset twice", "tools/keenlocal/emulator/emulator.go",
+		"if next, seen := parts[r.Partition]; seen && r.Offset < next {", "if false {", "./tools/keenlocal/emulator", "TestReadBackWhileLeadersMove"},
+	{"the emulator takes arrays of objects", "tools/keenlocal/emulator/rules.go",
+		"case map[string]any, []any:\n\t\t\t\treturn fmt.Errorf(\"array", "case nil:\n\t\t\t\treturn fmt.Errorf(\"array", "./tools/keenlocal/emulator", "TestEventRules"},
+}
+
+func main() {
+	only := pflag.String("only", "", "run the mutants whose name holds this text")
+	pflag.Parse()
+	if err := run(*only); err != nil {
+		fmt.Fprintln(os.Stderr, "mutants:", err)
+		os.Exit(1)
+	}
+}
+
+func run(only string) error {
+	root, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	// Beside the project, so that tests find ../shared as they do here.
+	tmp, err := os.MkdirTemp(filepath.Dir(root), ".destination-keen-mutants-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	if err := copyTree(root, tmp); err != nil {
+		return err
+	}
+	var survived, broken []string
+	for _, m := range mutants {
+		if only != "" && !strings.Contains(m.name, only) {
+			continue
+		}
+		began := time.Now()
+		verdict, err := try(tmp, m)
+		if err != nil {
+			broken = append(broken, fmt.Sprintf("%s: %v", m.name, err))
+			verdict = "BROKEN"
+		} else if verdict == "survived" {
+			survived = append(survived, m.name)
+		}
+		fmt.Printf("%-9s %-62s %s %s\n", verdict, m.name, m.pkg, time.Since(began).Round(time.Second))
+	}
+	if len(broken) > 0 {
+		return fmt.Errorf("mutants that no longer apply or do not build (update the list):\n  %s", strings.Join(broken, "\n  "))
+	}
+	if len(survived) > 0 {
+		return fmt.Errorf("%d mutants survived the tests:\n  %s", len(survived), strings.Join(survived, "\n  "))
+	}
+	fmt.Println("every mutant was caught")
+	return nil
+}
+
+// try plants m in the copy at dir, runs its tests and restores the file.
+func try(dir string, m mutant) (string, error) {
+	path := filepath.Join(dir, m.file)
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	if n := bytes.Count(orig, []byte(m.from)); n != 1 {
+		return "", fmt.Errorf("%q occurs %d times in %s, want once", m.from, n, m.file)
+	}
+	if err := os.WriteFile(path, bytes.Replace(orig, []byte(m.from), []byte(m.to), 1), 0o644); err != nil {
+		return "", err
+	}
+	defer os.WriteFile(path, orig, 0o644)
+	args := []string{"test", "-count=1"}
+	if m.run != "" {
+		args = append(args, "-run", m.run)
+	}
+	cmd := exec.Command("go", append(args, m.pkg)...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return "survived", nil
+	case bytes.Contains(out, []byte("[build failed]")) || bytes.Contains(out, []byte("[setup failed]")):
+		return "", fmt.Errorf("does not build:\n%s", out)
+	case errors.As(err, &ee) && (bytes.Contains(out, []byte("--- FAIL")) || bytes.Contains(out, []byte("panic: "))):
+		return "caught", nil
+	case errors.As(err, &ee):
+		return "", fmt.Errorf("the tests did not run:\n%s", out)
+	}
+	return "", err
+}
+
+// copyTree copies the files git knows in root (tracked or not ignored) to
+// dst, so that uncommitted changes are tried too.
+func copyTree(root, dst string) error {
+	cmd := exec.Command("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		return fmt.Errorf("git ls-files: %w", err)
+	}
+	for _, f := range strings.Split(strings.TrimRight(string(out), "\x00"), "\x00") {
+		b, err := os.ReadFile(filepath.Join(root, f))
+		if errors.Is(err, os.ErrNotExist) {
+			continue // deleted in the working tree
+		}
+		if err != nil {
+			return err
+		}
+		p := filepath.Join(dst, f)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
