@@ -821,6 +821,9 @@ func TestBadFiles(t *testing.T) {
 // TestHugeRecord: a 100 MiB record is read whole (no line limit below it)
 // and meets the oversized policy; nothing before it is lost.
 func TestHugeRecord(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: a record of 100 MiB")
+	}
 	e := newEnv(t, emulator.Options{})
 	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}))
 	huge := rec("a", `{"blob":"`+strings.Repeat("z", 100<<20)+`"}`, 1)
@@ -1051,6 +1054,9 @@ func outage(t *testing.T, down time.Duration, config map[string]any, during func
 // middle of a sync; the sync waits, says so, and completes with every record
 // delivered once and every state echoed.
 func TestBrokerOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: a broker outage of a minute")
+	}
 	t.Parallel() // a minute of waiting: let the other slow tests wait alongside
 	out, e, code := outage(t, 60*time.Second, nil, nil)
 	if code != 0 {
@@ -1232,11 +1238,18 @@ func TestLeadersMoving(t *testing.T) {
 // connection and retries, the brokers store the first attempt anyway, and
 // idempotence keeps the retry from writing the records twice.
 func TestAnswerSlowerThanTheClientTimeout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: half a minute of waiting for the slow answer")
+	}
 	t.Parallel() // half a minute of waiting
-	began := time.Now()
-	_, e := syncThroughEnv(t, 500, func(e *emulator.Emulator) { e.DelayProduce(32*time.Second, 1) })
+	var over <-chan struct{}
+	_, e := syncThroughEnv(t, 500, func(e *emulator.Emulator) { over = e.DelayProduce(32*time.Second, 1) })
 	// The slow request is stored once its delay is over: count again then.
-	time.Sleep(time.Until(began.Add(34 * time.Second)))
+	select {
+	case <-over:
+	case <-time.After(time.Minute):
+		t.Fatal("the slow request never ended its delay")
+	}
 	if evs := e.events("a"); len(evs) != 500 {
 		t.Fatalf("%d events for 500 records once the slow request was stored", len(evs))
 	}

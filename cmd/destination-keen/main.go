@@ -1,6 +1,7 @@
 // Command destination-keen is the Airbyte destination for Keen. It parses the
-// command line, runs spec, check or write from package connector, and turns
-// the final error into one TRACE message and an exit code.
+// command line, runs spec or check from package connector or write from
+// package write, and turns the final error into one TRACE message and an
+// exit code.
 package main
 
 import (
@@ -16,6 +17,7 @@ import (
 
 	"destination-keen/internal/airbyte"
 	"destination-keen/internal/connector"
+	"destination-keen/internal/write"
 )
 
 // Exit codes.
@@ -30,9 +32,19 @@ func main() {
 	// A reader that closes stdout gets EPIPE errors, which end the sync with
 	// a message on stderr, instead of the silent death SIGPIPE would bring.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
-	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	code := run(ctx, os.Args[1:], pollableStdin(), os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
+}
+
+// pollableStdin returns stdin read through Go's poller where it can be, so
+// that closing it ends a read in progress: a sync that stops on a failure
+// or a signal does not wait for the source's next line.
+func pollableStdin() io.Reader {
+	if err := syscall.SetNonblock(syscall.Stdin, true); err != nil {
+		return os.Stdin
+	}
+	return os.NewFile(uintptr(syscall.Stdin), "/dev/stdin")
 }
 
 const usage = `destination-keen %s: the Airbyte destination for Keen (keen.io).
@@ -112,7 +124,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "check":
 		err = connector.RunCheck(ctx, em, configPath, connector.OnlineProbes(nil)...)
 	case "write":
-		err = connector.RunWrite(ctx, em, configPath, catalogPath, stdin, connector.WriteOptions{})
+		err = write.Run(ctx, em, configPath, catalogPath, stdin, write.Options{GoroutineReport: os.Getenv("DESTINATION_KEEN_GOROUTINE_REPORT") == "1"})
 	}
 	return finish(em, err, stderr)
 }

@@ -13,7 +13,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync/atomic"
 
 	"destination-keen/gen/protocol"
 	"destination-keen/internal/failure"
@@ -51,14 +50,6 @@ type Plan struct {
 	// takes its record's emitted_at.
 	Cursor     []string
 	CursorKind CursorKind
-	Parser     keen.Parser
-
-	// Counters for the end-of-sync log.
-	Records        atomic.Int64
-	FromCursor     atomic.Int64 // keen.timestamp taken from the cursor
-	Fallbacks      atomic.Int64 // cursor missing or unreadable: emitted_at
-	DroppedKeenKey atomic.Int64
-	Rejected       atomic.Int64 // oversized records skipped
 }
 
 // Name is the stream's name with its namespace, for messages.

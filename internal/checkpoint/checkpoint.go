@@ -30,6 +30,10 @@ type Tracker struct {
 	emit    func(line []byte) error
 	emitErr error
 	emitted int
+	stopped bool // under emitMu: no state is written any more
+
+	sealed  bool          // no record will be numbered any more
+	drained chan struct{} // closed once sealed and every record is finished
 }
 
 type pending struct {
@@ -39,7 +43,42 @@ type pending struct {
 
 // New returns a tracker that writes released states with emit.
 func New(emit func(line []byte) error) *Tracker {
-	return &Tracker{emit: emit, ahead: map[uint64]struct{}{}}
+	return &Tracker{emit: emit, ahead: map[uint64]struct{}{}, drained: make(chan struct{})}
+}
+
+// Seal says that no record will be numbered any more (the input ended):
+// Drained is closed once every record numbered is finished.
+func (t *Tracker) Seal() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.sealed {
+		t.sealed = true
+		t.checkDrained()
+	}
+}
+
+// Drained is closed once the tracker is sealed and every record finished:
+// the signal that a sync's input is delivered, without polling.
+func (t *Tracker) Drained() <-chan struct{} { return t.drained }
+
+// checkDrained closes drained when it is due; t.mu is held.
+func (t *Tracker) checkDrained() {
+	if t.sealed && t.done == t.next {
+		select {
+		case <-t.drained:
+		default:
+			close(t.drained)
+		}
+	}
+}
+
+// Stop ends the writing of states: once it returns, no state is written,
+// whatever is acknowledged later. The end of a sync calls it before it
+// reports, so that nothing reaches stdout after the sync has returned.
+func (t *Tracker) Stop() {
+	t.emitMu.Lock()
+	defer t.emitMu.Unlock()
+	t.stopped = true
 }
 
 // Next numbers one record entering the sync.
@@ -66,6 +105,7 @@ func (t *Tracker) Done(seq uint64) error {
 	} else if seq > t.done {
 		t.ahead[seq] = struct{}{}
 	}
+	t.checkDrained()
 	ready := len(t.pending) > 0 && t.pending[0].after <= t.done
 	t.mu.Unlock()
 	if ready {
@@ -91,7 +131,7 @@ func (t *Tracker) State(line []byte) error {
 func (t *Tracker) release() error {
 	t.emitMu.Lock()
 	defer t.emitMu.Unlock()
-	for {
+	for !t.stopped {
 		t.mu.Lock()
 		if len(t.pending) == 0 || t.pending[0].after > t.done || t.emitErr != nil {
 			err := t.emitErr
@@ -112,6 +152,7 @@ func (t *Tracker) release() error {
 		t.emitted++
 		t.mu.Unlock()
 	}
+	return nil
 }
 
 // Stats says how far the tracker got.
@@ -140,24 +181,22 @@ const (
 )
 
 // Describe reads a state object's kind and, for a STREAM state, its stream.
+// The state must be valid JSON, as every line the decoder accepted is.
 func Describe(state []byte) (kind Kind, name, namespace string, err error) {
 	kind = Legacy
 	var stream []byte
-	err = jsonx.Members(state, func(m *jsonx.Member) bool {
+	jsonx.Members(state, func(m *jsonx.Member) bool {
 		switch {
-		case m.KeyIs("type"):
+		case jsonx.KeyIs(m.Key, "type"):
 			s, uerr := jsonx.Unquote(m.Value)
 			if uerr == nil {
 				kind = Kind(s)
 			}
-		case m.KeyIs("stream"):
+		case jsonx.KeyIs(m.Key, "stream"):
 			stream = m.Value
 		}
 		return true
 	})
-	if err != nil {
-		return "", "", "", err
-	}
 	switch kind {
 	case Stream:
 	case Global, Legacy:
@@ -169,8 +208,8 @@ func Describe(state []byte) (kind Kind, name, namespace string, err error) {
 		return "", "", "", errors.New("a STREAM state needs a stream object")
 	}
 	var desc []byte
-	_ = jsonx.Members(stream, func(m *jsonx.Member) bool {
-		if m.KeyIs("stream_descriptor") {
+	jsonx.Members(stream, func(m *jsonx.Member) bool {
+		if jsonx.KeyIs(m.Key, "stream_descriptor") {
 			desc = m.Value
 		}
 		return true
@@ -178,11 +217,11 @@ func Describe(state []byte) (kind Kind, name, namespace string, err error) {
 	if jsonx.KindOf(desc) != jsonx.Object {
 		return "", "", "", errors.New("a STREAM state needs stream.stream_descriptor")
 	}
-	_ = jsonx.Members(desc, func(m *jsonx.Member) bool {
+	jsonx.Members(desc, func(m *jsonx.Member) bool {
 		switch {
-		case m.KeyIs("name"):
+		case jsonx.KeyIs(m.Key, "name"):
 			name, _ = jsonx.Unquote(m.Value)
-		case m.KeyIs("namespace"):
+		case jsonx.KeyIs(m.Key, "namespace"):
 			if jsonx.KindOf(m.Value) == jsonx.String {
 				namespace, _ = jsonx.Unquote(m.Value)
 			}
@@ -198,26 +237,25 @@ func Describe(state []byte) (kind Kind, name, namespace string, err error) {
 // WithDestinationStats returns the message line with state.destinationStats
 // replaced by the given counts; every other byte is kept. Counts are written
 // with a decimal point (3.0), as the protocol's number type is read by the
-// platform; rejectedRecordCount only when it is not zero.
+// platform; rejectedRecordCount only when it is not zero. The line must be
+// valid JSON, as every line the decoder accepted is.
 func WithDestinationStats(line []byte, records, rejected int64) ([]byte, error) {
 	msg := jsonx.TrimSpace(line)
 	var state []byte
 	var stateEnd int
-	if err := jsonx.Members(msg, func(m *jsonx.Member) bool {
-		if m.KeyIs("state") {
+	jsonx.Members(msg, func(m *jsonx.Member) bool {
+		if jsonx.KeyIs(m.Key, "state") {
 			state, stateEnd = m.Value, m.End
 		}
 		return true
-	}); err != nil {
-		return nil, err
-	}
+	})
 	if jsonx.KindOf(state) != jsonx.Object {
 		return nil, errors.New("the message has no state object")
 	}
 	stateStart := stateEnd - len(state)
 	out := make([]byte, 0, len(msg)+64)
 	out = append(out, msg[:stateStart]...)
-	out, _ = jsonx.AppendWithout(out, state, "destinationStats") // validated by Members above
+	out, _ = jsonx.AppendWithout(out, state, "destinationStats")
 	out = append(out, `"destinationStats":{"recordCount":`...)
 	out = strconv.AppendFloat(out, float64(records), 'f', 1, 64)
 	if rejected > 0 {

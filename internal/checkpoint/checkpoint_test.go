@@ -62,14 +62,15 @@ func TestConcurrentAcks(t *testing.T) {
 	var out []int
 	finished := map[uint64]bool{}
 	after := map[int]uint64{}
+	var early string // the first state out before one of its records
 	tr := New(func(l []byte) error {
 		var n int
 		fmt.Sscanf(string(l), "%d", &n)
 		mu.Lock()
 		defer mu.Unlock()
-		for s := uint64(1); s <= after[n]; s++ {
+		for s := uint64(1); s <= after[n] && early == ""; s++ {
 			if !finished[s] {
-				t.Errorf("state %d out before record %d", n, s)
+				early = fmt.Sprintf("state %d out before record %d", n, s)
 			}
 		}
 		out = append(out, n)
@@ -104,6 +105,9 @@ func TestConcurrentAcks(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	if early != "" {
+		t.Fatal(early)
+	}
 	if len(out) != states {
 		t.Fatalf("%d states out, want %d", len(out), states)
 	}
@@ -168,5 +172,46 @@ func TestWithDestinationStats(t *testing.T) {
 				t.Fatal("not JSON")
 			}
 		})
+	}
+}
+
+func TestDrainedAndStop(t *testing.T) {
+	var out []string
+	tr := New(func(l []byte) error { out = append(out, string(l)); return nil })
+	r1, r2 := tr.Next(), tr.Next()
+	drained := func() bool {
+		select {
+		case <-tr.Drained():
+			return true
+		default:
+			return false
+		}
+	}
+	if err := tr.Done(r1); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Done(r2); err != nil {
+		t.Fatal(err)
+	}
+	if drained() {
+		t.Fatal("drained before the input was sealed")
+	}
+	r3 := tr.Next()
+	if err := tr.State([]byte("s3")); err != nil {
+		t.Fatal(err)
+	}
+	tr.Seal()
+	if drained() {
+		t.Fatal("drained with record 3 in flight")
+	}
+	tr.Stop()
+	if err := tr.Done(r3); err != nil {
+		t.Fatal(err)
+	}
+	if !drained() {
+		t.Fatal("not drained once every record finished")
+	}
+	if len(out) != 0 {
+		t.Fatalf("a state was written after Stop: %v", out)
 	}
 }

@@ -113,13 +113,6 @@ func TestCheckOffline(t *testing.T) {
 	}
 }
 
-func TestWriteRejectsBadConfig(t *testing.T) {
-	err := RunWrite(context.Background(), airbyte.NewEmitter(&bytes.Buffer{}), writeFile(t, `{}`), "catalog.json", strings.NewReader(""), WriteOptions{})
-	if f := failure.As(err); f.Kind != failure.Config {
-		t.Fatalf("want config_error, got %v", err)
-	}
-}
-
 func TestTraceRedactsKey(t *testing.T) {
 	var out bytes.Buffer
 	em := airbyte.NewEmitter(&out)

@@ -423,6 +423,8 @@ type Member struct {
 	Key, Value []byte
 	// Start and End bound the whole member (key to value) in the object.
 	Start, End int
+	// Traits of the key and the value, when the walk noted them.
+	Traits Traits
 }
 
 // Name returns the member's key unquoted. It allocates only when the key
@@ -436,16 +438,6 @@ func (m *Member) Name() string {
 	return s
 }
 
-// KeyIs reports whether the member's key equals name, without allocating
-// for keys without escapes.
-func (m *Member) KeyIs(name string) bool {
-	k := m.Key
-	if !hasEscape(k) {
-		return len(k) == len(name)+2 && string(k[1:len(k)-1]) == name
-	}
-	return m.Name() == name
-}
-
 func hasEscape(quoted []byte) bool {
 	for _, c := range quoted[1 : len(quoted)-1] {
 		if c == '\\' {
@@ -457,17 +449,12 @@ func hasEscape(quoted []byte) bool {
 
 // Walk validates the object starting at b[i] and calls fn for each member
 // with its key (quotes included) and the index where its value starts. fn
-// must consume the value, validating it (with SkipValue, or a nested Walk),
-// and return the index just past it. Walk returns the index past the object.
-// It lets a caller validate a document and pick what it needs from it in
-// one pass.
-func Walk(b []byte, i int, fn func(key []byte, v int) (int, error)) (int, error) {
-	return walkObject(b, i, nil, func(kstart, kend, v int) (int, error) { return fn(b[kstart:kend], v) })
-}
-
-// WalkTraits is Walk noting the traits of the object's keys in tr; fn notes
-// those of the values (with SkipValueIn).
-func WalkTraits(b []byte, i int, tr *Traits, fn func(key []byte, v int) (int, error)) (int, error) {
+// must consume the value, validating it (with SkipValueIn, or a nested
+// Walk), and return the index just past it. Walk returns the index past the
+// object and notes its keys' traits in tr (when not nil; fn notes those of
+// the values). It lets a caller validate a document and pick what it needs
+// from it in one pass: it is the package's one validating object walk.
+func Walk(b []byte, i int, tr *Traits, fn func(key []byte, v int) (int, error)) (int, error) {
 	return walkObject(b, i, tr, func(kstart, kend, v int) (int, error) { return fn(b[kstart:kend], v) })
 }
 
@@ -483,41 +470,8 @@ func KeyIs(key []byte, name string) bool {
 	return err == nil && s == name
 }
 
-// ErrNotObject is returned by Members for a value that is not an object.
+// ErrNotObject is returned for a value that is not an object.
 var ErrNotObject = errors.New("not a JSON object")
-
-// Members validates the object b (no surrounding white space) and calls fn
-// for each member in order. fn returning false stops the walk early; then
-// the rest of b is not validated.
-func Members(b []byte, fn func(m *Member) bool) error {
-	if len(b) == 0 || b[0] != '{' {
-		return ErrNotObject
-	}
-	var m Member
-	end, err := walkObject(b, 0, nil, func(kstart, kend, v int) (int, error) {
-		e, err := skipValue(b, v, 1, nil)
-		if err != nil {
-			return e, err
-		}
-		m.Key, m.Value, m.Start, m.End = b[kstart:kend], b[v:e], kstart, e
-		if !fn(&m) {
-			return e, errStop
-		}
-		return e, nil
-	})
-	switch {
-	case errors.Is(err, errStop):
-		return nil
-	case err != nil:
-		return err
-	case end != len(b):
-		return errAt(end, "data after the JSON object")
-	}
-	return nil
-}
-
-// errStop ends a walk early on the caller's request.
-var errStop = errors.New("stop")
 
 // Unquote returns the string value of the JSON string s (with quotes).
 // Strings with escapes, rare in practice, go through encoding/json.
@@ -535,11 +489,11 @@ func Unquote(s []byte) (string, error) {
 	return out, nil
 }
 
-// MembersValid is Members for an object already validated (by Valid,
-// SkipValue or Members): it only finds the members' bounds, several times
-// faster. On input that is not valid JSON its results are meaningless but it
-// stays within b.
-func MembersValid(b []byte, fn func(m *Member) bool) {
+// Members calls fn for each member of the object b, already validated (by
+// Valid, SkipValue or Walk), in order, until fn returns false. It only
+// finds the members' bounds, several times faster than validating. On input
+// that is not valid JSON its results are meaningless but it stays within b.
+func Members(b []byte, fn func(m *Member) bool) {
 	if len(b) == 0 || b[0] != '{' {
 		return
 	}
@@ -576,8 +530,8 @@ func MembersValid(b []byte, fn func(m *Member) bool) {
 func AppendWithout(dst, obj []byte, name string) (out, value []byte) {
 	dst = append(dst, '{')
 	first := true
-	MembersValid(obj, func(m *Member) bool {
-		if m.KeyIs(name) {
+	Members(obj, func(m *Member) bool {
+		if KeyIs(m.Key, name) {
 			value = m.Value
 			return true
 		}

@@ -50,27 +50,54 @@ func TestValid(t *testing.T) {
 func TestMembers(t *testing.T) {
 	doc := []byte(`{"type" : "RECORD", "re\u0063ord":{"a":1} ,"n":[1,2]}`)
 	var names, values []string
-	if err := Members(doc, func(m *Member) bool {
+	Members(doc, func(m *Member) bool {
 		names = append(names, m.Name())
 		values = append(values, string(m.Value))
 		if string(doc[m.Start:m.End]) != string(m.Key)+string(doc[m.Start+len(m.Key):m.End]) {
 			t.Errorf("member bounds wrong")
 		}
 		return true
-	}); err != nil {
-		t.Fatal(err)
-	}
+	})
 	if strings.Join(names, ",") != "type,record,n" || strings.Join(values, "|") != `"RECORD"|{"a":1}|[1,2]` {
 		t.Fatalf("names %q values %q", names, values)
 	}
-	var m Member
-	m.Key = []byte(`"re\u0063ord"`)
-	if !m.KeyIs("record") || m.KeyIs("recor") {
+	if !KeyIs([]byte(`"re\u0063ord"`), "record") || KeyIs([]byte(`"re\u0063ord"`), "recor") {
 		t.Fatal("KeyIs with escapes")
 	}
 	for _, bad := range []string{`[1]`, ``, `{"a":1`, `{"a":1} x`, `{"a":}`} {
-		if err := Members([]byte(bad), func(*Member) bool { return true }); err == nil {
-			t.Errorf("Members(%q) accepted", bad)
+		end, err := Walk([]byte(bad), 0, nil, func(_ []byte, v int) (int, error) { return SkipValue([]byte(bad), v) })
+		if err == nil && end == len(bad) {
+			t.Errorf("Walk(%q) accepted", bad)
+		}
+	}
+}
+
+// TestTraits: what the validating walk notes, keys and nested values alike.
+func TestTraits(t *testing.T) {
+	long := strings.Repeat("k", LongKey)
+	tests := []struct {
+		doc  string
+		want Traits
+	}{
+		{`{"a":1,"b":{"c":[1,"x.y"]}}`, 0},
+		{`{"a.b":1}`, OddKey},
+		{`{"x":{"$a":1}}`, OddKey},
+		{`{"":1}`, OddKey},
+		{`{"a\u0062":1}`, OddKey},
+		{`{"` + long[:LongKey-1] + `":1}`, 0},
+		{`{"` + long + `":1}`, OddKey},
+		{`{"a":[{"b":1}]}`, NestedArray},
+		{`{"a":[[1]]}`, NestedArray},
+		{`{"a":[1,[]],"b.c":2}`, NestedArray | OddKey},
+	}
+	for _, tt := range tests {
+		var tr Traits
+		b := []byte(tt.doc)
+		if _, err := Walk(b, 0, &tr, func(_ []byte, v int) (int, error) { return SkipValueIn(b, v, 1, &tr) }); err != nil {
+			t.Fatal(err)
+		}
+		if tr != tt.want {
+			t.Errorf("%.40s: traits %b, want %b", tt.doc, tr, tt.want)
 		}
 	}
 }
@@ -115,16 +142,20 @@ func FuzzValid(f *testing.F) {
 		tb := TrimSpace(b)
 		if KindOf(tb) == Object && err == nil {
 			var keys, slow, fast []string
-			if merr := Members(tb, func(m *Member) bool {
-				keys = append(keys, m.Name())
-				slow = append(slow, string(m.Key)+":"+string(m.Value))
-				return true
-			}); merr != nil {
-				t.Fatalf("Members rejected a valid object: %v", merr)
+			if _, werr := Walk(tb, 0, nil, func(key []byte, v int) (int, error) {
+				e, err := SkipValueIn(tb, v, 1, nil)
+				if err == nil {
+					name, _ := Unquote(key)
+					keys = append(keys, name)
+					slow = append(slow, string(key)+":"+string(tb[v:e]))
+				}
+				return e, err
+			}); werr != nil {
+				t.Fatalf("Walk rejected a valid object: %v", werr)
 			}
-			MembersValid(tb, func(m *Member) bool { fast = append(fast, string(m.Key)+":"+string(m.Value)); return true })
+			Members(tb, func(m *Member) bool { fast = append(fast, string(m.Key)+":"+string(m.Value)); return true })
 			if strings.Join(slow, "\x00") != strings.Join(fast, "\x00") {
-				t.Fatalf("MembersValid %q differs from Members %q", fast, slow)
+				t.Fatalf("Members %q differs from Walk %q", fast, slow)
 			}
 			var obj map[string]json.RawMessage
 			if json.Unmarshal(tb, &obj) == nil {

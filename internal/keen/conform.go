@@ -156,7 +156,7 @@ type member struct {
 // object conforms the object obj, keeping the bytes between its tokens.
 func (c *conformer) object(obj []byte, top bool) {
 	var ms []member
-	jsonx.MembersValid(obj, func(m *jsonx.Member) bool {
+	jsonx.Members(obj, func(m *jsonx.Member) bool {
 		ms = append(ms, member{name: m.Name(), m: *m, vstart: m.End - len(m.Value)})
 		return true
 	})

@@ -1,7 +1,6 @@
 package keen
 
 import (
-	"errors"
 	"time"
 
 	"destination-keen/internal/jsonx"
@@ -11,59 +10,49 @@ import (
 // a producer set; timestamp is always the connector's.
 var keenWritable = [...]string{"addons", "location", "uniqueness_token"}
 
-// ErrDataNotObject means a record's data is not a JSON object.
-var ErrDataNotObject = errors.New("record data is not a JSON object")
-
 // Shape is what shaping one record's data found.
 type Shape struct {
 	// DroppedKeenKeys counts members of the source's keen object that Keen
 	// would refuse (everything but addons, location, uniqueness_token and
 	// timestamp, which the connector sets).
 	DroppedKeenKeys int
-	// ReplacedKeen is set when the source's keen was not an object.
-	ReplacedKeen bool
 }
 
-// Record is one record's data, scanned once: whether it has a keen member
-// and the raw cursor value, if the cursor path leads to one.
+// Record is what the connector takes from one record's data, in one place:
+// its keen member and its cursor value, from the members the decoder
+// recorded while it validated the data (no second pass), and the traits of
+// everything but the keen member.
 type Record struct {
 	data   []byte
 	keen   []byte // the last keen member's value; nil when there is none
 	empty  bool
 	Cursor []byte // the raw cursor value; nil when missing
+	// Traits of data outside its keen member: with none, the record follows
+	// Keen's rules (see NeedsConform).
+	Traits jsonx.Traits
 }
 
-// Inspect finds, in one pass, the keen member of data and the value at
-// cursor (a path of member names; nil for none). data must be valid JSON
-// without surrounding white space, as message.Decode guarantees; AppendEvent
-// takes untrusted data.
-func Inspect(data []byte, cursor []string) (Record, error) {
-	r := Record{data: data, empty: true}
-	if jsonx.KindOf(data) != jsonx.Object {
-		return r, ErrDataNotObject
-	}
+// Capture builds the Record of data, a valid JSON object whose members are
+// given, for a stream whose cursor is at path cursor (nil for none). For
+// repeated names the last member wins, as in encoding/json.
+func Capture(data []byte, members []jsonx.Member, cursor []string) Record {
+	r := Record{data: data, empty: len(members) == 0}
 	var top []byte
-	jsonx.MembersValid(data, func(m *jsonx.Member) bool {
-		r.empty = false
-		if m.KeyIs("keen") {
+	for i := range members {
+		m := &members[i]
+		if jsonx.KeyIs(m.Key, "keen") {
 			r.keen = m.Value
+			continue
 		}
-		if len(cursor) > 0 && m.KeyIs(cursor[0]) {
+		r.Traits |= m.Traits
+		if len(cursor) > 0 && jsonx.KeyIs(m.Key, cursor[0]) {
 			top = m.Value
 		}
-		return true
-	})
+	}
 	if top != nil {
 		r.Cursor = Lookup(top, cursor[1:])
 	}
-	return r, nil
-}
-
-// RecordOf builds a Record from what a validating pass already found
-// (message.Decoder): the data, its keen member's value (nil for none),
-// whether it is empty, and the cursor's value (nil for none).
-func RecordOf(data, keenValue []byte, empty bool, cursor []byte) Record {
-	return Record{data: data, keen: keenValue, empty: empty, Cursor: cursor}
+	return r
 }
 
 // WithData returns the record with data replaced by conformed, which Conform
@@ -92,20 +81,6 @@ func (r *Record) AppendEvent(dst []byte, ts time.Time) ([]byte, Shape) {
 	return rebuild(dst, r.data, ts, &sh)
 }
 
-// AppendEvent validates data, then is Inspect and Record.AppendEvent in one
-// call, for callers without a cursor.
-func AppendEvent(dst, data []byte, ts time.Time) ([]byte, Shape, error) {
-	if err := jsonx.Valid(data); err != nil {
-		return dst, Shape{}, err
-	}
-	r, err := Inspect(jsonx.TrimSpace(data), nil)
-	if err != nil {
-		return dst, Shape{}, err
-	}
-	out, sh := r.AppendEvent(dst, ts)
-	return out, sh, nil
-}
-
 // rebuild writes data without its keen member(s), then one keen object with
 // the timestamp and the writable keys of the last keen member (JSON's
 // last-one-wins for duplicate keys).
@@ -115,18 +90,17 @@ func rebuild(dst, data []byte, ts time.Time, sh *Shape) ([]byte, Shape) {
 	dst = AppendTimestamp(dst, ts)
 	dst = append(dst, '"')
 	if jsonx.KindOf(keen) != jsonx.Object {
-		sh.ReplacedKeen = true
 		return append(dst, "}}"...), *sh
 	}
 	var kept [len(keenWritable)][]byte
-	jsonx.MembersValid(keen, func(m *jsonx.Member) bool {
+	jsonx.Members(keen, func(m *jsonx.Member) bool {
 		for i, k := range keenWritable {
-			if m.KeyIs(k) {
+			if jsonx.KeyIs(m.Key, k) {
 				kept[i] = m.Value
 				return true
 			}
 		}
-		if !m.KeyIs("timestamp") {
+		if !jsonx.KeyIs(m.Key, "timestamp") {
 			sh.DroppedKeenKeys++
 		}
 		return true
@@ -151,8 +125,8 @@ func Lookup(data []byte, path []string) []byte {
 			return nil
 		}
 		var found []byte
-		jsonx.MembersValid(cur, func(m *jsonx.Member) bool {
-			if m.KeyIs(name) {
+		jsonx.Members(cur, func(m *jsonx.Member) bool {
+			if jsonx.KeyIs(m.Key, name) {
 				found = m.Value
 			}
 			return true

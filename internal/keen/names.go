@@ -52,17 +52,3 @@ func CollectionName(stream string) (string, error) {
 	}
 	return name, nil
 }
-
-// ValidCollection reports whether name satisfies Keen's and Kafka's rules.
-func ValidCollection(name string) bool {
-	if name == "" || len(name) > MaxCollectionLen || name[0] == '_' || name[0] == '.' || name[len(name)-1] == '.' {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}

@@ -42,17 +42,10 @@ type Message struct {
 	Namespace []byte // nil when absent or null
 	Data      []byte // the record's data object
 	EmittedAt int64  // epoch milliseconds
-	// What the data walk found (see Decoder.Capture).
-	Keen      []byte // the value of data's last "keen" member; nil when none
-	DataEmpty bool   // data is {}
-	Captured  []byte // the value of data's last member named by Capture; nil when none
-	// Traits of data's keys and values, the value of its keen members
-	// left out (Keen's own object has rules of its own).
-	Traits jsonx.Traits
-	// CaptureDone is false when the name to capture was not known while data
-	// was read (stream or namespace came after data): then Keen is still
-	// right but Captured must be looked up again.
-	CaptureDone bool
+	// Members are data's members, in order, each with the traits of its key
+	// and value, found while data was validated: whoever needs a top-level
+	// member takes it from here instead of reading data again.
+	Members []jsonx.Member
 	// STATE
 	Line  []byte // the whole line
 	State []byte // the state object
@@ -72,32 +65,17 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("line %d: %s", e.Line, e.Reason)
 }
 
-// Decoder decodes lines in one validating pass.
-type Decoder struct {
-	// Capture, when set, returns for a record's stream the name of a
-	// top-level member of its data to capture while the data is validated
-	// (the first step of the stream's cursor), or "" for none.
-	Capture func(namespace, stream []byte) string
-}
-
-// Decode decodes line (no trailing newline) into m with a Decoder that
-// captures nothing but keen.
-func Decode(line []byte, m *Message) error {
-	var d Decoder
-	return d.Decode(line, m)
-}
-
 // recordParts are the raw members of a record, checked after the walk.
 type recordParts struct {
-	seen, object                 bool
-	stream, ns, emitted, data    []byte
-	nsAfterData, streamAfterData bool
+	seen, object              bool
+	stream, ns, emitted, data []byte
 }
 
-// Decode decodes line (no trailing newline) into m. Errors are *Error with
-// the line number left zero for the caller to fill in.
-func (d *Decoder) Decode(line []byte, m *Message) error {
-	*m = Message{Line: line}
+// Decode decodes line (no trailing newline) into m, in one validating pass,
+// reusing m's Members. Errors are *Error with the line number left zero for
+// the caller to fill in.
+func Decode(line []byte, m *Message) error {
+	*m = Message{Line: line, Members: m.Members[:0]}
 	line = jsonx.TrimSpace(line)
 	if jsonx.KindOf(line) != jsonx.Object {
 		if jsonx.Valid(line) == nil {
@@ -107,7 +85,7 @@ func (d *Decoder) Decode(line []byte, m *Message) error {
 	}
 	var typ, state []byte
 	var rp recordParts
-	end, err := jsonx.Walk(line, 0, func(key []byte, v int) (int, error) {
+	end, err := jsonx.Walk(line, 0, nil, func(key []byte, v int) (int, error) {
 		var e int
 		var err error
 		switch {
@@ -119,8 +97,8 @@ func (d *Decoder) Decode(line []byte, m *Message) error {
 			state = line[v:e]
 		case jsonx.KeyIs(key, "record"):
 			rp = recordParts{seen: true} // the last record wins
-			m.Keen, m.Captured, m.Traits, m.DataEmpty = nil, nil, 0, false
-			e, err = d.walkRecord(line, v, m, &rp)
+			m.Members = m.Members[:0]
+			e, err = walkRecord(line, v, m, &rp)
 		default:
 			e, err = jsonx.SkipValue(line, v)
 		}
@@ -161,34 +139,32 @@ func (d *Decoder) Decode(line []byte, m *Message) error {
 
 // walkRecord validates the record value at b[v] and picks its members; the
 // data object is walked here too, so that the line is read once.
-func (d *Decoder) walkRecord(b []byte, v int, m *Message, rp *recordParts) (int, error) {
+func walkRecord(b []byte, v int, m *Message, rp *recordParts) (int, error) {
 	if b[v] != '{' {
 		return jsonx.SkipValue(b, v)
 	}
 	rp.object = true
-	return jsonx.Walk(b, v, func(key []byte, v int) (int, error) {
+	return jsonx.Walk(b, v, nil, func(key []byte, v int) (int, error) {
 		switch {
 		case jsonx.KeyIs(key, "data"):
 			// The last data wins, as in encoding/json: forget what an
 			// earlier one held.
-			m.Keen, m.Captured, m.Traits, m.DataEmpty = nil, nil, 0, false
+			m.Members = m.Members[:0]
 			if b[v] != '{' {
 				e, err := jsonx.SkipValue(b, v)
 				rp.data = b[v:e]
 				return e, err
 			}
-			e, err := d.walkData(b, v, m, rp)
+			e, err := walkData(b, v, m)
 			rp.data = b[v:e]
 			return e, err
 		case jsonx.KeyIs(key, "stream"):
 			e, err := jsonx.SkipValue(b, v)
 			rp.stream = b[v:e]
-			rp.streamAfterData = rp.data != nil
 			return e, err
 		case jsonx.KeyIs(key, "namespace"):
 			e, err := jsonx.SkipValue(b, v)
 			rp.ns = b[v:e]
-			rp.nsAfterData = rp.data != nil
 			return e, err
 		case jsonx.KeyIs(key, "emitted_at"):
 			e, err := jsonx.SkipValue(b, v)
@@ -199,35 +175,18 @@ func (d *Decoder) walkRecord(b []byte, v int, m *Message, rp *recordParts) (int,
 	})
 }
 
-func (d *Decoder) walkData(b []byte, v int, m *Message, rp *recordParts) (int, error) {
-	capture := ""
-	if d.Capture != nil && jsonx.KindOf(rp.stream) == jsonx.String {
-		var ns []byte
-		if jsonx.KindOf(rp.ns) == jsonx.String {
-			ns = unquoteBytes(rp.ns)
-		}
-		capture = d.Capture(ns, unquoteBytes(rp.stream))
-	}
-	m.CaptureDone = d.Capture == nil || jsonx.KindOf(rp.stream) == jsonx.String
-	m.DataEmpty = true
-	var keen jsonx.Traits // thrown away
-	return jsonx.WalkTraits(b, v, &m.Traits, func(key []byte, v int) (int, error) {
-		m.DataEmpty = false
-		isKeen := jsonx.KeyIs(key, "keen")
-		tr := &m.Traits
-		if isKeen {
-			tr = &keen
-		}
-		e, err := jsonx.SkipValueIn(b, v, 1, tr) // MaxDepth counts from data
+// walkData validates the data object at b[v] and records its members with
+// their traits in m.Members.
+func walkData(b []byte, v int, m *Message) (int, error) {
+	var keyTraits jsonx.Traits
+	return jsonx.Walk(b, v, &keyTraits, func(key []byte, v int) (int, error) {
+		tr := keyTraits
+		keyTraits = 0
+		e, err := jsonx.SkipValueIn(b, v, 1, &tr) // MaxDepth counts from data
 		if err != nil {
 			return e, err
 		}
-		if isKeen {
-			m.Keen = b[v:e]
-		}
-		if capture != "" && jsonx.KeyIs(key, capture) {
-			m.Captured = b[v:e]
-		}
+		m.Members = append(m.Members, jsonx.Member{Key: key, Value: b[v:e], Traits: tr})
 		return e, nil
 	})
 }
@@ -253,9 +212,6 @@ func checkRecord(rp *recordParts, m *Message) error {
 		m.Namespace = unquoteBytes(rp.ns)
 	default:
 		return e("the record's namespace is not a string")
-	}
-	if rp.nsAfterData || rp.streamAfterData {
-		m.CaptureDone = false
 	}
 	m.Data = rp.data
 	switch k := jsonx.KindOf(m.Data); k {

@@ -1,12 +1,15 @@
 package message
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
 
-	"destination-keen/internal/jsonx"
+	"destination-keen/gen/protocol"
 )
 
 func TestDecode(t *testing.T) {
@@ -97,104 +100,140 @@ func TestReader(t *testing.T) {
 	}
 }
 
+// coreMessage is what the write path reads of a message, decoded by
+// encoding/json with the generated protocol's message type (the rest of a
+// message is the schema fixtures' business, not the decoder's).
+type coreMessage struct {
+	Type   protocol.MessageType `json:"type"`
+	Record *struct {
+		Stream    *string         `json:"stream"`
+		Namespace *string         `json:"namespace"`
+		Data      json.RawMessage `json:"data"`
+		EmittedAt json.Number     `json:"emitted_at"`
+	} `json:"record"`
+	State json.RawMessage `json:"state"`
+}
+
+// FuzzDecode compares the decoder with encoding/json and the generated
+// message type on every input: what the decoder accepts, they read the same
+// way (type, stream, namespace, emitted_at, the exact bytes of data and
+// state, data's members in order); what it refuses and they read, it refuses
+// for one of its own stricter rules.
 func FuzzDecode(f *testing.F) {
 	for _, s := range []string{
 		`{"type":"RECORD","record":{"stream":"users","data":{"id":1},"emitted_at":1}}`,
+		`{"type":"RECORD","record":{"stream":"u","namespace":"n","data":{"a":{"b":[1,2]},"a":"x"},"emitted_at":1700000000000}}`,
 		`{"type":"STATE","state":{"type":"GLOBAL","global":{}}}`,
 		`{"type":"LOG","log":{}}`, `{"type":"RECORD","record":{"stream":"s","data":[],"emitted_at":1}}`, `[]`, `{`,
+		`{"type":"RECORD","record":{"stream":"s","data":{},"emitted_at":1e20}}`,
+		`{"type":"RECORD","record":{"stream":"s","data":{},"emitted_at":1.7e12}}`,
 	} {
 		f.Add([]byte(s))
 	}
+	var m Message
 	f.Fuzz(func(t *testing.T, line []byte) {
-		var m Message
 		err := Decode(line, &m)
+		var g coreMessage
+		gerr := json.Unmarshal(line, &g)
 		if err != nil {
 			var me *Error
 			if !errors.As(err, &me) {
 				t.Fatalf("error of type %T", err)
 			}
+			if gerr == nil && g.Type == protocol.MessageTypeRECORD && !stricter(me.Reason) {
+				t.Fatalf("refused %q (%s), which encoding/json and the generated message type read", line, me.Reason)
+			}
 			return
+		}
+		if gerr != nil {
+			t.Fatalf("accepted %q, which encoding/json and the generated message type refuse: %v", line, gerr)
+		}
+		if string(g.Type) != m.TypeName {
+			t.Fatalf("%q: type %q, encoding/json %q", line, m.TypeName, g.Type)
 		}
 		switch m.Type {
 		case Record:
-			if len(m.Data) == 0 || m.Data[0] != '{' {
-				t.Fatalf("record data %q", m.Data)
+			r := g.Record
+			ns := ""
+			if r.Namespace != nil {
+				ns = *r.Namespace
+			}
+			if r.Stream == nil || *r.Stream != string(m.Stream) || ns != string(m.Namespace) || !bytes.Equal(r.Data, m.Data) {
+				t.Fatalf("%q: decoded %q/%q/%s, encoding/json %v/%q/%s", line, m.Stream, m.Namespace, m.Data, r.Stream, ns, r.Data)
+			}
+			if f, err := r.EmittedAt.Float64(); err != nil || f != float64(m.EmittedAt) {
+				t.Fatalf("%q: emitted_at %d, encoding/json %s", line, m.EmittedAt, r.EmittedAt)
+			}
+			d := json.NewDecoder(bytes.NewReader(r.Data))
+			if _, err := d.Token(); err != nil {
+				t.Fatal(err)
+			}
+			i := 0
+			for ; d.More(); i++ {
+				k, _ := d.Token()
+				var v json.RawMessage
+				if err := d.Decode(&v); err != nil {
+					t.Fatal(err)
+				}
+				if i >= len(m.Members) || m.Members[i].Name() != k || !bytes.Equal(m.Members[i].Value, v) {
+					t.Fatalf("%q: member %d is %q=%s for encoding/json", line, i, k, v)
+				}
+			}
+			if i != len(m.Members) {
+				t.Fatalf("%q: %d members, encoding/json %d", line, len(m.Members), i)
 			}
 		case State:
-			if len(m.State) == 0 || m.State[0] != '{' {
-				t.Fatalf("state %q", m.State)
+			if !bytes.Equal(g.State, m.State) {
+				t.Fatalf("%q: state %s, encoding/json %s", line, m.State, g.State)
 			}
 		}
 	})
 }
 
-func TestDecoderCaptures(t *testing.T) {
-	d := Decoder{Capture: func(ns, stream []byte) string {
-		if string(stream) == "s" && string(ns) == "n" {
-			return "ts"
+// stricter says whether a refusal is one of the decoder's own rules beyond
+// what encoding/json enforces: required members, data an object, emitted_at
+// a whole number of epoch milliseconds, strings of valid UTF-8 (encoding/json
+// replaces bad bytes), nesting bounded.
+func stricter(reason string) bool {
+	for _, r := range []string{"has no", "not an object", "emitted_at", "UTF-8", "nested too deeply"} {
+		if strings.Contains(reason, r) {
+			return true
 		}
-		return ""
-	}}
-	tests := []struct {
-		name, line     string
-		keen, captured string
-		empty, done    bool
-	}{
-		{"in order", `{"type":"RECORD","record":{"namespace":"n","stream":"s","data":{"ts":5,"keen":{"a":1},"ts":6},"emitted_at":1}}`, `{"a":1}`, "6", false, true},
-		{"empty data", `{"type":"RECORD","record":{"namespace":"n","stream":"s","data":{},"emitted_at":1}}`, "", "", true, true},
-		{"other stream", `{"type":"RECORD","record":{"stream":"x","data":{"ts":5},"emitted_at":1}}`, "", "", false, true},
-		{"stream after data", `{"type":"RECORD","record":{"data":{"ts":5,"keen":1},"namespace":"n","stream":"s","emitted_at":1}}`, "1", "", false, false},
-		{"the last data wins", `{"type":"RECORD","record":{"namespace":"n","stream":"s","data":{"ts":5,"keen":{"a":1}},"data":{"ts":6},"emitted_at":1}}`, "", "6", false, true},
-		{"the last record wins", `{"type":"RECORD","record":{"namespace":"n","stream":"s","data":{"ts":5,"keen":{"a":1}},"emitted_at":1},"record":{"namespace":"n","stream":"s","data":{},"emitted_at":1}}`, "", "", true, true},
-		{"namespace after data", `{"type":"RECORD","record":{"stream":"s","data":{"ts":5},"namespace":"n","emitted_at":1}}`, "", "", false, false},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var m Message
-			if err := d.Decode([]byte(tt.line), &m); err != nil {
-				t.Fatal(err)
-			}
-			if string(m.Keen) != tt.keen || string(m.Captured) != tt.captured || m.DataEmpty != tt.empty || m.CaptureDone != tt.done {
-				t.Fatalf("keen %q captured %q empty %v done %v", m.Keen, m.Captured, m.DataEmpty, m.CaptureDone)
-			}
-		})
-	}
+	return false
 }
 
-func TestDecoderTraits(t *testing.T) {
-	long := strings.Repeat("k", 256)
+// TestDecodeMembers: data's members, with their traits, as the one pass
+// found them; the last data (or record) member wins.
+func TestDecodeMembers(t *testing.T) {
 	tests := []struct {
-		name, data string
-		want       jsonx.Traits
+		name, line string
+		members    []string // key=value/traits
 	}{
-		{"plain", `{"a":1,"b":{"c":[1,"x"]}}`, 0},
-		{"dot", `{"a":{"b.c":1}}`, jsonx.OddKey},
-		{"dollar", `{"$a":1}`, jsonx.OddKey},
-		{"empty name", `{"":1}`, jsonx.OddKey},
-		{"escaped name", `{"a\u002eb":1}`, jsonx.OddKey},
-		{"255 bytes", `{"` + long[:255] + `":1}`, 0},
-		{"256 bytes", `{"` + long + `":1}`, jsonx.OddKey},
-		{"dot in a value", `{"a":"b.c","$":"$"}`, jsonx.OddKey},
-		{"dot in a string value only", `{"a":"b.c $x"}`, 0},
-		{"array of objects", `{"a":[1,{"b":2}]}`, jsonx.NestedArray},
-		{"array of arrays", `{"a":[[1]]}`, jsonx.NestedArray},
-		{"keen's own rules", `{"keen":{"addons":[{"a.b":1}],"$x":1}}`, 0},
-		{"keen below the top", `{"x":{"keen":{"addons":[{}]}}}`, jsonx.NestedArray},
+		{"in order", `{"type":"RECORD","record":{"stream":"s","data":{"ts":5,"keen":{"a":1},"ts":6},"emitted_at":1}}`,
+			[]string{`"ts"=5/0`, `"keen"={"a":1}/0`, `"ts"=6/0`}},
+		{"empty data", `{"type":"RECORD","record":{"stream":"s","data":{},"emitted_at":1}}`, nil},
+		{"traits per member", `{"type":"RECORD","record":{"stream":"s","data":{"a.b":1,"c":[{}],"d":{"$e":2}},"emitted_at":1}}`,
+			[]string{`"a.b"=1/1`, `"c"=[{}]/10`, `"d"={"$e":2}/1`}},
+		{"the last data wins", `{"type":"RECORD","record":{"stream":"s","data":{"ts":5,"keen":{"a":1}},"data":{"ts":6},"emitted_at":1}}`,
+			[]string{`"ts"=6/0`}},
+		{"the last record wins", `{"type":"RECORD","record":{"stream":"s","data":{"ts":5},"emitted_at":1},"record":{"stream":"s","data":{},"emitted_at":1}}`, nil},
+		{"data before stream", `{"type":"RECORD","record":{"data":{"x":[[1]]},"namespace":"n","stream":"s","emitted_at":1}}`,
+			[]string{`"x"=[[1]]/10`}},
 	}
+	var m Message // reused, as the pipeline does
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var m Message
-			line := `{"type":"RECORD","record":{"stream":"s","data":` + tt.data + `,"emitted_at":1}}`
-			if err := Decode([]byte(line), &m); err != nil {
+			if err := Decode([]byte(tt.line), &m); err != nil {
 				t.Fatal(err)
 			}
-			if m.Traits != tt.want {
-				t.Fatalf("traits %b, want %b", m.Traits, tt.want)
+			var got []string
+			for _, mb := range m.Members {
+				got = append(got, fmt.Sprintf("%s=%s/%b", mb.Key, mb.Value, mb.Traits))
+			}
+			if strings.Join(got, " ") != strings.Join(tt.members, " ") {
+				t.Fatalf("members %q, want %q", got, tt.members)
 			}
 		})
-	}
-	var m Message
-	if err := Decode([]byte(`{"type":"RECORD","record":{"stream":"s","data":{"a":[{}]},"data":{"a":1},"emitted_at":1}}`), &m); err != nil || m.Traits != 0 {
-		t.Fatalf("the traits of an earlier data member stayed: %b %v", m.Traits, err)
 	}
 }

@@ -230,51 +230,61 @@ func (s *Sink) connect(ctx context.Context, cfg *config.Config, idempotent bool)
 	if err != nil {
 		return nil, nil, failure.Configf(err, "The producer cannot be configured")
 	}
+	c, err := dial(ctx, cfg.Brokers, sc, s.opts.ConnectTimeout)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := sarama.NewAsyncProducerFromClient(c)
+	if err != nil {
+		c.Close()
+		if idempotent && refusedIdempotenceRaw(err) {
+			return nil, nil, &idempotenceRefused{err}
+		}
+		return nil, nil, Classify(err, "", "", cfg.Brokers)
+	}
+	return c, p, nil
+}
+
+// dial probes one broker, then opens a client, within timeout and ctx: a
+// rejected key or an untrusted certificate shows at the probe at once, where
+// the client would retry every broker. sarama's dials cannot be cancelled:
+// when dial gives up first, the attempt ends on its own within the dial
+// timeout, and its client, if any, is closed.
+func dial(ctx context.Context, brokers []string, sc *sarama.Config, timeout time.Duration) (sarama.Client, error) {
 	type result struct {
 		c   sarama.Client
 		err error
 	}
 	ch := make(chan result, 1)
 	go func() {
-		// One broker first: a rejected key or an untrusted certificate shows
-		// there at once, where the client would retry every broker.
-		if err := Probe(cfg.Brokers, sc); err != nil {
+		if err := Probe(brokers, sc); err != nil {
 			ch <- result{nil, err}
 			return
 		}
-		c, err := sarama.NewClient(cfg.Brokers, sc)
+		c, err := sarama.NewClient(brokers, sc)
 		ch <- result{c, err}
 	}()
-	var r result
+	abandon := func() {
+		go func() {
+			if r := <-ch; r.c != nil {
+				r.c.Close()
+			}
+		}()
+	}
+	unreachable := "Cannot reach Keen's Kafka brokers (" + strings.Join(brokers, ",") + ")"
 	select {
-	case r = <-ch:
-	case <-time.After(s.opts.ConnectTimeout):
-		go func() {
-			if r := <-ch; r.c != nil {
-				r.c.Close()
-			}
-		}()
-		return nil, nil, failure.Transientf(fmt.Errorf("no answer within %s", s.opts.ConnectTimeout), "Cannot reach Keen's Kafka brokers (%s)", strings.Join(cfg.Brokers, ","))
-	case <-ctx.Done():
-		go func() {
-			if r := <-ch; r.c != nil {
-				r.c.Close()
-			}
-		}()
-		return nil, nil, failure.Transientf(ctx.Err(), "Stopped while connecting to Keen's Kafka brokers")
-	}
-	if r.err != nil {
-		return nil, nil, Classify(r.err, "", "", cfg.Brokers)
-	}
-	p, err := sarama.NewAsyncProducerFromClient(r.c)
-	if err != nil {
-		r.c.Close()
-		if idempotent && refusedIdempotenceRaw(err) {
-			return nil, nil, &idempotenceRefused{err}
+	case r := <-ch:
+		if r.err != nil {
+			return nil, Classify(r.err, "", "", brokers)
 		}
-		return nil, nil, Classify(err, "", "", cfg.Brokers)
+		return r.c, nil
+	case <-time.After(timeout):
+		abandon()
+		return nil, failure.Transientf(fmt.Errorf("no answer within %s", timeout), "%s", unreachable)
+	case <-ctx.Done():
+		abandon()
+		return nil, failure.Transientf(ctx.Err(), "%s", unreachable)
 	}
-	return r.c, p, nil
 }
 
 // Probe opens one connection (TLS, SASL, API versions) to the first broker
@@ -412,29 +422,12 @@ func Check(ctx context.Context, cfg *config.Config, o Options) error {
 	}
 	sc.Metadata.Retry.Max = 0
 	sc.Metadata.Full = true // a metadata request for the whole cluster
-	done := make(chan error, 1)
-	go func() {
-		if err := Probe(cfg.Brokers, sc); err != nil {
-			done <- err
-			return
-		}
-		c, err := sarama.NewClient(cfg.Brokers, sc)
-		if err == nil {
-			c.Close()
-		}
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		if err != nil {
-			return Classify(err, "", "", cfg.Brokers)
-		}
-		return nil
-	case <-time.After(o.ConnectTimeout):
-		return failure.Transientf(fmt.Errorf("no answer within %s", o.ConnectTimeout), "Cannot reach Keen's Kafka brokers (%s)", strings.Join(cfg.Brokers, ","))
-	case <-ctx.Done():
-		return failure.Transientf(ctx.Err(), "Cannot reach Keen's Kafka brokers (%s)", strings.Join(cfg.Brokers, ","))
+	c, err := dial(ctx, cfg.Brokers, sc, o.ConnectTimeout)
+	if err != nil {
+		return err
 	}
+	_ = c.Close()
+	return nil
 }
 
 // Diagnose opens one fresh connection to the brokers, as at start: it

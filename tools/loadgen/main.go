@@ -408,7 +408,9 @@ func soak(connector string, n int, out string) error {
 			return err
 		}
 		cfg := e.Config()
-		u, gap, g, err := runConnector(append(os.Environ(), "SSL_CERT_FILE="+cfg.CAFile), cfgPath, catPath, connector, records, 100)
+		// The connector reports its goroutines at the end only when asked:
+		// it then waits for the producer's connections to wind down.
+		u, gap, g, err := runConnector(append(os.Environ(), "SSL_CERT_FILE="+cfg.CAFile, "DESTINATION_KEEN_GOROUTINE_REPORT=1"), cfgPath, catPath, connector, records, 100)
 		e.Close()
 		if err != nil {
 			return err

@@ -644,12 +644,19 @@ func (e *Emulator) RefuseIdempotence() {
 }
 
 // DelayProduce holds each of the next n produce requests for d before the
-// brokers answer it.
-func (e *Emulator) DelayProduce(d time.Duration, n int) {
+// brokers handle it. The returned channel is closed once the n-th delay is
+// over: what the brokers read from then on comes after that request.
+func (e *Emulator) DelayProduce(d time.Duration, n int) <-chan struct{} {
+	over := make(chan struct{})
+	var delayed atomic.Int64
 	e.controlProduce(n, func(c *kfake.Cluster) (kmsg.Response, error, bool) {
 		c.SleepControl(func() { time.Sleep(d) })
+		if delayed.Add(1) == int64(n) {
+			close(over)
+		}
 		return nil, nil, false
 	})
+	return over
 }
 
 // HoldProduce holds every produce request from now on, unanswered, until

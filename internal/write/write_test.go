@@ -1,4 +1,4 @@
-package connector
+package write
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"destination-keen/internal/airbyte"
+	"destination-keen/internal/failure"
 	"destination-keen/tools/keenlocal/emulator"
 )
 
@@ -52,7 +53,10 @@ func TestProgressLogs(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
 	c := e.Config()
-	cfg := writeFile(t, fmt.Sprintf(`{"project_id":%q,"api_key":%q,"kafka_bootstrap_servers":%q,"api_url":%q}`, c.ProjectID, c.APIKey, c.KafkaBootstrapServers, c.APIURL))
+	cfg := filepath.Join(t.TempDir(), "config.json")
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, `{"project_id":%q,"api_key":%q,"kafka_bootstrap_servers":%q,"api_url":%q}`, c.ProjectID, c.APIKey, c.KafkaBootstrapServers, c.APIURL), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cat := filepath.Join(t.TempDir(), "catalog.json")
 	if err := os.WriteFile(cat, []byte(`{"streams":[{"stream":{"name":"slow","json_schema":{},"supported_sync_modes":["incremental"]},"sync_mode":"incremental","destination_sync_mode":"append"}]}`), 0o600); err != nil {
 		t.Fatal(err)
@@ -61,7 +65,7 @@ func TestProgressLogs(t *testing.T) {
 	out := newSyncBuffer()
 	done := make(chan error, 1)
 	go func() {
-		done <- RunWrite(context.Background(), airbyte.NewEmitter(out), cfg, cat, pr, WriteOptions{Progress: 50 * time.Millisecond, RootCAs: pool})
+		done <- Run(context.Background(), airbyte.NewEmitter(out), cfg, cat, pr, Options{Progress: 50 * time.Millisecond, RootCAs: pool})
 	}()
 	fmt.Fprintln(pw, `{"type":"RECORD","record":{"stream":"slow","data":{"n":1},"emitted_at":1}}`)
 	fmt.Fprintln(pw, `{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":{"name":"slow"},"stream_state":{"n":1}}}}`)
@@ -78,5 +82,16 @@ func TestProgressLogs(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), `"destinationStats":{"recordCount":1.0}`) {
 		t.Fatalf("output:\n%s", out.String())
+	}
+}
+
+func TestRejectsBadConfig(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "config.json")
+	if err := os.WriteFile(cfg, []byte(`{}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := Run(context.Background(), airbyte.NewEmitter(&bytes.Buffer{}), cfg, "catalog.json", strings.NewReader(""), Options{})
+	if f := failure.As(err); f.Kind != failure.Config {
+		t.Fatalf("want config_error, got %v", err)
 	}
 }

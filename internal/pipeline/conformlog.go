@@ -1,4 +1,4 @@
-package connector
+package pipeline
 
 import (
 	"fmt"
@@ -38,8 +38,8 @@ func newConformLog(streams int) *conformLog {
 
 // conformed counts a record sent with changes and warns about properties
 // not seen changed before in its stream.
-func (w *writer) conformed(p *catalog.Plan, changes []keen.Change) {
-	l := w.conform
+func (pl *Pipeline) conformed(p *catalog.Plan, changes []keen.Change) {
+	l := pl.conform
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := &l.streams[p.Index]
@@ -65,27 +65,22 @@ func (w *writer) conformed(p *catalog.Plan, changes []keen.Change) {
 			s.first = append(s.first, c)
 		}
 		if len(s.seen) > warnPaths {
-			_ = w.em.Logf(airbyte.Warn, "Stream %q: more properties were changed to follow Keen's rules; the sync summary counts them", p.Name())
+			_ = pl.em.Logf(airbyte.Warn, "Stream %q: more properties were changed to follow Keen's rules; the sync summary counts them", p.Name())
 			continue
 		}
-		_ = w.em.Logf(airbyte.Warn, "Stream %q: %s, as Keen would drop the event otherwise", p.Name(), c)
+		_ = pl.em.Logf(airbyte.Warn, "Stream %q: %s, as Keen would drop the event otherwise", p.Name(), c)
 	}
 }
 
 // reject leaves out a record that breaks Keen's rules (nonconforming_records:
 // skip): it counts for its state, as rejected, and one WARN per stream and
 // rule names the property.
-func (w *writer) reject(it *item) error {
+func (pl *Pipeline) reject(it *item) error {
 	p := it.plan
-	p.Records.Add(1)
-	w.records.Add(1)
-	w.sinceState[p.Index]++
-	w.total++
-	w.rejectedSince[p.Index]++
-	w.rejectedTotal++
+	pl.count(p, true)
 	c := it.changes[0]
-	w.conform.mu.Lock()
-	s := &w.conform.streams[p.Index]
+	pl.conform.mu.Lock()
+	s := &pl.conform.streams[p.Index]
 	s.skipped++
 	first := !s.skippedRules[c.Rule]
 	if first {
@@ -94,16 +89,17 @@ func (w *writer) reject(it *item) error {
 		}
 		s.skippedRules[c.Rule] = true
 	}
-	w.conform.mu.Unlock()
+	pl.conform.mu.Unlock()
 	if first {
-		_ = w.em.Logf(airbyte.Warn, "Skipping the records of stream %q with %s (first on input line %d, at %s): Keen would drop them; nonconforming_records is skip", p.Name(), c.Rule, it.no, keen.FormatPath(c.Path))
+		_ = pl.em.Logf(airbyte.Warn, "Skipping the records of stream %q with %s (first on input line %d, at %s): Keen would drop them; nonconforming_records is skip", p.Name(), c.Rule, it.no, keen.FormatPath(c.Path))
 	}
-	return w.tr.Done(w.tr.Next())
+	return pl.tracker.Done(pl.tracker.Next())
 }
 
-// summary returns what the stream's line of the sync summary says about
-// conforming, or "".
-func (l *conformLog) summary(p *catalog.Plan) string {
+// ConformSummary returns what the stream's line of the sync summary says
+// about records changed or skipped to follow Keen's rules, or "".
+func (pl *Pipeline) ConformSummary(p *catalog.Plan) string {
+	l := pl.conform
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := &l.streams[p.Index]
@@ -121,4 +117,11 @@ func (l *conformLog) summary(p *catalog.Plan) string {
 		parts = append(parts, fmt.Sprintf("%d %s breaking Keen's rules skipped", s.skipped, plural(s.skipped, "record", "records")))
 	}
 	return strings.Join(parts, "; ")
+}
+
+func plural(n int64, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

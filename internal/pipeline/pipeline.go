@@ -1,0 +1,496 @@
+// Package pipeline is the per-record path of a sync: read, decode, shape,
+// send, count. It reads the input in batches of lines, decodes them and
+// shapes records into Keen events on parallel workers, and applies the
+// batches in input order on one sequencer, which numbers records for the
+// checkpoint tracker, counts them for states and for the summary, applies
+// the oversized and nonconforming policies, and hands events to the sink.
+//
+// It owns its goroutines: Run returns once every one of them has ended. It
+// does not open or close the sink, delete collections, watch the brokers or
+// decide when a sync ends; package write does.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"destination-keen/internal/airbyte"
+	"destination-keen/internal/catalog"
+	"destination-keen/internal/checkpoint"
+	"destination-keen/internal/config"
+	"destination-keen/internal/failure"
+	"destination-keen/internal/jsonx"
+	"destination-keen/internal/keen"
+	"destination-keen/internal/message"
+	"destination-keen/internal/sink"
+)
+
+// The input is read in batches of lines; workers decode and shape the
+// batches in parallel; one sequencer takes them back in input order and does
+// everything that depends on order. One goroutine could not keep up with
+// the producer on the record path alone.
+const (
+	batchLines = 256
+	batchBytes = 256 << 10
+	// batchesInFlight bounds memory: at most this many batches are read
+	// ahead of the sequencer.
+	batchesInFlight = 8
+)
+
+// Pipeline is the record path of one sync.
+type Pipeline struct {
+	cat     *catalog.Catalog
+	cfg     *config.Config
+	sink    *sink.Sink
+	tracker *checkpoint.Tracker
+	em      *airbyte.Emitter
+
+	streams []Stream // by plan index
+	conform *conformLog
+	records atomic.Int64 // read
+	states  atomic.Int64 // read
+
+	// Counts since the previous state, touched by the sequencer only.
+	sinceState    []int64 // per plan, for STREAM states
+	rejectedSince []int64
+	total         int64 // all streams, for GLOBAL and LEGACY states
+	rejectedTotal int64
+}
+
+// Stream counts what happened to one stream's records, in input order: the
+// sequencer counts a record when it applies it, so after a failure the
+// counts stop at the record that failed.
+type Stream struct {
+	Records         atomic.Int64 // read and applied
+	FromCursor      atomic.Int64 // keen.timestamp taken from the cursor
+	Fallbacks       atomic.Int64 // cursor missing or unreadable: emitted_at
+	DroppedKeenKeys atomic.Int64
+	Oversized       atomic.Int64 // skipped as too large (oversized_records: skip)
+}
+
+// New returns the pipeline of a sync.
+func New(cat *catalog.Catalog, cfg *config.Config, s *sink.Sink, tr *checkpoint.Tracker, em *airbyte.Emitter) *Pipeline {
+	n := len(cat.Plans)
+	return &Pipeline{cat: cat, cfg: cfg, sink: s, tracker: tr, em: em,
+		streams: make([]Stream, n), conform: newConformLog(n),
+		sinceState: make([]int64, n), rejectedSince: make([]int64, n)}
+}
+
+// Stream returns the counts of the plan's stream.
+func (p *Pipeline) Stream(plan *catalog.Plan) *Stream { return &p.streams[plan.Index] }
+
+// Progress returns how many records and states were read so far.
+func (p *Pipeline) Progress() (records, states int64) { return p.records.Load(), p.states.Load() }
+
+// Run reads stdin to its end and applies it. It returns nil at the end of
+// the input, or when ctx ends (the caller knows why), or the error that
+// ends the sync. Before it returns, every goroutine it started has ended,
+// with one exception Go imposes: when the sync stops while a read of stdin
+// blocks, stdin is closed to end the read (cmd/destination-keen reads stdin
+// through Go's poller for this), and a read that closing cannot end is left
+// to end with the process.
+func (p *Pipeline) Run(ctx context.Context, stdin io.Reader) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	work := make(chan *batch, batchesInFlight)
+	ordered := make(chan *batch, batchesInFlight)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		p.read(ctx, stdin, work, ordered)
+	}()
+	for range max(runtime.GOMAXPROCS(0), 2) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.shape(work)
+		}()
+	}
+	readDone := make(chan struct{})
+	go func() { wg.Wait(); close(readDone) }()
+
+	err := p.sequence(ctx, ordered)
+	cancel()
+	select {
+	case <-readDone:
+	default:
+		// The reader may be blocked in a read of stdin, which nothing but
+		// closing it ends (for a file, only when Go's poller reads it).
+		if c, ok := stdin.(io.Closer); ok {
+			_ = c.Close()
+		}
+		select {
+		case <-readDone:
+		case <-time.After(readCloseWait):
+			// A read that closing does not end is left to end with the
+			// process; the workers and the sequencer have ended, and the
+			// reader hands nothing on once ctx is done.
+		}
+	}
+	return err
+}
+
+// readCloseWait bounds the wait for a read of stdin that closing should
+// have ended.
+const readCloseWait = time.Second
+
+// batchPool recycles batches once the sequencer is done with them: nothing
+// keeps a reference into their buffers (events and states are copies).
+var batchPool = sync.Pool{New: func() any { return &batch{buf: make([]byte, 0, batchBytes)} }}
+
+func newBatch() *batch {
+	b := batchPool.Get().(*batch)
+	b.done = make(chan struct{})
+	return b
+}
+
+func freeBatch(b *batch) {
+	if cap(b.buf) > 4*batchBytes {
+		return // one huge line: let it go
+	}
+	clear(b.items)
+	b.buf, b.lines, b.items, b.err, b.done = b.buf[:0], b.lines[:0], b.items[:0], nil, nil
+	batchPool.Put(b)
+}
+
+type batch struct {
+	buf   []byte
+	lines []lineRef
+	items []item
+	err   error // a read error after the lines, reported in order
+	done  chan struct{}
+}
+
+type lineRef struct {
+	start, end, no int
+}
+
+type itemKind uint8
+
+const (
+	itemSkip     itemKind = iota // blank line, LOG, TRACE, CONTROL and the like
+	itemRecord                   // env holds the event
+	itemState                    // line holds the STATE message
+	itemFail                     // err ends the sync here
+	itemRejected                 // a record left out (nonconforming_records: skip)
+)
+
+type item struct {
+	kind itemKind
+	plan *catalog.Plan
+	env  *sink.Envelope
+	line []byte
+	no   int
+	// RECORD: what shaping found, counted by the sequencer in input order
+	fromCursor bool          // keen.timestamp came from the cursor
+	droppedKey int           // keys of the source's keen object dropped
+	changes    []keen.Change // what conforming changed; for itemRejected, why
+	// STATE
+	stateKind checkpoint.Kind
+	name, ns  string
+	err       error
+}
+
+// read cuts the input into batches and hands each to the workers and, in
+// order, to the sequencer.
+func (p *Pipeline) read(ctx context.Context, stdin io.Reader, work, ordered chan<- *batch) {
+	defer close(work)
+	defer close(ordered)
+	r := message.NewReader(stdin)
+	b := newBatch()
+	flush := func() bool {
+		select {
+		case work <- b:
+		case <-ctx.Done():
+			return false
+		}
+		select {
+		case ordered <- b:
+		case <-ctx.Done():
+			return false
+		}
+		b = newBatch()
+		return true
+	}
+	for {
+		line, n, err := r.Next()
+		if err != nil {
+			if !errors.Is(err, io.EOF) && ctx.Err() == nil {
+				if errors.Is(err, message.ErrLineTooLong) {
+					b.err = failure.Systemf(err, "Input line %d is too long", n)
+				} else {
+					b.err = failure.Transientf(err, "Cannot read the input")
+				}
+			}
+			if len(b.lines) > 0 || b.err != nil {
+				flush()
+			}
+			return
+		}
+		start := len(b.buf)
+		b.buf = append(b.buf, line...)
+		b.lines = append(b.lines, lineRef{start: start, end: len(b.buf), no: n})
+		// A full batch goes; so does a partial one when the input has nothing
+		// more buffered, so that a slow source's records and states do not
+		// wait for lines that may be long in coming.
+		if len(b.lines) >= batchLines || len(b.buf) >= batchBytes || r.Buffered() == 0 {
+			if !flush() {
+				return
+			}
+		}
+	}
+}
+
+// worker is what one shaping goroutine keeps from record to record.
+type worker struct {
+	cache   planCache
+	m       message.Message
+	scratch []byte        // conformed data
+	parsers []keen.Parser // per plan: each remembers its stream's time layout
+}
+
+// shape decodes each line of a batch and shapes records into envelopes.
+// Nothing here depends on the order of batches.
+func (p *Pipeline) shape(work <-chan *batch) {
+	wk := &worker{parsers: make([]keen.Parser, len(p.cat.Plans))}
+	for b := range work {
+		if cap(b.items) < len(b.lines) {
+			b.items = make([]item, len(b.lines))
+		}
+		b.items = b.items[:len(b.lines)]
+		for i, l := range b.lines {
+			line := b.buf[l.start:l.end]
+			it := &b.items[i]
+			it.no, it.line = l.no, line
+			if len(jsonx.TrimSpace(line)) == 0 {
+				continue
+			}
+			if err := message.Decode(line, &wk.m); err != nil {
+				it.kind, it.err = itemFail, badInput(err, l.no)
+				break // nothing after a bad line is used
+			}
+			switch wk.m.Type {
+			case message.Record:
+				p.shapeRecord(wk, it)
+			case message.State:
+				kind, name, ns, err := checkpoint.Describe(wk.m.State)
+				if err != nil {
+					it.kind, it.err = itemFail, &failure.Error{Kind: failure.System, Cause: err,
+						Message: fmt.Sprintf("Input line %d is a STATE the connector cannot read: %v", l.no, err)}
+				} else {
+					it.kind, it.stateKind, it.name, it.ns = itemState, kind, name, ns
+				}
+			}
+			if it.kind == itemFail {
+				break
+			}
+		}
+		close(b.done)
+	}
+}
+
+// planCache finds a stream's plan, remembering the last one: records of one
+// stream usually come in runs.
+type planCache struct {
+	plan       *catalog.Plan
+	stream, ns []byte
+}
+
+func (c *planCache) lookup(cat *catalog.Catalog, ns, stream []byte) *catalog.Plan {
+	if c.plan != nil && string(stream) == string(c.stream) && string(ns) == string(c.ns) {
+		return c.plan
+	}
+	p := cat.Lookup(string(ns), string(stream))
+	if p != nil {
+		c.plan = p
+		c.stream = append(c.stream[:0], stream...)
+		c.ns = append(c.ns[:0], ns...)
+	}
+	return p
+}
+
+// shapeRecord turns a decoded record into an envelope holding its event.
+func (p *Pipeline) shapeRecord(wk *worker, it *item) {
+	m := &wk.m
+	plan := wk.cache.lookup(p.cat, m.Namespace, m.Stream)
+	if plan == nil {
+		it.kind, it.err = itemFail, &failure.Error{Kind: failure.System, Stream: string(m.Stream),
+			Message: fmt.Sprintf("Input line %d is a record of stream %q, which is not in the configured catalog", it.no, m.Stream)}
+		return
+	}
+	it.plan, it.changes = plan, nil
+	rec := keen.Capture(m.Data, m.Members, plan.Cursor)
+	if keen.NeedsConform(rec.Traits) {
+		var changes []keen.Change
+		if wk.scratch, changes = keen.Conform(wk.scratch[:0], m.Data); len(changes) > 0 {
+			switch p.cfg.Nonconforming {
+			case config.Skip:
+				it.kind, it.changes = itemRejected, changes[:1]
+				return
+			case config.Fail:
+				c := changes[0]
+				it.kind, it.err = itemFail, &failure.Error{Kind: failure.System, Stream: plan.Stream,
+					Message: fmt.Sprintf("Input line %d: a record of stream %q breaks Keen's event rules: %s at %s; Keen would drop it. Set nonconforming_records to fix to send it with the property changed, or to skip to leave such records out", it.no, plan.Name(), c.Rule, keen.FormatPath(c.Path))}
+				return
+			}
+			rec = rec.WithData(wk.scratch)
+			it.changes = changes
+		}
+	}
+	ts, fromCursor := time.Time{}, false
+	if rec.Cursor != nil {
+		ts, fromCursor = wk.parsers[plan.Index].Parse(rec.Cursor)
+	}
+	if !fromCursor {
+		ts = time.UnixMilli(m.EmittedAt)
+	}
+	env := p.sink.Get()
+	var sh keen.Shape
+	env.Buf, sh = rec.AppendEvent(env.Buf[:0], ts)
+	env.Stream, env.Tag = plan.Stream, plan.Index
+	it.kind, it.env, it.fromCursor, it.droppedKey = itemRecord, env, fromCursor, sh.DroppedKeenKeys
+}
+
+func badInput(err error, line int) error {
+	me, ok := errors.AsType[*message.Error](err)
+	if !ok {
+		return failure.Systemf(err, "Input line %d is not a valid Airbyte message", line)
+	}
+	me.Line = line
+	return &failure.Error{Kind: failure.System, Stream: me.Stream, Cause: me,
+		Message: fmt.Sprintf("Input line %d is not a valid Airbyte message: %s", line, me.Reason)}
+}
+
+// sequence takes batches in input order and applies them.
+func (p *Pipeline) sequence(ctx context.Context, ordered <-chan *batch) error {
+	for {
+		var b *batch
+		select {
+		case next, ok := <-ordered:
+			if !ok {
+				return nil // the end of the input
+			}
+			b = next
+		case <-ctx.Done():
+			return nil
+		}
+		select {
+		case <-b.done:
+		case <-ctx.Done():
+			return nil
+		}
+		for i := range b.items {
+			it := &b.items[i]
+			var err error
+			switch it.kind {
+			case itemRecord:
+				err = p.send(ctx, it)
+			case itemState:
+				err = p.state(it)
+			case itemRejected:
+				err = p.reject(it)
+			case itemFail:
+				return it.err
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if b.err != nil {
+			return b.err
+		}
+		freeBatch(b)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err := p.em.Err(); err != nil {
+			return failure.Systemf(err, "Cannot write to stdout; the platform stopped reading")
+		}
+	}
+}
+
+// count counts a record for its stream and its next state.
+func (p *Pipeline) count(plan *catalog.Plan, rejected bool) {
+	p.streams[plan.Index].Records.Add(1)
+	p.records.Add(1)
+	p.sinceState[plan.Index]++
+	p.total++
+	if rejected {
+		p.rejectedSince[plan.Index]++
+		p.rejectedTotal++
+	}
+}
+
+// send numbers a record, counts it and hands it to the producer, or applies
+// the oversized_records policy.
+func (p *Pipeline) send(ctx context.Context, it *item) error {
+	plan, env := it.plan, it.env
+	st := &p.streams[plan.Index]
+	switch {
+	case it.fromCursor:
+		st.FromCursor.Add(1)
+	case plan.Cursor != nil:
+		st.Fallbacks.Add(1)
+	}
+	if it.droppedKey > 0 {
+		st.DroppedKeenKeys.Add(int64(it.droppedKey))
+	}
+	if len(it.changes) > 0 {
+		p.conformed(plan, it.changes)
+	}
+	if size := len(env.Buf); size > p.sink.MaxMessageBytes() {
+		if !p.cfg.SkipOversized {
+			p.count(plan, false)
+			return &failure.Error{Kind: failure.System, Stream: plan.Stream,
+				Message: fmt.Sprintf("Input line %d: a record of stream %q makes an event of %d bytes, over Keen's limit of %d; set oversized_records to skip to leave such records out", it.no, plan.Name(), size, p.sink.MaxMessageBytes())}
+		}
+		p.count(plan, true)
+		st.Oversized.Add(1)
+		_ = p.em.Logf(airbyte.Warn, "Skipped the record on input line %d of stream %q: its event of %d bytes is over Keen's limit of %d", it.no, plan.Name(), size, p.sink.MaxMessageBytes())
+		return p.tracker.Done(p.tracker.Next())
+	}
+	p.count(plan, false)
+	env.Seq = p.tracker.Next()
+	msg := p.sink.Prepare(env, plan.Collection)
+	select { // the common case, without a two-way select
+	case p.sink.Input() <- msg:
+		return nil
+	default:
+	}
+	select {
+	case p.sink.Input() <- msg:
+	case <-ctx.Done(): // the sync is ending: this record is not delivered, nor any state after it
+	}
+	return nil
+}
+
+// state counts the records tied to a state, sets its destinationStats and
+// queues it behind them.
+func (p *Pipeline) state(it *item) error {
+	var records, rejected int64
+	if it.stateKind == checkpoint.Stream {
+		if plan := p.cat.Lookup(it.ns, it.name); plan != nil {
+			records, rejected = p.sinceState[plan.Index], p.rejectedSince[plan.Index]
+			p.sinceState[plan.Index], p.rejectedSince[plan.Index] = 0, 0
+		}
+	} else {
+		records, rejected = p.total, p.rejectedTotal
+	}
+	p.total, p.rejectedTotal = 0, 0
+	out, err := checkpoint.WithDestinationStats(it.line, records, rejected)
+	if err != nil {
+		return &failure.Error{Kind: failure.System, Cause: err, Message: fmt.Sprintf("Input line %d is a STATE the connector cannot read", it.no)}
+	}
+	p.states.Add(1)
+	if err := p.tracker.State(out); err != nil {
+		return failure.Systemf(err, "Cannot write to stdout")
+	}
+	return nil
+}

@@ -1,0 +1,86 @@
+package write
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"destination-keen/internal/airbyte"
+	"destination-keen/internal/failure"
+)
+
+// stallNotice is how long the brokers may acknowledge nothing, with records
+// in flight, before the connector says it is waiting and checks whether
+// they still accept its key.
+const stallNotice = 5 * time.Second
+
+// watch is the watchdog of acknowledgements, until ctx ends: it logs when
+// the brokers stop acknowledging and when they come back, fails the sync
+// with a config_error when they now refuse the key or the certificate, and
+// with a transient_error when they have acknowledged nothing for the
+// delivery timeout. It returns once its probes have ended too.
+func (s *syncRun) watch(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var probes sync.WaitGroup
+	defer probes.Wait()
+	var (
+		last      = s.tracker.Stats().Finished
+		progress  = time.Now()
+		waiting   bool
+		diagnosed time.Time
+	)
+	// resumed reports whether acknowledgements moved since the last look.
+	resumed := func(now time.Time) bool {
+		st := s.tracker.Stats()
+		if st.Finished == last && st.Finished != st.Records {
+			return false
+		}
+		if waiting {
+			_ = s.em.Logf(airbyte.Info, "Keen's Kafka brokers acknowledge records again, after %s without", now.Sub(progress).Round(time.Second))
+			waiting = false
+		}
+		last, progress = st.Finished, now
+		return true
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			resumed(time.Now())
+			return
+		case now := <-tick.C:
+			if resumed(now) {
+				continue
+			}
+			stalled := now.Sub(progress)
+			if stalled < stallNotice {
+				continue
+			}
+			if !waiting {
+				waiting = true
+				st := s.tracker.Stats()
+				_ = s.em.Logf(airbyte.Warn, "Keen's Kafka brokers have acknowledged nothing for %s, with %d records in flight; waiting for them, up to %s", stalled.Round(time.Second), st.Records-st.Finished, s.cfg.DeliveryTimeout)
+			}
+			if now.Sub(diagnosed) >= 15*time.Second {
+				// A fresh connection says whether the brokers now refuse the
+				// key or the certificate; it takes seconds, so the ticks go
+				// on meanwhile.
+				diagnosed = now
+				probes.Add(1)
+				go func() {
+					defer probes.Done()
+					if err := s.sink.Diagnose(s.cfg); err != nil {
+						s.quick.Store(true) // the brokers refuse us: nothing will flush
+						s.fail(err)
+					}
+				}()
+			}
+			if stalled >= s.cfg.DeliveryTimeout {
+				st := s.tracker.Stats()
+				s.quick.Store(true) // nothing will flush: do not wait for it
+				s.fail(failure.Transientf(nil, "Keen's Kafka brokers acknowledged nothing for %s (delivery_timeout_seconds); %d records were not delivered", stalled.Round(time.Second), st.Records-st.Finished))
+				return
+			}
+		}
+	}
+}

@@ -1,0 +1,367 @@
+// Package write runs a sync from its start to its end: it loads the config
+// and the catalog, opens the producer, deletes the collections of
+// truncating streams, runs the record pipeline and the brokers' watchdog,
+// waits for the last acknowledgement, closes the producer within a bound,
+// and reports. It owns the lifecycle and every goroutine of a sync; the
+// record path itself is package pipeline's.
+//
+// The states of a sync, and what moves it from one to the next:
+//
+//	opening ──▶ running ──input ends──▶ draining ──last ack──▶ closing ──▶ reporting
+//	              │                        │                      ▲
+//	              └─── stopping: the first failure or a signal ───┘
+//
+// Opening: config, catalog, producer, deletes; an error here returns at
+// once, with nothing produced. Running: the pipeline reads and sends, the
+// watchdog watches the acknowledgements, the owner (run) logs progress.
+// Draining: the input ended; the tracker is sealed and its Drained channel
+// says when the last record is acknowledged (no polling). Stopping: the
+// first failure (the pipeline's, a producer error, the watchdog's) or a
+// signal is recorded once, by fail, and cancels the run's context; the
+// pipeline stops reading and returns, and so does the watchdog. Closing:
+// the producer is closed once the pipeline has returned (so that no send
+// can follow), flushing within FlushTimeout; acknowledgements that come
+// meanwhile still release their states. Reporting: the tracker is stopped
+// and failures are closed, so that nothing is written after run returns;
+// the summary is logged and the first failure returned.
+package write
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"destination-keen/internal/airbyte"
+	"destination-keen/internal/catalog"
+	"destination-keen/internal/checkpoint"
+	"destination-keen/internal/config"
+	"destination-keen/internal/connector"
+	"destination-keen/internal/failure"
+	"destination-keen/internal/keenapi"
+	"destination-keen/internal/pipeline"
+	"destination-keen/internal/sink"
+)
+
+// Options are the knobs of a sync that are not in the user's config.
+type Options struct {
+	// Progress is the interval of progress logs; default 30 s.
+	Progress time.Duration
+	// FlushTimeout bounds the final flush after a failure or a signal;
+	// default 20 s.
+	FlushTimeout time.Duration
+	// RootCAs replaces the system trust store (tests only).
+	RootCAs *x509.CertPool
+	// Sink tunes the producer.
+	Sink sink.Options
+	// GoroutineReport logs, at DEBUG after the sync, how many goroutines ran
+	// at its start and at its end, once the producer's connections have wound
+	// down (up to 2 s): for make soak, which checks that none is left. Off,
+	// a sync never waits for that.
+	GoroutineReport bool
+}
+
+// Run runs a sync: config and catalog first (no network before both are
+// valid), then the brokers, then the deletes of truncating collections, then
+// stdin until its end.
+func Run(ctx context.Context, em *airbyte.Emitter, configPath, catalogPath string, stdin io.Reader, opts Options) error {
+	cfg, err := config.Load(configPath)
+	if err != nil {
+		return err
+	}
+	em.Redact(cfg.APIKey.Reveal())
+	cat, err := catalog.Load(catalogPath, cfg.InferTimestamp)
+	if err != nil {
+		return err
+	}
+	if opts.Progress <= 0 {
+		opts.Progress = 30 * time.Second
+	}
+	if opts.FlushTimeout <= 0 {
+		opts.FlushTimeout = 20 * time.Second
+	}
+	logPlan(em, cfg, cat)
+	if opts.GoroutineReport {
+		defer reportGoroutines(em, runtime.NumGoroutine())
+	}
+
+	s := &syncRun{em: em, cat: cat, cfg: cfg, opts: opts, tracker: checkpoint.New(em.Line)}
+	so := opts.Sink
+	so.Compression = cfg.Compression
+	// sarama's own retries outlast the delivery timeout, which the watchdog
+	// enforces with a clearer message.
+	so.Patience = cfg.DeliveryTimeout + 30*time.Second
+	so.RootCAs = opts.RootCAs
+	so.Logf = func(format string, args ...any) { _ = em.Logf(airbyte.Warn, format, args...) }
+	if s.sink, err = sink.Open(ctx, cfg, so, s.acked, s.failed); err != nil {
+		return err
+	}
+	if !s.sink.Idempotent {
+		_ = em.Logf(airbyte.Warn, "Producing without idempotence: if a batch is retried after the brokers stored it, its events appear twice in Keen")
+	}
+	s.pipe = pipeline.New(cat, cfg, s.sink, s.tracker, em)
+	if err := s.truncate(ctx); err != nil {
+		s.sink.Close()
+		return err
+	}
+	return s.run(ctx, stdin)
+}
+
+func logPlan(em *airbyte.Emitter, cfg *config.Config, cat *catalog.Catalog) {
+	_ = em.Logf(airbyte.Info, "destination-keen %s: %s", connector.Version, cfg)
+	for _, p := range cat.Plans {
+		ts := "emitted_at"
+		if p.Cursor != nil {
+			ts = fmt.Sprintf("cursor %s (%s), else emitted_at", strings.Join(p.Cursor, "."), p.CursorKind)
+		}
+		_ = em.Logf(airbyte.Info, "Stream %q -> collection %q: %s; keen.timestamp from %s", p.Name(), p.Collection, p.Reason, ts)
+	}
+	for _, warning := range cat.Warnings {
+		_ = em.Logf(airbyte.Warn, "Namespaces are not part of collection names: %s", warning)
+	}
+}
+
+// syncRun is one sync after opening.
+type syncRun struct {
+	em      *airbyte.Emitter
+	cat     *catalog.Catalog
+	cfg     *config.Config
+	opts    Options
+	sink    *sink.Sink
+	tracker *checkpoint.Tracker
+	pipe    *pipeline.Pipeline
+
+	mu     sync.Mutex
+	err    error              // the first failure, under mu
+	closed bool               // under mu: failures are no longer recorded
+	cancel context.CancelFunc // cancels the run's context, on the first failure
+	// quick: the watchdog found that nothing will be acknowledged, so the
+	// final flush need not wait.
+	quick atomic.Bool
+}
+
+// fail records the first failure of the sync and stops it. Failures that
+// come after the sync has reported are dropped.
+func (s *syncRun) fail(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil && !s.closed {
+		s.err = err
+		if s.cancel != nil {
+			s.cancel()
+		}
+	}
+}
+
+// firstFailure returns the failure that stopped the sync, or nil.
+func (s *syncRun) firstFailure() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// acked is the producer's callback for an acknowledged record.
+func (s *syncRun) acked(env *sink.Envelope) {
+	if err := s.tracker.Done(env.Seq); err != nil {
+		s.fail(failure.Systemf(err, "Cannot write to stdout"))
+	}
+}
+
+// failed is the producer's callback for a record it gave up on.
+func (s *syncRun) failed(env *sink.Envelope, err error) {
+	if sink.TooLarge(err) && s.cfg.SkipOversized {
+		// The brokers' limit is below ours. The record is left out like the
+		// ones the connector finds too large itself, but the state it belongs
+		// to may already have gone with its counts: the summary counts it.
+		p := s.cat.Plans[env.Tag]
+		s.pipe.Stream(p).Oversized.Add(1)
+		_ = s.em.Logf(airbyte.Warn, "Keen's brokers refused a record of stream %q as too large (%d bytes); skipped", p.Name(), len(env.Buf))
+		if err := s.tracker.Done(env.Seq); err != nil {
+			s.fail(failure.Systemf(err, "Cannot write to stdout"))
+		}
+		return
+	}
+	s.fail(sink.Classify(err, env.Topic(), env.Stream, s.cfg.Brokers))
+}
+
+// truncate deletes the collection of every truncating stream before any of
+// its records is produced.
+func (s *syncRun) truncate(ctx context.Context) error {
+	api := keenapi.New(s.cfg)
+	api.Logf = func(format string, args ...any) { _ = s.em.Logf(airbyte.Warn, format, args...) }
+	if s.opts.RootCAs != nil {
+		api.SetRootCAs(s.opts.RootCAs)
+	}
+	done := map[string]bool{}
+	for _, p := range s.cat.Plans {
+		if !p.Truncate || done[p.Collection] {
+			continue
+		}
+		done[p.Collection] = true
+		began := time.Now()
+		existed, err := api.DeleteCollection(ctx, p.Collection)
+		if err != nil {
+			if f, ok := errors.AsType[*failure.Error](err); ok && f.Stream == "" {
+				f.Stream = p.Stream
+			}
+			return err
+		}
+		if !existed {
+			_ = s.em.Logf(airbyte.Info, "Collection %q of stream %q (%s) does not exist in Keen yet: nothing to delete", p.Collection, p.Name(), p.Reason)
+			continue
+		}
+		_ = s.em.Logf(airbyte.Info, "Deleted collection %q for stream %q (%s) in %s", p.Collection, p.Name(), p.Reason, time.Since(began).Round(time.Millisecond))
+	}
+	return nil
+}
+
+// run is the owner of the running sync: it starts the pipeline and the
+// watchdog, moves the sync through its states (see the package comment),
+// and returns only once both have ended.
+func (s *syncRun) run(parent context.Context, stdin io.Reader) error {
+	began := time.Now()
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	s.mu.Lock()
+	s.cancel = cancel
+	s.mu.Unlock()
+
+	var wg sync.WaitGroup
+	piped := make(chan error, 1)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		piped <- s.pipe.Run(ctx, stdin)
+	}()
+	go func() {
+		defer wg.Done()
+		s.watch(ctx)
+	}()
+
+	// running
+	progress := time.NewTicker(s.opts.Progress)
+	defer progress.Stop()
+	pipelineDone := false
+running:
+	for {
+		select {
+		case err := <-piped:
+			pipelineDone = true
+			if err != nil {
+				s.fail(err)
+			} else if ctx.Err() == nil {
+				s.tracker.Seal() // draining
+			}
+			break running
+		case <-ctx.Done():
+			break running
+		case <-progress.C:
+			n, states := s.pipe.Progress()
+			_ = s.em.Logf(airbyte.Info, "Progress: %d records read (%.0f/s), %d states read, %d echoed", n, float64(n)/time.Since(began).Seconds(), states, s.tracker.Stats().Emitted)
+		}
+	}
+	if parent.Err() != nil && s.firstFailure() == nil {
+		_ = s.em.Logf(airbyte.Info, "Stopping on a signal: reading no more input; waiting up to %s for the brokers to acknowledge what was sent, so that its states go out", s.opts.FlushTimeout)
+		s.fail(failure.Transientf(context.Cause(parent), "The sync was stopped by a signal before the end of its input"))
+	}
+
+	// draining: sarama fails the records it is still retrying when closed,
+	// so the end of the input waits for every acknowledgement first.
+	if s.firstFailure() == nil {
+		select {
+		case <-s.tracker.Drained():
+		case <-ctx.Done():
+			if parent.Err() != nil {
+				s.fail(failure.Transientf(context.Cause(parent), "The sync was stopped by a signal while records were in flight"))
+			}
+		}
+	}
+
+	// closing: stop the pipeline and the watchdog; close the producer once
+	// nothing can send to it any more.
+	cancel()
+	if !pipelineDone {
+		<-piped
+	}
+	flushed := make(chan struct{})
+	go func() {
+		// sarama's close cannot be cancelled: when the flush outlasts its
+		// bound, this goroutine ends on its own, and the tracker, stopped
+		// below, writes nothing more.
+		s.sink.Close()
+		close(flushed)
+	}()
+	flushFor := s.opts.FlushTimeout
+	if s.quick.Load() {
+		flushFor = time.Second
+	}
+	select {
+	case <-flushed:
+	case <-time.After(flushFor):
+		s.fail(failure.Transientf(nil, "Keen's Kafka brokers did not acknowledge the last records within %s", s.opts.FlushTimeout))
+	}
+	wg.Wait()
+
+	// reporting
+	s.tracker.Stop()
+	s.mu.Lock()
+	s.closed = true
+	err := s.err
+	s.mu.Unlock()
+	st := s.tracker.Stats()
+	s.summary(time.Since(began), st)
+	if err != nil {
+		return err
+	}
+	if st.Held > 0 || st.Finished != st.Records {
+		return failure.Systemf(nil, "%d states were held back after the sync although no error was reported (%d of %d records acknowledged)", st.Held, st.Finished, st.Records)
+	}
+	return s.em.Err()
+}
+
+func (s *syncRun) summary(elapsed time.Duration, st checkpoint.Stats) {
+	secs := max(elapsed.Seconds(), 1e-3)
+	_, states := s.pipe.Progress()
+	_ = s.em.Logf(airbyte.Info, "Sync summary: %d records read, %d acknowledged, %d states read, %d echoed, %.1fs (%.0f records/s)",
+		st.Records, st.Finished, states, st.Emitted, elapsed.Seconds(), float64(st.Records)/secs)
+	for _, p := range s.cat.Plans {
+		c := s.pipe.Stream(p)
+		line := fmt.Sprintf("Stream %q -> %q: %d records", p.Name(), p.Collection, c.Records.Load())
+		if p.Cursor != nil {
+			line += fmt.Sprintf("; keen.timestamp from the cursor for %d, from emitted_at for %d (cursor missing or not a time)", c.FromCursor.Load(), c.Fallbacks.Load())
+		}
+		if n := c.DroppedKeenKeys.Load(); n > 0 {
+			line += fmt.Sprintf("; %d %s of the source's keen objects dropped (Keen accepts only addons, location, uniqueness_token)", n, plural(n, "key", "keys"))
+		}
+		if n := c.Oversized.Load(); n > 0 {
+			line += fmt.Sprintf("; %d oversized records skipped", n)
+		}
+		if conform := s.pipe.ConformSummary(p); conform != "" {
+			line += "; " + conform
+		}
+		_ = s.em.Logf(airbyte.Info, "%s", line)
+	}
+}
+
+// reportGoroutines logs the goroutine count at the start and, once the
+// producer's goroutines have ended (within 2 s), at the end.
+func reportGoroutines(em *airbyte.Emitter, start int) {
+	end := runtime.NumGoroutine()
+	for deadline := time.Now().Add(2 * time.Second); end > start && time.Now().Before(deadline); end = runtime.NumGoroutine() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	_ = em.Logf(airbyte.Debug, "Goroutines: %d at start, %d at the end", start, end)
+}
+
+func plural(n int64, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
