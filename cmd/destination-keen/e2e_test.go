@@ -642,6 +642,8 @@ func TestSIGTERM(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
+	// A connector that does not stop is killed, and fails the test below.
+	defer time.AfterFunc(30*time.Second, func() { _ = cmd.Process.Kill() }).Stop()
 	rest, _ := io.ReadAll(stdout)
 	out.Write(rest)
 	err := cmd.Wait()
@@ -691,6 +693,7 @@ func TestSIGTERMFlushes(t *testing.T) {
 		t.Fatalf("a state went out before its record was acknowledged:\n%s", out.String())
 	}
 	release()
+	defer time.AfterFunc(30*time.Second, func() { _ = cmd.Process.Kill() }).Stop()
 	rest, _ := io.ReadAll(r)
 	out.Write(rest)
 	err := cmd.Wait()

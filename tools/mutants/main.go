@@ -59,7 +59,7 @@ var mutants = []mutant{
 		"c.Producer.Idempotent = true", "c.Producer.Idempotent = false", "./cmd/destination-keen", "TestRetriableBrokerErrors/REQUEST_TIMED_OUT"},
 	// Keen's event rules.
 	{"a '.' in a key not noted by the validating pass", "internal/jsonx/jsonx.go",
-		"t['.'] = false", "t['.'] = true", "./internal/message", "TestDecoderTraits"},
+		"t['.'] = false", "t['.'] = true", "./internal/jsonx", "TestTraits"},
 	{"an array of arrays sent as it is", "internal/keen/conform.go",
 		"nested = k == jsonx.Object || k == jsonx.Array", "nested = k == jsonx.Object", "./internal/keen", "TestConform"},
 	{"a renamed property overwrites its sibling", "internal/keen/conform.go",
