@@ -60,6 +60,17 @@ type Config struct {
 	// The ID of the Keen project to write to: in Keen's web app, open the project and
 	// copy the Project ID from the Access tab.
 	ProjectID string `json:"project_id"`
+
+	// How each event gets a keen.uniqueness_token, with which Keen keeps only the
+	// first event of a token in a collection for 31 days, so that a failed sync
+	// retried by Airbyte adds no duplicates. primary_key: for streams with a primary
+	// key, a hash of the collection, the key's values and the cursor value (a row's
+	// new version is a new event; a resent one is not); full-refresh snapshots also
+	// hash the sync's ID; streams without a primary key get no token. record: the
+	// same, with a hash of the whole record where there is no primary key (identical
+	// records then count as one event). off: no token. A token the source sets itself
+	// is always kept. Default: primary_key.
+	UniquenessToken ConfigUniquenessToken `json:"uniqueness_token,omitempty,omitzero"`
 }
 
 type ConfigCompression string
@@ -160,6 +171,38 @@ func (j *ConfigOversizedRecords) UnmarshalJSON(value []byte) error {
 	return nil
 }
 
+type ConfigUniquenessToken string
+
+const ConfigUniquenessTokenOff ConfigUniquenessToken = "off"
+const ConfigUniquenessTokenPrimaryKey ConfigUniquenessToken = "primary_key"
+const ConfigUniquenessTokenRecord ConfigUniquenessToken = "record"
+
+var enumValues_ConfigUniquenessToken = []interface{}{
+	"primary_key",
+	"record",
+	"off",
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (j *ConfigUniquenessToken) UnmarshalJSON(value []byte) error {
+	var v string
+	if err := json.Unmarshal(value, &v); err != nil {
+		return err
+	}
+	var ok bool
+	for _, expected := range enumValues_ConfigUniquenessToken {
+		if reflect.DeepEqual(v, expected) {
+			ok = true
+			break
+		}
+	}
+	if !ok {
+		return fmt.Errorf("invalid value (expected one of %#v): %#v", enumValues_ConfigUniquenessToken, v)
+	}
+	*j = ConfigUniquenessToken(v)
+	return nil
+}
+
 // UnmarshalJSON implements json.Unmarshaler.
 func (j *Config) UnmarshalJSON(value []byte) error {
 	var raw map[string]interface{}
@@ -221,6 +264,9 @@ func (j *Config) UnmarshalJSON(value []byte) error {
 	}
 	if utf8.RuneCountInString(string(plain.ProjectID)) > 128 {
 		return fmt.Errorf("field %s length: must be <= %d", "project_id", 128)
+	}
+	if v, ok := raw["uniqueness_token"]; !ok || v == nil {
+		plain.UniquenessToken = "primary_key"
 	}
 	*j = Config(plain)
 	return nil

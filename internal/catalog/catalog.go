@@ -12,9 +12,11 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"destination-keen/gen/protocol"
+	"destination-keen/internal/config"
 	"destination-keen/internal/failure"
 	"destination-keen/internal/keen"
 	"destination-keen/schemas"
@@ -46,10 +48,46 @@ type Plan struct {
 	Truncate bool
 	// Reason says why the stream truncates or appends, for the log.
 	Reason string
-	// Cursor is the path to the cursor in each record; nil means every event
-	// takes its record's emitted_at.
+	// Cursor is the path to the cursor in each record (the configured
+	// cursor_field); nil for none.
 	Cursor     []string
 	CursorKind CursorKind
+	// TimestampFromCursor: keen.timestamp is read from the cursor
+	// (infer_timestamp on, and a cursor); else every event takes its
+	// record's emitted_at.
+	TimestampFromCursor bool
+	// Token says how the stream's events get a keen.uniqueness_token.
+	Token TokenRule
+}
+
+// TokenKind is what a stream's uniqueness tokens are derived from.
+type TokenKind uint8
+
+// Token kinds.
+const (
+	TokenNone   TokenKind = iota // no token
+	TokenKey                     // the primary key's values (and the cursor, or the sync)
+	TokenRecord                  // the whole record (uniqueness_token: record, no primary key)
+)
+
+// TokenRule is how one stream's events get a uniqueness token.
+type TokenRule struct {
+	Kind TokenKind
+	// Key is the primary key: the configured primary_key, else the stream's
+	// source_defined_primary_key; paths of member names.
+	Key [][]string
+	// Snapshot: a full-refresh stream, whose every sync sends every row
+	// again: tokens hash the sync's ID, so that the attempts of one sync
+	// share them and the next sync's rows are new events.
+	Snapshot bool
+	// SyncID is the catalog's sync_id in decimal; "" when it has none.
+	SyncID string
+	// Generation is the stream's generation_id in decimal, hashed for a
+	// truncating stream so that a new generation's events are not taken
+	// for duplicates of the old ones; "" otherwise.
+	Generation string
+	// Why says in words what the tokens come from, for the log.
+	Why string
 }
 
 // Name is the stream's name with its namespace, for messages.
@@ -84,17 +122,28 @@ func (c *Catalog) Lookup(namespace, stream string) *Plan {
 	return nil
 }
 
+// Options are what the user's config says about compiling the catalog.
+type Options struct {
+	InferTimestamp bool               // keen.timestamp from the cursor
+	Tokens         config.TokenPolicy // uniqueness tokens
+}
+
+// OptionsOf returns the catalog options of a config.
+func OptionsOf(cfg *config.Config) Options {
+	return Options{InferTimestamp: cfg.InferTimestamp, Tokens: cfg.Tokens}
+}
+
 // Load reads and compiles the catalog file at path.
-func Load(path string, inferTimestamp bool) (*Catalog, error) {
+func Load(path string, o Options) (*Catalog, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, failure.Configf(err, "Cannot read the catalog file %s", path)
 	}
-	return Compile(b, inferTimestamp)
+	return Compile(b, o)
 }
 
 // Compile validates doc against ConfiguredAirbyteCatalog and compiles it.
-func Compile(doc []byte, inferTimestamp bool) (*Catalog, error) {
+func Compile(doc []byte, o Options) (*Catalog, error) {
 	if err := schemas.Validate("ConfiguredAirbyteCatalog", doc); err != nil {
 		if se, ok := errors.AsType[*schemas.SyntaxError](err); ok {
 			return nil, failure.Configf(nil, "The catalog is %s", se.Error())
@@ -115,7 +164,7 @@ func Compile(doc []byte, inferTimestamp bool) (*Catalog, error) {
 	c := &Catalog{byKey: map[key]*Plan{}, byName: map[string][]*Plan{}}
 	var problems []string
 	for i := range cat.Streams {
-		p, err := compileStream(&cat.Streams[i], inferTimestamp)
+		p, err := compileStream(&cat.Streams[i], o)
 		if err != nil {
 			problems = append(problems, err.Error())
 			continue
@@ -138,7 +187,7 @@ func Compile(doc []byte, inferTimestamp bool) (*Catalog, error) {
 	return c, nil
 }
 
-func compileStream(s *protocol.ConfiguredAirbyteStream, inferTimestamp bool) (*Plan, error) {
+func compileStream(s *protocol.ConfiguredAirbyteStream, o Options) (*Plan, error) {
 	p := &Plan{Stream: s.Stream.Name}
 	if s.Stream.Namespace != nil {
 		p.Namespace = *s.Stream.Namespace
@@ -163,11 +212,64 @@ func compileStream(s *protocol.ConfiguredAirbyteStream, inferTimestamp bool) (*P
 		return nil, fmt.Errorf("stream %q: destination sync mode %s is not supported by Keen (use append or overwrite)", p.Name(), s.DestinationSyncMode)
 	}
 
-	if inferTimestamp && len(s.CursorField) > 0 {
+	if len(s.CursorField) > 0 {
 		p.Cursor = slices.Clone(s.CursorField)
 		p.CursorKind = cursorKind(s.Stream.JSONSchema, p.Cursor)
+		p.TimestampFromCursor = o.InferTimestamp
 	}
+	p.Token = tokenRule(s, p, o.Tokens)
 	return p, nil
+}
+
+// tokenRule decides how a stream's events get a uniqueness token.
+func tokenRule(s *protocol.ConfiguredAirbyteStream, p *Plan, policy config.TokenPolicy) TokenRule {
+	r := TokenRule{Key: s.PrimaryKey, Snapshot: s.SyncMode == protocol.SyncModeFullRefresh}
+	if len(r.Key) == 0 {
+		r.Key = s.Stream.SourceDefinedPrimaryKey
+	}
+	r.Key = slices.Clone(r.Key)
+	if s.SyncID != nil {
+		r.SyncID = strconv.Itoa(*s.SyncID)
+	}
+	if p.Truncate && s.GenerationID != nil {
+		r.Generation = strconv.Itoa(*s.GenerationID)
+	}
+	keyNames := make([]string, len(r.Key))
+	for i, k := range r.Key {
+		keyNames[i] = strings.Join(k, ".")
+	}
+	key := "[" + strings.Join(keyNames, ", ") + "]"
+	switch {
+	case policy == config.TokensOff:
+		r.Kind, r.Why = TokenNone, "none (uniqueness_token is off)"
+		return r
+	case len(r.Key) > 0:
+		r.Kind = TokenKey
+		switch {
+		case r.Snapshot:
+			r.Why = fmt.Sprintf("the sync's ID and the primary key %s (a full-refresh snapshot)", key)
+		case p.Cursor != nil:
+			r.Why = fmt.Sprintf("the primary key %s and the cursor %s (the sync's ID for a record without a cursor value)", key, strings.Join(p.Cursor, "."))
+		default:
+			r.Snapshot = true // no cursor: every row could come again
+			r.Why = fmt.Sprintf("the sync's ID and the primary key %s (no cursor)", key)
+		}
+	case policy == config.TokensRecord:
+		r.Kind, r.Why = TokenRecord, "the whole record"
+		if r.Snapshot {
+			r.Why = "the sync's ID and the whole record (a full-refresh snapshot)"
+		}
+	default:
+		r.Kind, r.Why = TokenNone, "none (no primary key; uniqueness_token record would hash the whole record)"
+		return r
+	}
+	if r.Snapshot && r.SyncID == "" {
+		r.Kind, r.Why = TokenNone, "none (a full-refresh stream, and the catalog has no sync_id to tell one sync's rows from the next's)"
+	}
+	if r.Generation != "" {
+		r.Why += fmt.Sprintf(", in generation %s", r.Generation)
+	}
+	return r
 }
 
 // checkCollisions finds streams that share a collection: a warning when all

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"destination-keen/internal/config"
 	"destination-keen/internal/failure"
 )
 
@@ -14,6 +15,9 @@ type stream struct {
 	cursor         []string
 	schema         string
 	gen, minGen    int
+	syncMode       string     // default incremental
+	key, srcKey    [][]string // primary_key, source_defined_primary_key
+	syncID         int
 }
 
 func doc(streams ...stream) []byte {
@@ -26,7 +30,20 @@ func doc(streams ...stream) []byte {
 		if s.ns != "" {
 			st["namespace"] = s.ns
 		}
-		cs := map[string]any{"stream": st, "sync_mode": "incremental", "destination_sync_mode": s.mode}
+		if s.srcKey != nil {
+			st["source_defined_primary_key"] = s.srcKey
+		}
+		mode := "incremental"
+		if s.syncMode != "" {
+			mode = s.syncMode
+		}
+		cs := map[string]any{"stream": st, "sync_mode": mode, "destination_sync_mode": s.mode}
+		if s.key != nil {
+			cs["primary_key"] = s.key
+		}
+		if s.syncID != 0 {
+			cs["sync_id"] = s.syncID
+		}
 		if s.cursor != nil {
 			cs["cursor_field"] = s.cursor
 		}
@@ -47,7 +64,7 @@ func TestCompilePlans(t *testing.T) {
 		stream{name: "users", mode: "append", gen: 4, minGen: 4, cursor: []string{"meta", "updated"},
 			schema: `{"properties":{"meta":{"properties":{"updated":{"type":["null","integer"]}}}}}`},
 		stream{name: "events", mode: "append", gen: 4, minGen: 1, cursor: []string{"ts"}},
-	), true)
+	), Options{InferTimestamp: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,14 +87,14 @@ func TestCompilePlans(t *testing.T) {
 }
 
 func TestInferenceOff(t *testing.T) {
-	c, err := Compile(doc(stream{name: "s", mode: "append", cursor: []string{"ts"}}), false)
-	if err != nil || c.Plans[0].Cursor != nil {
-		t.Fatalf("inference off must drop the cursor: %v %v", c.Plans[0].Cursor, err)
+	c, err := Compile(doc(stream{name: "s", mode: "append", cursor: []string{"ts"}}), Options{})
+	if err != nil || c.Plans[0].TimestampFromCursor || c.Plans[0].Cursor == nil {
+		t.Fatalf("inference off must keep the cursor but not read times from it: %+v %v", c.Plans[0], err)
 	}
 }
 
 func TestNamespaces(t *testing.T) {
-	c, err := Compile(doc(stream{name: "users", ns: "a", mode: "append"}, stream{name: "users", ns: "b", mode: "append"}), true)
+	c, err := Compile(doc(stream{name: "users", ns: "a", mode: "append"}, stream{name: "users", ns: "b", mode: "append"}), Options{InferTimestamp: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +123,7 @@ func TestCompileErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Compile(tt.doc, true)
+			_, err := Compile(tt.doc, Options{InferTimestamp: true})
 			f := failure.As(err)
 			if err == nil || f.Kind != failure.Config {
 				t.Fatalf("want config_error, got %v", err)
@@ -115,6 +132,44 @@ func TestCompileErrors(t *testing.T) {
 				if !strings.Contains(f.Message, w) {
 					t.Errorf("message %q lacks %q", f.Message, w)
 				}
+			}
+		})
+	}
+}
+
+func TestTokenRules(t *testing.T) {
+	id := [][]string{{"id"}}
+	tests := []struct {
+		name   string
+		s      stream
+		policy config.TokenPolicy
+		want   string // kind key snapshot sync generation
+	}{
+		{"incremental with a key and a cursor", stream{mode: "append", key: id, cursor: []string{"updated"}}, config.TokensPrimaryKey, "1 [[id]] false  "},
+		{"the source's key", stream{mode: "append", srcKey: [][]string{{"a"}, {"b", "c"}}, cursor: []string{"u"}}, config.TokensPrimaryKey, "1 [[a] [b c]] false  "},
+		{"the configured key first", stream{mode: "append", key: id, srcKey: [][]string{{"a"}}, cursor: []string{"u"}}, config.TokensPrimaryKey, "1 [[id]] false  "},
+		{"full refresh", stream{mode: "append", key: id, syncMode: "full_refresh", syncID: 42}, config.TokensPrimaryKey, "1 [[id]] true 42 "},
+		{"full refresh without a sync_id", stream{mode: "append", key: id, syncMode: "full_refresh"}, config.TokensPrimaryKey, "0 [[id]] true  "},
+		{"no cursor", stream{mode: "append", key: id, syncID: 7}, config.TokensPrimaryKey, "1 [[id]] true 7 "},
+		{"no key", stream{mode: "append", cursor: []string{"u"}}, config.TokensPrimaryKey, "0 [] false  "},
+		{"no key, record", stream{mode: "append", cursor: []string{"u"}}, config.TokensRecord, "2 [] false  "},
+		{"off", stream{mode: "append", key: id, cursor: []string{"u"}}, config.TokensOff, "0 [[id]] false  "},
+		{"truncating, generation hashed", stream{mode: "overwrite", key: id, syncMode: "full_refresh", syncID: 9, gen: 3, minGen: 3}, config.TokensPrimaryKey, "1 [[id]] true 9 3"},
+		{"appending, generation not hashed", stream{mode: "append", key: id, cursor: []string{"u"}, gen: 3, minGen: 0}, config.TokensPrimaryKey, "1 [[id]] false  "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.s.name = "s"
+			c, err := Compile(doc(tt.s), Options{Tokens: tt.policy})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := c.Plans[0].Token
+			if got := fmt.Sprintf("%d %v %v %s %s", r.Kind, r.Key, r.Snapshot, r.SyncID, r.Generation); got != tt.want {
+				t.Fatalf("rule %q (%s), want %q", got, r.Why, tt.want)
+			}
+			if r.Why == "" {
+				t.Fatal("no reason for the log")
 			}
 		})
 	}

@@ -47,6 +47,9 @@ type Config struct {
 	// Nonconforming says what to do with a record that breaks Keen's event
 	// rules; default Fix.
 	Nonconforming Policy
+	// Tokens says how events get a keen.uniqueness_token; default
+	// TokensPrimaryKey.
+	Tokens TokenPolicy
 	// DeliveryTimeout bounds how long the brokers may acknowledge nothing.
 	DeliveryTimeout time.Duration
 }
@@ -69,6 +72,24 @@ var policies = map[genconfig.ConfigNonconformingRecords]Policy{
 	genconfig.ConfigNonconformingRecordsFix:  Fix,
 	genconfig.ConfigNonconformingRecordsSkip: Skip,
 	genconfig.ConfigNonconformingRecordsFail: Fail,
+}
+
+// TokenPolicy is how events get a keen.uniqueness_token (uniqueness_token).
+type TokenPolicy uint8
+
+// Token policies.
+const (
+	TokensPrimaryKey TokenPolicy = iota // from the primary key and the cursor (default)
+	TokensRecord                        // as TokensPrimaryKey, and from the whole record without a key
+	TokensOff                           // no token
+)
+
+func (p TokenPolicy) String() string { return [...]string{"primary_key", "record", "off"}[p] }
+
+var tokenPolicies = map[genconfig.ConfigUniquenessToken]TokenPolicy{
+	genconfig.ConfigUniquenessTokenPrimaryKey: TokensPrimaryKey,
+	genconfig.ConfigUniquenessTokenRecord:     TokensRecord,
+	genconfig.ConfigUniquenessTokenOff:        TokensOff,
 }
 
 // Load reads and parses the config file at path.
@@ -113,6 +134,7 @@ func adapt(g *genconfig.Config) *Config {
 		Compression:     string(g.Compression),
 		SkipOversized:   g.OversizedRecords == genconfig.ConfigOversizedRecordsSkip,
 		Nonconforming:   policies[g.NonconformingRecords],
+		Tokens:          tokenPolicies[g.UniquenessToken],
 		DeliveryTimeout: time.Duration(g.DeliveryTimeoutSeconds) * time.Second,
 	}
 	for _, b := range strings.Split(g.KafkaBootstrapServers, ",") {
@@ -170,6 +192,6 @@ func (c *Config) String() string {
 	if c.SkipOversized {
 		oversized = "skip"
 	}
-	return fmt.Sprintf("project_id=%s infer_timestamp=%t kafka_bootstrap_servers=%s api_url=%s compression=%s oversized_records=%s nonconforming_records=%s delivery_timeout_seconds=%d",
-		c.ProjectID, c.InferTimestamp, strings.Join(c.Brokers, ","), c.APIURL, c.Compression, oversized, c.Nonconforming, int(c.DeliveryTimeout.Seconds()))
+	return fmt.Sprintf("project_id=%s infer_timestamp=%t kafka_bootstrap_servers=%s api_url=%s compression=%s oversized_records=%s nonconforming_records=%s uniqueness_token=%s delivery_timeout_seconds=%d",
+		c.ProjectID, c.InferTimestamp, strings.Join(c.Brokers, ","), c.APIURL, c.Compression, oversized, c.Nonconforming, c.Tokens, int(c.DeliveryTimeout.Seconds()))
 }

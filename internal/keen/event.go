@@ -10,12 +10,17 @@ import (
 // a producer set; timestamp is always the connector's.
 var keenWritable = [...]string{"addons", "location", "uniqueness_token"}
 
+// tokenIndex is uniqueness_token's place in keenWritable.
+const tokenIndex = 2
+
 // Shape is what shaping one record's data found.
 type Shape struct {
 	// DroppedKeenKeys counts members of the source's keen object that Keen
 	// would refuse (everything but addons, location, uniqueness_token and
 	// timestamp, which the connector sets).
 	DroppedKeenKeys int
+	// SourceToken: the source set keen.uniqueness_token itself; it was kept.
+	SourceToken bool
 }
 
 // Record is what the connector takes from one record's data, in one place:
@@ -27,17 +32,23 @@ type Record struct {
 	keen   []byte // the last keen member's value; nil when there is none
 	empty  bool
 	Cursor []byte // the raw cursor value; nil when missing
+	// Key holds the raw values of the primary key's paths, in order; an
+	// entry is nil when the record lacks that value.
+	Key [][]byte
 	// Traits of data outside its keen member: with none, the record follows
 	// Keen's rules (see NeedsConform).
 	Traits jsonx.Traits
 }
 
 // Capture builds the Record of data, a valid JSON object whose members are
-// given, for a stream whose cursor is at path cursor (nil for none). For
-// repeated names the last member wins, as in encoding/json.
-func Capture(data []byte, members []jsonx.Member, cursor []string) Record {
+// given, for a stream whose cursor is at path cursor and whose primary key
+// at paths key (nil for none). The key's values go to keyVals, reused by the
+// caller, which must hold len(key) entries. For repeated names the last
+// member wins, as in encoding/json.
+func Capture(data []byte, members []jsonx.Member, cursor []string, key [][]string, keyVals [][]byte) Record {
 	r := Record{data: data, empty: len(members) == 0}
 	var top []byte
+	clear(keyVals)
 	for i := range members {
 		m := &members[i]
 		if jsonx.KeyIs(m.Key, "keen") {
@@ -48,9 +59,22 @@ func Capture(data []byte, members []jsonx.Member, cursor []string) Record {
 		if len(cursor) > 0 && jsonx.KeyIs(m.Key, cursor[0]) {
 			top = m.Value
 		}
+		for j, k := range key {
+			if jsonx.KeyIs(m.Key, k[0]) {
+				keyVals[j] = m.Value // the rest of the path is looked up below
+			}
+		}
 	}
 	if top != nil {
 		r.Cursor = Lookup(top, cursor[1:])
+	}
+	if len(key) > 0 {
+		for j, k := range key {
+			if keyVals[j] != nil && len(k) > 1 {
+				keyVals[j] = Lookup(keyVals[j], k[1:])
+			}
+		}
+		r.Key = keyVals[:len(key)]
 	}
 	return r
 }
@@ -63,11 +87,12 @@ func (r Record) WithData(conformed []byte) Record {
 }
 
 // AppendEvent appends the record's event to dst: its data with
-// keen.timestamp set to ts. Everything but the keen member is copied byte for
-// byte. Without a keen member the event is data with one member spliced in
-// before its closing brace; with one, the keen object is rebuilt from the
-// writable keys it held.
-func (r *Record) AppendEvent(dst []byte, ts time.Time) ([]byte, Shape) {
+// keen.timestamp set to ts, and keen.uniqueness_token set to token unless
+// token is nil or the source set one itself. Everything but the keen member
+// is copied byte for byte. Without a keen member the event is data with one
+// member spliced in before its closing brace; with one, the keen object is
+// rebuilt from the writable keys it held.
+func (r *Record) AppendEvent(dst []byte, ts time.Time, token []byte) ([]byte, Shape) {
 	var sh Shape
 	if r.keen == nil {
 		dst = append(dst, r.data[:len(r.data)-1]...)
@@ -76,20 +101,34 @@ func (r *Record) AppendEvent(dst []byte, ts time.Time) ([]byte, Shape) {
 		}
 		dst = append(dst, `"keen":{"timestamp":"`...)
 		dst = AppendTimestamp(dst, ts)
-		return append(dst, `"}}`...), sh
+		dst = append(dst, '"')
+		if token != nil {
+			dst = append(dst, `,"uniqueness_token":"`...)
+			dst = append(dst, token...)
+			dst = append(dst, '"')
+		}
+		return append(dst, "}}"...), sh
 	}
-	return rebuild(dst, r.data, ts, &sh)
+	return rebuild(dst, r.data, ts, token, &sh)
 }
 
 // rebuild writes data without its keen member(s), then one keen object with
 // the timestamp and the writable keys of the last keen member (JSON's
 // last-one-wins for duplicate keys).
-func rebuild(dst, data []byte, ts time.Time, sh *Shape) ([]byte, Shape) {
+func rebuild(dst, data []byte, ts time.Time, token []byte, sh *Shape) ([]byte, Shape) {
 	dst, keen := jsonx.AppendWithout(dst, data, "keen")
 	dst = append(dst, `"keen":{"timestamp":"`...)
 	dst = AppendTimestamp(dst, ts)
 	dst = append(dst, '"')
+	ours := func() {
+		if token != nil {
+			dst = append(dst, `,"uniqueness_token":"`...)
+			dst = append(dst, token...)
+			dst = append(dst, '"')
+		}
+	}
 	if jsonx.KindOf(keen) != jsonx.Object {
+		ours()
 		return append(dst, "}}"...), *sh
 	}
 	var kept [len(keenWritable)][]byte
@@ -112,6 +151,11 @@ func rebuild(dst, data []byte, ts time.Time, sh *Shape) ([]byte, Shape) {
 			dst = append(dst, `":`...)
 			dst = append(dst, kept[i]...)
 		}
+	}
+	if kept[tokenIndex] != nil {
+		sh.SourceToken = true // the source's own token is kept
+	} else {
+		ours()
 	}
 	return append(dst, "}}"...), *sh
 }

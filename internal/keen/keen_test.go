@@ -195,7 +195,7 @@ func TestAppendEvent(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, sh := r.AppendEvent([]byte("prefix:"), ts)
+			got, sh := r.AppendEvent([]byte("prefix:"), ts, nil)
 			if string(got) != "prefix:"+tt.want {
 				t.Fatalf("got  %s\nwant prefix:%s", got, tt.want)
 			}
@@ -214,7 +214,7 @@ func capture(data []byte, cursor []string) (Record, error) {
 	if err := message.Decode([]byte(line), &m); err != nil {
 		return Record{}, err
 	}
-	return Capture(m.Data, m.Members, cursor), nil
+	return Capture(m.Data, m.Members, cursor, nil, nil), nil
 }
 
 func TestCaptureCursor(t *testing.T) {
@@ -248,7 +248,7 @@ func FuzzAppendEvent(f *testing.F) {
 		if err != nil {
 			return
 		}
-		out, _ := r.AppendEvent(nil, ts)
+		out, _ := r.AppendEvent(nil, ts, nil)
 		var in, ev map[string]json.RawMessage
 		if err := json.Unmarshal(data, &in); err != nil {
 			t.Fatalf("accepted data encoding/json rejects: %q: %v", data, err)

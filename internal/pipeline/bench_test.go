@@ -34,7 +34,7 @@ func BenchmarkRecordPath(b *testing.B) {
 			if err := message.Decode(benchLine, &m); err != nil {
 				b.Fatal(err)
 			}
-			rec := keen.Capture(m.Data, m.Members, cursor)
+			rec := keen.Capture(m.Data, m.Members, cursor, nil, nil)
 			if keen.NeedsConform(rec.Traits) {
 				b.Fatal("a trait noted")
 			}
@@ -42,7 +42,30 @@ func BenchmarkRecordPath(b *testing.B) {
 			if !ok {
 				b.Fatal("cursor not parsed")
 			}
-			buf, _ = rec.AppendEvent(buf[:0], ts)
+			buf, _ = rec.AppendEvent(buf[:0], ts, nil)
+		}
+	})
+	// The same with a uniqueness token from a primary key and the cursor.
+	b.Run("connector-token", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(benchLine)))
+		var m message.Message
+		var p keen.Parser
+		var tk keen.Tokener
+		buf := make([]byte, 0, 1024)
+		tok := make([]byte, 0, keen.TokenLen)
+		cursor, key, keyVals := []string{"updated_at"}, [][]string{{"id"}}, make([][]byte, 1)
+		for b.Loop() {
+			if err := message.Decode(benchLine, &m); err != nil {
+				b.Fatal(err)
+			}
+			rec := keen.Capture(m.Data, m.Members, cursor, key, keyVals)
+			tok = tk.Append(tok[:0], &keen.TokenInput{Collection: "bench", Key: rec.Key, Cursor: rec.Cursor})
+			ts, ok := p.Parse(rec.Cursor)
+			if !ok {
+				b.Fatal("cursor not parsed")
+			}
+			buf, _ = rec.AppendEvent(buf[:0], ts, tok)
 		}
 	})
 	// A record of the same size that breaks Keen's rules (an array of
@@ -59,7 +82,7 @@ func BenchmarkRecordPath(b *testing.B) {
 			if err := message.Decode(benchLineNonconforming, &m); err != nil {
 				b.Fatal(err)
 			}
-			rec := keen.Capture(m.Data, m.Members, cursor)
+			rec := keen.Capture(m.Data, m.Members, cursor, nil, nil)
 			if !keen.NeedsConform(rec.Traits) {
 				b.Fatal("no trait noted")
 			}
@@ -73,7 +96,7 @@ func BenchmarkRecordPath(b *testing.B) {
 			if !ok {
 				b.Fatal("cursor not parsed")
 			}
-			buf, _ = rec.AppendEvent(buf[:0], ts)
+			buf, _ = rec.AppendEvent(buf[:0], ts, nil)
 		}
 	})
 	// A maintained raw-JSON library doing the same job, for the reason jsonx

@@ -72,6 +72,9 @@ type Stream struct {
 	Fallbacks       atomic.Int64 // cursor missing or unreadable: emitted_at
 	DroppedKeenKeys atomic.Int64
 	Oversized       atomic.Int64 // skipped as too large (oversized_records: skip)
+	Tokens          atomic.Int64 // events with a uniqueness token derived here
+	SourceTokens    atomic.Int64 // events whose source set its own token
+	Untokened       atomic.Int64 // of a stream with tokens, but a key value or the cursor and sync_id missing
 }
 
 // New returns the pipeline of a sync.
@@ -191,6 +194,7 @@ type item struct {
 	// RECORD: what shaping found, counted by the sequencer in input order
 	fromCursor bool          // keen.timestamp came from the cursor
 	droppedKey int           // keys of the source's keen object dropped
+	token      tokenOutcome  // what became of the record's uniqueness token
 	changes    []keen.Change // what conforming changed; for itemRejected, why
 	// STATE
 	stateKind checkpoint.Kind
@@ -248,12 +252,25 @@ func (p *Pipeline) read(ctx context.Context, stdin io.Reader, work, ordered chan
 	}
 }
 
+// tokenOutcome is what became of a record's uniqueness token.
+type tokenOutcome uint8
+
+const (
+	tokenNone    tokenOutcome = iota // the stream's events get none
+	tokenOurs                        // derived here
+	tokenSource                      // the source's own, kept
+	tokenMissing                     // the record lacks what its token is derived from
+)
+
 // worker is what one shaping goroutine keeps from record to record.
 type worker struct {
 	cache   planCache
 	m       message.Message
 	scratch []byte        // conformed data
 	parsers []keen.Parser // per plan: each remembers its stream's time layout
+	tokener keen.Tokener
+	token   []byte   // the record's token
+	keyVals [][]byte // the record's primary key values
 }
 
 // shape decodes each line of a batch and shapes records into envelopes.
@@ -326,7 +343,11 @@ func (p *Pipeline) shapeRecord(wk *worker, it *item) {
 		return
 	}
 	it.plan, it.changes = plan, nil
-	rec := keen.Capture(m.Data, m.Members, plan.Cursor)
+	if cap(wk.keyVals) < len(plan.Token.Key) {
+		wk.keyVals = make([][]byte, len(plan.Token.Key))
+	}
+	rec := keen.Capture(m.Data, m.Members, plan.Cursor, plan.Token.Key, wk.keyVals[:len(plan.Token.Key)])
+	token, outcome := p.token(wk, plan, &rec, m.Data)
 	if keen.NeedsConform(rec.Traits) {
 		var changes []keen.Change
 		if wk.scratch, changes = keen.Conform(wk.scratch[:0], m.Data); len(changes) > 0 {
@@ -345,7 +366,7 @@ func (p *Pipeline) shapeRecord(wk *worker, it *item) {
 		}
 	}
 	ts, fromCursor := time.Time{}, false
-	if rec.Cursor != nil {
+	if plan.TimestampFromCursor && rec.Cursor != nil {
 		ts, fromCursor = wk.parsers[plan.Index].Parse(rec.Cursor)
 	}
 	if !fromCursor {
@@ -353,9 +374,44 @@ func (p *Pipeline) shapeRecord(wk *worker, it *item) {
 	}
 	env := p.sink.Get()
 	var sh keen.Shape
-	env.Buf, sh = rec.AppendEvent(env.Buf[:0], ts)
+	env.Buf, sh = rec.AppendEvent(env.Buf[:0], ts, token)
+	if sh.SourceToken {
+		outcome = tokenSource
+	}
 	env.Stream, env.Tag = plan.Stream, plan.Index
-	it.kind, it.env, it.fromCursor, it.droppedKey = itemRecord, env, fromCursor, sh.DroppedKeenKeys
+	it.kind, it.env, it.fromCursor, it.droppedKey, it.token = itemRecord, env, fromCursor, sh.DroppedKeenKeys, outcome
+}
+
+// token derives the record's uniqueness token by the stream's rule (see
+// catalog.TokenRule and keen's token derivation), from the source's bytes
+// as they came (before any conforming). It returns nil for none.
+func (p *Pipeline) token(wk *worker, plan *catalog.Plan, rec *keen.Record, data []byte) ([]byte, tokenOutcome) {
+	r := &plan.Token
+	in := keen.TokenInput{Collection: plan.Collection, Generation: r.Generation}
+	switch r.Kind {
+	case catalog.TokenNone:
+		return nil, tokenNone
+	case catalog.TokenKey:
+		for _, v := range rec.Key {
+			if v == nil {
+				return nil, tokenMissing
+			}
+		}
+		in.Key, in.Cursor = rec.Key, rec.Cursor
+		if r.Snapshot || rec.Cursor == nil {
+			if r.SyncID == "" {
+				return nil, tokenMissing // no cursor value and no sync to tell versions apart
+			}
+			in.SyncID = r.SyncID
+		}
+	case catalog.TokenRecord:
+		in.Record = data
+		if r.Snapshot {
+			in.SyncID = r.SyncID
+		}
+	}
+	wk.token = wk.tokener.Append(wk.token[:0], &in)
+	return wk.token, tokenOurs
 }
 
 func badInput(err error, line int) error {
@@ -436,8 +492,16 @@ func (p *Pipeline) send(ctx context.Context, it *item) error {
 	switch {
 	case it.fromCursor:
 		st.FromCursor.Add(1)
-	case plan.Cursor != nil:
+	case plan.TimestampFromCursor:
 		st.Fallbacks.Add(1)
+	}
+	switch it.token {
+	case tokenOurs:
+		st.Tokens.Add(1)
+	case tokenSource:
+		st.SourceTokens.Add(1)
+	case tokenMissing:
+		st.Untokened.Add(1)
 	}
 	if it.droppedKey > 0 {
 		st.DroppedKeenKeys.Add(int64(it.droppedKey))

@@ -76,7 +76,7 @@ func Run(ctx context.Context, em *airbyte.Emitter, configPath, catalogPath strin
 		return err
 	}
 	em.Redact(cfg.APIKey.Reveal())
-	cat, err := catalog.Load(catalogPath, cfg.InferTimestamp)
+	cat, err := catalog.Load(catalogPath, catalog.OptionsOf(cfg))
 	if err != nil {
 		return err
 	}
@@ -117,10 +117,10 @@ func logPlan(em *airbyte.Emitter, cfg *config.Config, cat *catalog.Catalog) {
 	_ = em.Logf(airbyte.Info, "destination-keen %s: %s", connector.Version, cfg)
 	for _, p := range cat.Plans {
 		ts := "emitted_at"
-		if p.Cursor != nil {
+		if p.TimestampFromCursor {
 			ts = fmt.Sprintf("cursor %s (%s), else emitted_at", strings.Join(p.Cursor, "."), p.CursorKind)
 		}
-		_ = em.Logf(airbyte.Info, "Stream %q -> collection %q: %s; keen.timestamp from %s", p.Name(), p.Collection, p.Reason, ts)
+		_ = em.Logf(airbyte.Info, "Stream %q -> collection %q: %s; keen.timestamp from %s; keen.uniqueness_token from %s", p.Name(), p.Collection, p.Reason, ts, p.Token.Why)
 	}
 	for _, warning := range cat.Warnings {
 		_ = em.Logf(airbyte.Warn, "Namespaces are not part of collection names: %s", warning)
@@ -333,8 +333,13 @@ func (s *syncRun) summary(elapsed time.Duration, st checkpoint.Stats) {
 	for _, p := range s.cat.Plans {
 		c := s.pipe.Stream(p)
 		line := fmt.Sprintf("Stream %q -> %q: %d records", p.Name(), p.Collection, c.Records.Load())
-		if p.Cursor != nil {
+		if p.TimestampFromCursor {
 			line += fmt.Sprintf("; keen.timestamp from the cursor for %d, from emitted_at for %d (cursor missing or not a time)", c.FromCursor.Load(), c.Fallbacks.Load())
+		}
+		if p.Token.Kind != catalog.TokenNone || c.SourceTokens.Load() > 0 {
+			line += fmt.Sprintf("; uniqueness tokens from %s for %d, the source's own kept for %d, none for %d (a key value, or the cursor and the sync_id, missing)", p.Token.Why, c.Tokens.Load(), c.SourceTokens.Load(), c.Untokened.Load())
+		} else {
+			line += "; no uniqueness tokens: " + strings.TrimPrefix(p.Token.Why, "none ")
 		}
 		if n := c.DroppedKeenKeys.Load(); n > 0 {
 			line += fmt.Sprintf("; %d %s of the source's keen objects dropped (Keen accepts only addons, location, uniqueness_token)", n, plural(n, "key", "keys"))

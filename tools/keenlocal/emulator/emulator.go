@@ -5,9 +5,11 @@
 // API for deleting collections, listing them and extracting events, over TLS
 // with the same generated CA; Keen's event rules, checked on every consumed
 // message, with the events Keen would silently drop kept apart as rejected;
-// and faults to inject (failed, slow or dropped produce requests, failing
-// deletes, a blackhole mode for benchmarks). It is a test tool: it keeps
-// everything in memory and is not a model of Keen's query engine.
+// Keen's uniqueness tokens (the first event with a token in a collection is
+// stored, later ones dropped and counted); and faults to inject (failed,
+// slow or dropped produce requests, failing deletes, a blackhole mode for
+// benchmarks). It is a test tool: it keeps everything in memory and is not a
+// model of Keen's query engine.
 package emulator
 
 import (
@@ -92,6 +94,8 @@ type Emulator struct {
 
 	mu        sync.Mutex
 	events    map[string][]stored
+	tokens    map[string]map[string]bool // uniqueness tokens of the stored events, per collection
+	dups      map[string]int             // events dropped as duplicates, per collection
 	rejected  []Rejection
 	consumed  map[string]map[int32]int64 // next offset to consume, per topic partition
 	cutoff    map[string]map[int32]int64 // offsets below are deleted, per collection partition
@@ -136,6 +140,8 @@ func Start(opts Options) (*Emulator, error) {
 	e := &Emulator{
 		opts:     opts,
 		events:   map[string][]stored{},
+		tokens:   map[string]map[string]bool{},
+		dups:     map[string]int{},
 		consumed: map[string]map[int32]int64{},
 		cutoff:   map[string]map[int32]int64{},
 	}
@@ -321,8 +327,19 @@ func (e *Emulator) file(r *kgo.Record) {
 		reject(err.Error())
 		return
 	}
-	created := r.Timestamp.UTC().Format("2006-01-02T15:04:05.000Z")
 	k, _ := ev["keen"].(map[string]any)
+	if tok, ok := k["uniqueness_token"].(string); ok {
+		// Keen keeps only the first event with a token in a collection.
+		if e.tokens[r.Topic][tok] {
+			e.dups[r.Topic]++
+			return
+		}
+		if e.tokens[r.Topic] == nil {
+			e.tokens[r.Topic] = map[string]bool{}
+		}
+		e.tokens[r.Topic][tok] = true
+	}
+	created := r.Timestamp.UTC().Format("2006-01-02T15:04:05.000Z")
 	if k == nil {
 		k = map[string]any{}
 		ev["keen"] = k
@@ -419,6 +436,22 @@ func (e *Emulator) Collections(ctx context.Context) (map[string]int, error) {
 	return out, nil
 }
 
+// Duplicates returns, per collection, how many events were dropped because
+// an earlier event of the collection had the same keen.uniqueness_token,
+// after a Sync.
+func (e *Emulator) Duplicates(ctx context.Context) (map[string]int, error) {
+	if err := e.Sync(ctx); err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := map[string]int{}
+	for c, n := range e.dups {
+		out[c] = n
+	}
+	return out, nil
+}
+
 // Rejected returns the events Keen would have dropped, after a Sync.
 func (e *Emulator) Rejected(ctx context.Context) ([]Rejection, error) {
 	if err := e.Sync(ctx); err != nil {
@@ -446,6 +479,7 @@ func (e *Emulator) DeleteCollection(ctx context.Context, collection string) erro
 	})
 	e.cutoff[collection] = cut
 	delete(e.events, collection)
+	delete(e.tokens, collection) // the tokens of deleted events go with them
 	e.opts.Logf("deleted collection %s", collection)
 	return nil
 }
@@ -593,6 +627,7 @@ func (e *Emulator) StartKafka() error {
 	}
 	e.mu.Lock()
 	e.events, e.rejected, e.consumed = map[string][]stored{}, nil, map[string]map[int32]int64{}
+	e.tokens, e.dups = map[string]map[string]bool{}, map[string]int{}
 	e.mu.Unlock()
 	var err error
 	for attempt := 0; attempt < 50; attempt++ { // the old sockets may take a moment to free their ports

@@ -576,3 +576,42 @@ func TestReadBackWhileLeadersMove(t *testing.T) {
 		}
 	}
 }
+
+// TestUniquenessTokens: the first event with a token in a collection is
+// stored; later ones there are dropped and counted; other collections and
+// events without a token are not affected; a delete forgets the tokens of
+// the events it removes.
+func TestUniquenessTokens(t *testing.T) {
+	e := start(t, Options{Partitions: 1}) // one partition: "first" is the order sent
+	p := producer(t, e)
+	if err := send(p, "a", `{"n":1,"keen":{"uniqueness_token":"t1"}}`, `{"n":2,"keen":{"uniqueness_token":"t1"}}`,
+		`{"n":3,"keen":{"uniqueness_token":"t2"}}`, `{"n":4}`, `{"n":5}`); err != nil {
+		t.Fatal(err)
+	}
+	if err := send(p, "b", `{"n":6,"keen":{"uniqueness_token":"t1"}}`); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ev := range extract(t, e, "a") {
+		got = append(got, fmt.Sprint(ev["n"]))
+	}
+	if strings.Join(got, ",") != "1,3,4,5" || len(extract(t, e, "b")) != 1 {
+		t.Fatalf("stored %v in a and %d in b", got, len(extract(t, e, "b")))
+	}
+	dups, err := e.Duplicates(ctx(t))
+	if err != nil || dups["a"] != 1 || dups["b"] != 0 {
+		t.Fatalf("duplicates %v %v", dups, err)
+	}
+	if status, _, body := call(t, e, http.MethodGet, "https://"+e.httpAddr+"/emulator/duplicates", e.APIKey()); status != 200 || !strings.Contains(body, `"a":1`) {
+		t.Fatalf("endpoint: %d %s", status, body)
+	}
+	if err := e.DeleteCollection(ctx(t), "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := send(p, "a", `{"n":7,"keen":{"uniqueness_token":"t1"}}`); err != nil {
+		t.Fatal(err)
+	}
+	if evs := extract(t, e, "a"); len(evs) != 1 {
+		t.Fatalf("after the delete, a token of a deleted event: %d events", len(evs))
+	}
+}

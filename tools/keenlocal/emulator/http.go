@@ -26,6 +26,7 @@ func (e *Emulator) startHTTP() error {
 	mux.HandleFunc("GET /3.0/projects/{project}/events", e.master(e.handleCollections))
 	mux.HandleFunc("GET /3.0/projects/{project}/queries/extraction", e.master(e.handleExtraction))
 	mux.HandleFunc("GET /emulator/rejected", e.handleRejected)
+	mux.HandleFunc("GET /emulator/duplicates", e.handleDuplicates)
 	e.http = &http.Server{
 		Handler:           e.record(mux),
 		TLSConfig:         e.ca.serverConfig(),
@@ -184,4 +185,15 @@ func (e *Emulator) handleRejected(w http.ResponseWriter, r *http.Request) {
 		rej = []Rejection{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"rejected": rej})
+}
+
+func (e *Emulator) handleDuplicates(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	dups, err := e.Duplicates(ctx)
+	if err != nil {
+		keenError(w, http.StatusServiceUnavailable, "ServiceUnavailableError", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"duplicates": dups})
 }
