@@ -2,22 +2,28 @@ package keen
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 )
 
-const hexDigits = "0123456789abcdef"
+// tokenHashBytes of the hash make the token: 30 bytes, 40 characters of
+// unpadded base64url.
+const tokenHashBytes = 30
 
 // Uniqueness tokens. Keen keeps only the first event it collects with a
 // given keen.uniqueness_token in a collection, for 31 days; a token derived
 // from the record alone makes the same record sent again (a retried sync)
 // add nothing.
 //
-// A token is "dk1_" and the first 30 bytes of a SHA-256, in lowercase hex:
-// 64 characters, Keen's limit. The hash is taken over a canonical sequence
-// that never changes within version 1 (a test pins known records to their
-// tokens): the text "dk1", then each field
-// that is present, in this order, as one tag byte, the field's length as a
-// uvarint and its bytes:
+// A token is "dk1_" and the first 30 bytes (240 bits) of a SHA-256 in
+// unpadded base64url: 44 characters, within Keen's 64. SHA-256 rather than a
+// faster non-cryptographic hash (xxh3 takes 14 ns where SHA-256 takes 120 on
+// the development machine): a source row crafted to collide with another's
+// token would make Keen drop that other event, and Keen counts events for
+// billing. The hash is taken over a canonical sequence that never changes
+// within version 1 (a test pins known records to their tokens): the text
+// "dk1", then each field that is present, in this order, as one tag byte,
+// the field's length as a uvarint and its bytes:
 //
 //	'c' the collection's name
 //	'g' the generation (decimal), for a truncating stream with a generation_id
@@ -35,8 +41,8 @@ const hexDigits = "0123456789abcdef"
 // TokenPrefix starts every token the connector derives (version 1).
 const TokenPrefix = "dk1_"
 
-// TokenLen is the length of a token: Keen's limit.
-const TokenLen = 64
+// TokenLen is the length of a token: well within Keen's 64.
+const TokenLen = len(TokenPrefix) + tokenHashBytes/3*4
 
 // tokenDomain starts the hashed sequence; short, so that a typical key and
 // cursor fit SHA-256's one block of 55 bytes.
@@ -84,10 +90,7 @@ func (t *Tokener) Append(dst []byte, in *TokenInput) []byte {
 	t.buf = b
 	sum := sha256.Sum256(b)
 	dst = append(dst, TokenPrefix...)
-	for _, c := range sum[:(TokenLen-len(TokenPrefix))/2] {
-		dst = append(dst, hexDigits[c>>4], hexDigits[c&0xf])
-	}
-	return dst
+	return base64.RawURLEncoding.AppendEncode(dst, sum[:tokenHashBytes])
 }
 
 func field(b []byte, tag byte, v []byte) []byte {

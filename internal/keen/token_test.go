@@ -2,7 +2,7 @@ package keen
 
 import (
 	"crypto/sha256"
-	"encoding/hex"
+	"encoding/base64"
 	"strings"
 	"testing"
 	"time"
@@ -19,13 +19,13 @@ func TestTokensPinned(t *testing.T) {
 		want string
 	}{
 		{"key and cursor", TokenInput{Collection: "orders", Key: [][]byte{[]byte(`1001`)}, Cursor: []byte(`"2024-03-01T10:15:00Z"`)},
-			"dk1_327a5ee32f6d7f1b6dfe5b377cbc099282029c4bc02d2be1c2e67d7d74ce"},
+			"dk1_Mnpe4y9tfxtt_ls3fLwJkoICnEvALSvhwuZ9fXTO"},
 		{"snapshot", TokenInput{Collection: "users", SyncID: "42", Key: [][]byte{[]byte(`"u-1"`)}},
-			"dk1_26388b90376ff1610a9cb0b9d9289b0aaa23e42775658897a761076f6151"},
+			"dk1_JjiLkDdv8WEKnLC52SibCqoj5Cd1ZYiXp2EHb2FR"},
 		{"composite key, generation", TokenInput{Collection: "c", Generation: "3", SyncID: "9", Key: [][]byte{[]byte(`1`), []byte(`"a"`)}},
-			"dk1_e8885923aae5ecb3cdaba2353fa4334edf5a56b99c554f9155035037ab48"},
+			"dk1_6IhZI6rl7LPNq6I1P6QzTt9aVrmcVU-RVQNQN6tI"},
 		{"record", TokenInput{Collection: "events", Record: []byte(`{"a":1,"b":[1,2]}`)},
-			"dk1_b44c2b6d07f37bcefa63aca6c41cc5881ef632f67da8ae7ff8894669c338"},
+			"dk1_tEwrbQfze876Y6ymxBzFiB72MvZ9qK5_-IlGacM4"},
 	}
 	var tk Tokener
 	for _, tt := range tests {
@@ -50,7 +50,7 @@ func TestTokenAsDocumented(t *testing.T) {
 		"k\x01" + "v\x041001" + // one key value
 		"u" + string(rune(len(cursor))) + cursor // the cursor
 	sum := sha256.Sum256([]byte(seq))
-	want := TokenPrefix + hex.EncodeToString(sum[:30])
+	want := TokenPrefix + base64.RawURLEncoding.EncodeToString(sum[:30])
 	var tk Tokener
 	got := string(tk.Append(nil, &TokenInput{Collection: "orders", Key: [][]byte{[]byte(`1001`)}, Cursor: []byte(cursor)}))
 	if got != want {
