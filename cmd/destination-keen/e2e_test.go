@@ -194,6 +194,8 @@ type cstream struct {
 	cursor         []string
 	schema         string
 	gen, minGen    int
+	key            [][]string // primary_key
+	syncID         int
 }
 
 func catalogDoc(streams ...cstream) map[string]any {
@@ -213,6 +215,12 @@ func catalogDoc(streams ...cstream) map[string]any {
 		}
 		if s.gen != 0 {
 			cs["generation_id"], cs["minimum_generation_id"] = s.gen, s.minGen
+		}
+		if s.key != nil {
+			cs["primary_key"] = s.key
+		}
+		if s.syncID != 0 {
+			cs["sync_id"] = s.syncID
 		}
 		out = append(out, cs)
 	}
@@ -404,7 +412,9 @@ func TestOverwriteDeletesOnlyItsOwnCollection(t *testing.T) {
 		}
 	}
 	sort.Strings(deleted)
-	if got := strings.Join(deleted, ","); got != "/3.0/projects/keenlocal/events/refreshed,/3.0/projects/keenlocal/events/users" {
+	// Two filtered deletes per truncating collection: other generations,
+	// and events without one.
+	if got := strings.Join(deleted, ","); got != "/3.0/projects/keenlocal/events/refreshed,/3.0/projects/keenlocal/events/refreshed,/3.0/projects/keenlocal/events/users,/3.0/projects/keenlocal/events/users" {
 		t.Errorf("deleted %s", got)
 	}
 	if !strings.Contains(r.logs(), `refresh (generation 5)`) {
@@ -1319,7 +1329,7 @@ func TestOverwriteWithAWriteKey(t *testing.T) {
 	cat := e.write("catalog.json", catalogDoc(cstream{name: "users", mode: "overwrite"}))
 	r := e.run(lines(rec("users", `{"a":1}`, 1)), "write", "--config", e.config(map[string]any{"api_key": "write-only-" + secretKey}), "--catalog", cat)
 	tr := r.trace(t)
-	if r.code != 1 || tr["failure_type"] != "config_error" || !strings.Contains(tr["message"].(string), `Cannot delete collection "users": the API key is not the project's master key`) {
+	if r.code != 1 || tr["failure_type"] != "config_error" || !strings.Contains(tr["message"].(string), `Stream "users" replaces collection "users", which needs the master key`) || !strings.Contains(tr["message"].(string), "the API key is not the project's master key") {
 		t.Fatalf("exit %d trace %v", r.code, tr)
 	}
 	if n := len(e.events("users")); n != 0 {

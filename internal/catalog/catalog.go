@@ -6,6 +6,8 @@
 package catalog
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,8 +46,14 @@ type Plan struct {
 	Stream     string
 	Namespace  string
 	Collection string
-	// Truncate: delete the collection before the sync writes to it.
+	// Truncate: the sync replaces the collection's events: its events carry
+	// Generation in GenerationProperty, and once the stream has ended well
+	// the events of every other generation are deleted.
 	Truncate bool
+	// Generation identifies this sync's events of a truncating stream: the
+	// catalog's generation_id, else its sync_id, else a number drawn for
+	// this run; a decimal integer.
+	Generation string
 	// Reason says why the stream truncates or appends, for the log.
 	Reason string
 	// Cursor is the path to the cursor in each record (the configured
@@ -122,10 +130,28 @@ func (c *Catalog) Lookup(namespace, stream string) *Plan {
 	return nil
 }
 
+// GenerationProperty is the property that carries a truncating stream's
+// generation in each of its events; Airbyte's own destinations name their
+// column the same. It follows Keen's rules for property names.
+const GenerationProperty = "_airbyte_generation_id"
+
 // Options are what the user's config says about compiling the catalog.
 type Options struct {
 	InferTimestamp bool               // keen.timestamp from the cursor
 	Tokens         config.TokenPolicy // uniqueness tokens
+	// RunGeneration is the generation of truncating streams when the
+	// catalog has neither generation_id nor sync_id; default a random
+	// positive number drawn once per run.
+	RunGeneration string
+}
+
+func (o Options) runGeneration() string {
+	if o.RunGeneration != "" {
+		return o.RunGeneration
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return strconv.FormatUint(binary.BigEndian.Uint64(b[:])>>11, 10) // below 2^53: exact in JSON readers
 }
 
 // OptionsOf returns the catalog options of a config.
@@ -212,6 +238,16 @@ func compileStream(s *protocol.ConfiguredAirbyteStream, o Options) (*Plan, error
 		return nil, fmt.Errorf("stream %q: destination sync mode %s is not supported by Keen (use append or overwrite)", p.Name(), s.DestinationSyncMode)
 	}
 
+	if p.Truncate {
+		switch {
+		case s.GenerationID != nil:
+			p.Generation = strconv.Itoa(*s.GenerationID)
+		case s.SyncID != nil:
+			p.Generation = strconv.Itoa(*s.SyncID)
+		default:
+			p.Generation = o.runGeneration()
+		}
+	}
 	if len(s.CursorField) > 0 {
 		p.Cursor = slices.Clone(s.CursorField)
 		p.CursorKind = cursorKind(s.Stream.JSONSchema, p.Cursor)
@@ -231,9 +267,7 @@ func tokenRule(s *protocol.ConfiguredAirbyteStream, p *Plan, policy config.Token
 	if s.SyncID != nil {
 		r.SyncID = strconv.Itoa(*s.SyncID)
 	}
-	if p.Truncate && s.GenerationID != nil {
-		r.Generation = strconv.Itoa(*s.GenerationID)
-	}
+	r.Generation = p.Generation
 	keyNames := make([]string, len(r.Key))
 	for i, k := range r.Key {
 		keyNames[i] = strings.Join(k, ".")

@@ -88,17 +88,19 @@ func (r Record) WithData(conformed []byte) Record {
 
 // AppendEvent appends the record's event to dst: its data with
 // keen.timestamp set to ts, and keen.uniqueness_token set to token unless
-// token is nil or the source set one itself. Everything but the keen member
-// is copied byte for byte. Without a keen member the event is data with one
-// member spliced in before its closing brace; with one, the keen object is
-// rebuilt from the writable keys it held.
-func (r *Record) AppendEvent(dst []byte, ts time.Time, token []byte) ([]byte, Shape) {
+// token is nil or the source set one itself, and gen's member (when not
+// nil) before keen. Everything but the keen member is copied byte for byte.
+// Without a keen member the event is data with members spliced in before
+// its closing brace; with one, the keen object is rebuilt from the writable
+// keys it held.
+func (r *Record) AppendEvent(dst []byte, ts time.Time, token []byte, gen *Generation) ([]byte, Shape) {
 	var sh Shape
 	if r.keen == nil {
 		dst = append(dst, r.data[:len(r.data)-1]...)
 		if !r.empty {
 			dst = append(dst, ',')
 		}
+		dst = gen.append(dst)
 		dst = append(dst, `"keen":{"timestamp":"`...)
 		dst = AppendTimestamp(dst, ts)
 		dst = append(dst, '"')
@@ -109,14 +111,35 @@ func (r *Record) AppendEvent(dst []byte, ts time.Time, token []byte) ([]byte, Sh
 		}
 		return append(dst, "}}"...), sh
 	}
-	return rebuild(dst, r.data, ts, token, &sh)
+	return rebuild(dst, r.data, ts, token, gen, &sh)
+}
+
+// Generation is a property every event of a truncating stream carries,
+// name and JSON value, so that a later delete can tell the generations of
+// a collection apart.
+type Generation struct {
+	Name  string // a name that follows Keen's rules
+	Value []byte // JSON text
+}
+
+// append appends the member and a comma; nothing for a nil Generation.
+func (g *Generation) append(dst []byte) []byte {
+	if g == nil {
+		return dst
+	}
+	dst = append(dst, '"')
+	dst = append(dst, g.Name...)
+	dst = append(dst, `":`...)
+	dst = append(dst, g.Value...)
+	return append(dst, ',')
 }
 
 // rebuild writes data without its keen member(s), then one keen object with
 // the timestamp and the writable keys of the last keen member (JSON's
 // last-one-wins for duplicate keys).
-func rebuild(dst, data []byte, ts time.Time, token []byte, sh *Shape) ([]byte, Shape) {
+func rebuild(dst, data []byte, ts time.Time, token []byte, gen *Generation, sh *Shape) ([]byte, Shape) {
 	dst, keen := jsonx.AppendWithout(dst, data, "keen")
+	dst = gen.append(dst)
 	dst = append(dst, `"keen":{"timestamp":"`...)
 	dst = AppendTimestamp(dst, ts)
 	dst = append(dst, '"')

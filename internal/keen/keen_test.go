@@ -195,7 +195,7 @@ func TestAppendEvent(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, sh := r.AppendEvent([]byte("prefix:"), ts, nil)
+			got, sh := r.AppendEvent([]byte("prefix:"), ts, nil, nil)
 			if string(got) != "prefix:"+tt.want {
 				t.Fatalf("got  %s\nwant prefix:%s", got, tt.want)
 			}
@@ -248,7 +248,7 @@ func FuzzAppendEvent(f *testing.F) {
 		if err != nil {
 			return
 		}
-		out, _ := r.AppendEvent(nil, ts, nil)
+		out, _ := r.AppendEvent(nil, ts, nil, nil)
 		var in, ev map[string]json.RawMessage
 		if err := json.Unmarshal(data, &in); err != nil {
 			t.Fatalf("accepted data encoding/json rejects: %q: %v", data, err)

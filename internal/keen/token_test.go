@@ -102,12 +102,30 @@ func TestAppendEventToken(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, sh := r.AppendEvent(nil, ts, tok)
+		got, sh := r.AppendEvent(nil, ts, tok, nil)
 		if string(got) != tt.want {
 			t.Errorf("%s:\n got %s\nwant %s", tt.data, got, tt.want)
 		}
 		if sh.SourceToken != strings.Contains(tt.data, "mine") {
 			t.Errorf("%s: SourceToken %v", tt.data, sh.SourceToken)
+		}
+	}
+}
+
+func TestAppendEventGeneration(t *testing.T) {
+	ts := time.UnixMilli(1628080068000)
+	gen := &Generation{Name: "_airbyte_generation_id", Value: []byte("5")}
+	for _, tt := range []struct{ data, want string }{
+		{`{"a":1}`, `{"a":1,"_airbyte_generation_id":5,"keen":{"timestamp":"2021-08-04T12:27:48Z"}}`},
+		{`{}`, `{"_airbyte_generation_id":5,"keen":{"timestamp":"2021-08-04T12:27:48Z"}}`},
+		{`{"keen":{"location":{}},"b":2}`, `{"b":2,"_airbyte_generation_id":5,"keen":{"timestamp":"2021-08-04T12:27:48Z","location":{}}}`},
+	} {
+		r, err := capture([]byte(tt.data), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := r.AppendEvent(nil, ts, nil, gen); string(got) != tt.want {
+			t.Errorf("%s:\n got %s\nwant %s", tt.data, got, tt.want)
 		}
 	}
 }

@@ -59,13 +59,31 @@ func New(cfg *config.Config) *Client {
 // SetTimeout bounds each HTTP request (default 60 s).
 func (c *Client) SetTimeout(d time.Duration) { c.hc.Timeout = d }
 
-// DeleteCollection deletes every event of a collection. A collection Keen
-// does not know (404 ResourceNotFoundError: the first sync of a new stream)
-// has nothing to delete; existed says which it was. An unknown project is
-// still a config_error.
-func (c *Client) DeleteCollection(ctx context.Context, collection string) (existed bool, err error) {
+// Filter is one of Keen's query filters.
+type Filter struct {
+	PropertyName  string `json:"property_name"`
+	Operator      string `json:"operator"` // eq, ne, lt, lte, gt, gte, in, exists, ...
+	PropertyValue any    `json:"property_value"`
+}
+
+// DeleteEvents deletes the events of a collection that match every filter
+// (all of them with none), with Keen's filtered delete: DELETE
+// /projects/P/events/C?filters=[...]. A collection Keen does not know (404
+// ResourceNotFoundError: the first sync of a new stream) has nothing to
+// delete; existed says which it was. An unknown project is still a
+// config_error.
+func (c *Client) DeleteEvents(ctx context.Context, collection string, filters []Filter) (existed bool, err error) {
 	u := c.base + "/projects/" + url.PathEscape(c.project) + "/events/" + url.PathEscape(collection)
-	what := fmt.Sprintf("delete collection %q", collection)
+	what := fmt.Sprintf("delete events of collection %q", collection)
+	if len(filters) > 0 {
+		b, err := json.Marshal(filters)
+		if err != nil {
+			return false, failure.Systemf(err, "Cannot %s: the filters cannot be written", what)
+		}
+		u += "?filters=" + url.QueryEscape(string(b))
+	} else {
+		what = fmt.Sprintf("delete collection %q", collection)
+	}
 	err = c.do(ctx, http.MethodDelete, u, what, true)
 	if se, ok := errors.AsType[*StatusError](err); ok && se.Status == http.StatusNotFound && se.ErrorCode == errResourceNotFound {
 		return false, nil

@@ -89,7 +89,7 @@ func TestDeleteCollection(t *testing.T) {
 				code = append(code, tt.code)
 			}
 			srv, calls := server(t, tt.statuses, tt.retryAfter, code...)
-			existed, err := client(t, srv, true).DeleteCollection(context.Background(), "c")
+			existed, err := client(t, srv, true).DeleteEvents(context.Background(), "c", nil)
 			if existed != tt.existed {
 				t.Errorf("existed %v, want %v", existed, tt.existed)
 			}
@@ -115,7 +115,7 @@ func TestDeleteCollection(t *testing.T) {
 
 func TestUntrustedTLS(t *testing.T) {
 	srv, calls := server(t, []int{204}, "")
-	_, err := client(t, srv, false).DeleteCollection(context.Background(), "c")
+	_, err := client(t, srv, false).DeleteEvents(context.Background(), "c", nil)
 	f := failure.As(err)
 	if f.Kind != failure.Config || !strings.Contains(f.Message, "not trusted") {
 		t.Fatalf("got %v", err)
@@ -134,7 +134,7 @@ func TestConnectionRefused(t *testing.T) {
 	l.Close()
 	c := New(&config.Config{ProjectID: "p1", APIKey: key, APIURL: "https://" + addr + "/3.0"})
 	c.Backoff, c.MaxWait = 10*time.Millisecond, 50*time.Millisecond
-	_, err = c.DeleteCollection(context.Background(), "c")
+	_, err = c.DeleteEvents(context.Background(), "c", nil)
 	if f := failure.As(err); f.Kind != failure.Transient || !strings.Contains(f.Message, "unreachable") {
 		t.Fatalf("got %v", err)
 	}
@@ -177,7 +177,7 @@ func TestTimeoutsAreRetriedThenTransient(t *testing.T) {
 	defer srv.Close()
 	c := client(t, srv, true)
 	c.SetTimeout(50 * time.Millisecond)
-	_, err := c.DeleteCollection(context.Background(), "c")
+	_, err := c.DeleteEvents(context.Background(), "c", nil)
 	if f := failure.As(err); f.Kind != failure.Transient || !strings.Contains(f.Message, "after") {
 		t.Fatalf("got %v", err)
 	}

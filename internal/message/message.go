@@ -49,6 +49,8 @@ type Message struct {
 	// STATE
 	Line  []byte // the whole line
 	State []byte // the state object
+	// TRACE
+	Trace []byte // the trace object, as it came; nil for other types
 }
 
 // Error is bad input: what is wrong with a line, never its content.
@@ -83,7 +85,7 @@ func Decode(line []byte, m *Message) error {
 		}
 		return &Error{Reason: "the line is not JSON"}
 	}
-	var typ, state []byte
+	var typ, state, trace []byte
 	var rp recordParts
 	end, err := jsonx.Walk(line, 0, nil, func(key []byte, v int) (int, error) {
 		var e int
@@ -95,6 +97,9 @@ func Decode(line []byte, m *Message) error {
 		case jsonx.KeyIs(key, "state"):
 			e, err = jsonx.SkipValue(line, v)
 			state = line[v:e]
+		case jsonx.KeyIs(key, "trace"):
+			e, err = jsonx.SkipValue(line, v)
+			trace = line[v:e]
 		case jsonx.KeyIs(key, "record"):
 			rp = recordParts{seen: true} // the last record wins
 			m.Members = m.Members[:0]
@@ -122,6 +127,9 @@ func Decode(line []byte, m *Message) error {
 		return &Error{Reason: fmt.Sprintf("unknown message type %q", truncate(name, 40))}
 	}
 	m.Type, m.TypeName = t, name
+	if name == "TRACE" && jsonx.KindOf(trace) == jsonx.Object {
+		m.Trace = trace
+	}
 	switch t {
 	case Record:
 		return checkRecord(&rp, m)
@@ -329,4 +337,48 @@ func (r *Reader) Next() ([]byte, int, error) {
 	line = bytes.TrimSuffix(line, []byte("\n"))
 	line = bytes.TrimSuffix(line, []byte("\r"))
 	return line, r.line, nil
+}
+
+// StreamStatus reads a TRACE's stream status: the stream and whether it
+// is COMPLETE (or INCOMPLETE); ok is false for any other trace.
+func StreamStatus(trace []byte) (name, namespace string, complete, ok bool) {
+	var typ, status []byte
+	jsonx.Members(trace, func(m *jsonx.Member) bool {
+		switch {
+		case jsonx.KeyIs(m.Key, "type"):
+			typ = m.Value
+		case jsonx.KeyIs(m.Key, "stream_status"):
+			status = m.Value
+		}
+		return true
+	})
+	if s, _ := jsonx.Unquote(typ); s != "STREAM_STATUS" || jsonx.KindOf(status) != jsonx.Object {
+		return "", "", false, false
+	}
+	var desc, st []byte
+	jsonx.Members(status, func(m *jsonx.Member) bool {
+		switch {
+		case jsonx.KeyIs(m.Key, "stream_descriptor"):
+			desc = m.Value
+		case jsonx.KeyIs(m.Key, "status"):
+			st = m.Value
+		}
+		return true
+	})
+	state, _ := jsonx.Unquote(st)
+	if jsonx.KindOf(desc) != jsonx.Object || (state != "COMPLETE" && state != "INCOMPLETE") {
+		return "", "", false, false
+	}
+	jsonx.Members(desc, func(m *jsonx.Member) bool {
+		switch {
+		case jsonx.KeyIs(m.Key, "name"):
+			name, _ = jsonx.Unquote(m.Value)
+		case jsonx.KeyIs(m.Key, "namespace"):
+			if jsonx.KindOf(m.Value) == jsonx.String {
+				namespace, _ = jsonx.Unquote(m.Value)
+			}
+		}
+		return true
+	})
+	return name, namespace, state == "COMPLETE", name != ""
 }

@@ -237,3 +237,24 @@ func TestDecodeMembers(t *testing.T) {
 		})
 	}
 }
+
+func TestStreamStatus(t *testing.T) {
+	tests := []struct {
+		line, want string
+	}{
+		{`{"type":"TRACE","trace":{"type":"STREAM_STATUS","emitted_at":1,"stream_status":{"stream_descriptor":{"name":"users","namespace":"pub"},"status":"COMPLETE"}}}`, "users pub true true"},
+		{`{"type":"TRACE","trace":{"type":"STREAM_STATUS","emitted_at":1,"stream_status":{"stream_descriptor":{"name":"users"},"status":"INCOMPLETE"}}}`, "users  false true"},
+		{`{"type":"TRACE","trace":{"type":"STREAM_STATUS","emitted_at":1,"stream_status":{"stream_descriptor":{"name":"users"},"status":"RUNNING"}}}`, "  false false"},
+		{`{"type":"TRACE","trace":{"type":"ERROR","emitted_at":1,"error":{"message":"x"}}}`, "  false false"},
+	}
+	for _, tt := range tests {
+		var m Message
+		if err := Decode([]byte(tt.line), &m); err != nil {
+			t.Fatal(err)
+		}
+		name, ns, complete, ok := StreamStatus(m.Trace)
+		if got := fmt.Sprintf("%s %s %v %v", name, ns, complete, ok); got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.line, got, tt.want)
+		}
+	}
+}

@@ -42,7 +42,7 @@ func BenchmarkRecordPath(b *testing.B) {
 			if !ok {
 				b.Fatal("cursor not parsed")
 			}
-			buf, _ = rec.AppendEvent(buf[:0], ts, nil)
+			buf, _ = rec.AppendEvent(buf[:0], ts, nil, nil)
 		}
 	})
 	// The same with a uniqueness token from a primary key and the cursor.
@@ -65,7 +65,7 @@ func BenchmarkRecordPath(b *testing.B) {
 			if !ok {
 				b.Fatal("cursor not parsed")
 			}
-			buf, _ = rec.AppendEvent(buf[:0], ts, tok)
+			buf, _ = rec.AppendEvent(buf[:0], ts, tok, nil)
 		}
 	})
 	// A record of the same size that breaks Keen's rules (an array of
@@ -96,7 +96,7 @@ func BenchmarkRecordPath(b *testing.B) {
 			if !ok {
 				b.Fatal("cursor not parsed")
 			}
-			buf, _ = rec.AppendEvent(buf[:0], ts, nil)
+			buf, _ = rec.AppendEvent(buf[:0], ts, nil, nil)
 		}
 	})
 	// A maintained raw-JSON library doing the same job, for the reason jsonx

@@ -51,7 +51,8 @@ type Pipeline struct {
 	tracker *checkpoint.Tracker
 	em      *airbyte.Emitter
 
-	streams []Stream // by plan index
+	streams []Stream           // by plan index
+	gens    []*keen.Generation // by plan index; nil unless the stream truncates
 	conform *conformLog
 	records atomic.Int64 // read
 	states  atomic.Int64 // read
@@ -75,14 +76,29 @@ type Stream struct {
 	Tokens          atomic.Int64 // events with a uniqueness token derived here
 	SourceTokens    atomic.Int64 // events whose source set its own token
 	Untokened       atomic.Int64 // of a stream with tokens, but a key value or the cursor and sync_id missing
+	// Status is the stream's last STREAM_STATUS: 0 none seen,
+	// StatusComplete or StatusIncomplete.
+	Status atomic.Int32
 }
+
+// Stream statuses the source reported.
+const (
+	StatusComplete   = 1
+	StatusIncomplete = 2
+)
 
 // New returns the pipeline of a sync.
 func New(cat *catalog.Catalog, cfg *config.Config, s *sink.Sink, tr *checkpoint.Tracker, em *airbyte.Emitter) *Pipeline {
 	n := len(cat.Plans)
-	return &Pipeline{cat: cat, cfg: cfg, sink: s, tracker: tr, em: em,
-		streams: make([]Stream, n), conform: newConformLog(n),
+	p := &Pipeline{cat: cat, cfg: cfg, sink: s, tracker: tr, em: em,
+		streams: make([]Stream, n), gens: make([]*keen.Generation, n), conform: newConformLog(n),
 		sinceState: make([]int64, n), rejectedSince: make([]int64, n)}
+	for _, plan := range cat.Plans {
+		if plan.Truncate {
+			p.gens[plan.Index] = &keen.Generation{Name: catalog.GenerationProperty, Value: []byte(plan.Generation)}
+		}
+	}
+	return p
 }
 
 // Stream returns the counts of the plan's stream.
@@ -183,6 +199,7 @@ const (
 	itemState                    // line holds the STATE message
 	itemFail                     // err ends the sync here
 	itemRejected                 // a record left out (nonconforming_records: skip)
+	itemStatus                   // a STREAM_STATUS of plan: COMPLETE when complete
 )
 
 type item struct {
@@ -195,6 +212,7 @@ type item struct {
 	fromCursor bool          // keen.timestamp came from the cursor
 	droppedKey int           // keys of the source's keen object dropped
 	token      tokenOutcome  // what became of the record's uniqueness token
+	complete   bool          // STREAM_STATUS
 	changes    []keen.Change // what conforming changed; for itemRejected, why
 	// STATE
 	stateKind checkpoint.Kind
@@ -296,6 +314,14 @@ func (p *Pipeline) shape(work <-chan *batch) {
 			switch wk.m.Type {
 			case message.Record:
 				p.shapeRecord(wk, it)
+			case message.Other:
+				if wk.m.Trace != nil {
+					if name, ns, complete, ok := message.StreamStatus(wk.m.Trace); ok {
+						if plan := p.cat.Lookup(ns, name); plan != nil {
+							it.kind, it.plan, it.complete = itemStatus, plan, complete
+						}
+					}
+				}
 			case message.State:
 				kind, name, ns, err := checkpoint.Describe(wk.m.State)
 				if err != nil {
@@ -374,7 +400,7 @@ func (p *Pipeline) shapeRecord(wk *worker, it *item) {
 	}
 	env := p.sink.Get()
 	var sh keen.Shape
-	env.Buf, sh = rec.AppendEvent(env.Buf[:0], ts, token)
+	env.Buf, sh = rec.AppendEvent(env.Buf[:0], ts, token, p.gens[plan.Index])
 	if sh.SourceToken {
 		outcome = tokenSource
 	}
@@ -452,6 +478,12 @@ func (p *Pipeline) sequence(ctx context.Context, ordered <-chan *batch) error {
 				err = p.state(it)
 			case itemRejected:
 				err = p.reject(it)
+			case itemStatus:
+				status := int32(StatusIncomplete)
+				if it.complete {
+					status = StatusComplete
+				}
+				p.streams[it.plan.Index].Status.Store(status)
 			case itemFail:
 				return it.err
 			}

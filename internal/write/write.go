@@ -1,29 +1,33 @@
 // Package write runs a sync from its start to its end: it loads the config
-// and the catalog, opens the producer, deletes the collections of
-// truncating streams, runs the record pipeline and the brokers' watchdog,
-// waits for the last acknowledgement, closes the producer within a bound,
-// and reports. It owns the lifecycle and every goroutine of a sync; the
-// record path itself is package pipeline's.
+// and the catalog, opens the producer, runs the record pipeline and the
+// brokers' watchdog, waits for the last acknowledgement, replaces the older
+// generations of truncating streams' collections, closes the producer
+// within a bound, and reports. It owns the lifecycle and every goroutine of
+// a sync; the record path itself is package pipeline's.
 //
 // The states of a sync, and what moves it from one to the next:
 //
-//	opening ──▶ running ──input ends──▶ draining ──last ack──▶ closing ──▶ reporting
-//	              │                        │                      ▲
-//	              └─── stopping: the first failure or a signal ───┘
+//	opening ──▶ running ──input ends──▶ draining ──last ack──▶ replacing ──▶ closing ──▶ reporting
+//	              │                        │                                    ▲
+//	              └──────── stopping: the first failure or a signal ────────────┘
 //
-// Opening: config, catalog, producer, deletes; an error here returns at
-// once, with nothing produced. Running: the pipeline reads and sends, the
-// watchdog watches the acknowledgements, the owner (run) logs progress.
-// Draining: the input ended; the tracker is sealed and its Drained channel
-// says when the last record is acknowledged (no polling). Stopping: the
-// first failure (the pipeline's, a producer error, the watchdog's) or a
-// signal is recorded once, by fail, and cancels the run's context; the
-// pipeline stops reading and returns, and so does the watchdog. Closing:
-// the producer is closed once the pipeline has returned (so that no send
-// can follow), flushing within FlushTimeout; acknowledgements that come
-// meanwhile still release their states. Reporting: the tracker is stopped
-// and failures are closed, so that nothing is written after run returns;
-// the summary is logged and the first failure returned.
+// Opening: config, catalog, producer, and the master key proven when a
+// stream truncates; an error here returns at once, with nothing produced.
+// Running: the pipeline reads and sends, the watchdog watches the
+// acknowledgements, the owner (run) logs progress. Draining: the input
+// ended; the tracker is sealed and its Drained channel says when the last
+// record is acknowledged (no polling). Replacing: only then, and only when
+// nothing failed, the events of truncating streams' collections from other
+// generations are deleted (see replaceGenerations); a sync that fails or is
+// killed deletes nothing. Stopping: the first failure (the pipeline's, a
+// producer error, the watchdog's) or a signal is recorded once, by fail,
+// and cancels the run's context; the pipeline stops reading and returns,
+// and so does the watchdog. Closing: the producer is closed once the
+// pipeline has returned (so that no send can follow), flushing within
+// FlushTimeout; acknowledgements that come meanwhile still release their
+// states. Reporting: the tracker is stopped and failures are closed, so
+// that nothing is written after run returns; the summary is logged and the
+// first failure returned.
 package write
 
 import (
@@ -33,6 +37,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -106,7 +111,7 @@ func Run(ctx context.Context, em *airbyte.Emitter, configPath, catalogPath strin
 		_ = em.Logf(airbyte.Warn, "Producing without idempotence: if a batch is retried after the brokers stored it, its events appear twice in Keen")
 	}
 	s.pipe = pipeline.New(cat, cfg, s.sink, s.tracker, em)
-	if err := s.truncate(ctx); err != nil {
+	if err := s.checkTruncate(ctx); err != nil {
 		s.sink.Close()
 		return err
 	}
@@ -190,33 +195,72 @@ func (s *syncRun) failed(env *sink.Envelope, err error) {
 	s.fail(sink.Classify(err, env.Topic(), env.Stream, s.cfg.Brokers))
 }
 
-// truncate deletes the collection of every truncating stream before any of
-// its records is produced.
-func (s *syncRun) truncate(ctx context.Context) error {
+func (s *syncRun) api() *keenapi.Client {
 	api := keenapi.New(s.cfg)
 	api.Logf = func(format string, args ...any) { _ = s.em.Logf(airbyte.Warn, format, args...) }
 	if s.opts.RootCAs != nil {
 		api.SetRootCAs(s.opts.RootCAs)
 	}
-	done := map[string]bool{}
+	return api
+}
+
+// checkTruncate proves, before anything is produced, that the key may
+// delete what truncating streams will replace: a key that is not the master
+// key fails now, not after the sync has written its events.
+func (s *syncRun) checkTruncate(ctx context.Context) error {
 	for _, p := range s.cat.Plans {
-		if !p.Truncate || done[p.Collection] {
+		if p.Truncate {
+			if err := s.api().CheckMasterKey(ctx); err != nil {
+				if f, ok := errors.AsType[*failure.Error](err); ok {
+					f.Message = fmt.Sprintf("Stream %q replaces collection %q, which needs the master key: %s", p.Name(), p.Collection, f.Message)
+					f.Stream = p.Stream
+				}
+				return err
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
+// replaceGenerations ends every truncating stream whose records were all
+// acknowledged: the events of its collection from any other generation (or
+// from none: events written before generations) are deleted, with Keen's
+// filtered delete. A stream the source reported INCOMPLETE keeps its old
+// events. A delete that fails is a transient_error: the old events stay,
+// and the next sync that ends well removes them.
+func (s *syncRun) replaceGenerations(ctx context.Context) error {
+	api := s.api()
+	for _, p := range s.cat.Plans {
+		if !p.Truncate {
 			continue
 		}
-		done[p.Collection] = true
+		if s.pipe.Stream(p).Status.Load() == pipeline.StatusIncomplete {
+			_ = s.em.Logf(airbyte.Warn, "Stream %q ended INCOMPLETE: the earlier events of collection %q are kept next to the %d new ones of generation %s; the next sync that completes replaces them", p.Name(), p.Collection, s.pipe.Stream(p).Records.Load(), p.Generation)
+			continue
+		}
 		began := time.Now()
-		existed, err := api.DeleteCollection(ctx, p.Collection)
+		gen, err := strconv.ParseInt(p.Generation, 10, 64)
 		if err != nil {
-			if f, ok := errors.AsType[*failure.Error](err); ok && f.Stream == "" {
-				f.Stream = p.Stream
+			return failure.Systemf(err, "The generation of stream %q is not a number", p.Name())
+		}
+		others := []keenapi.Filter{{PropertyName: catalog.GenerationProperty, Operator: "ne", PropertyValue: gen}}
+		none := []keenapi.Filter{{PropertyName: catalog.GenerationProperty, Operator: "exists", PropertyValue: false}}
+		existed := false
+		for _, filters := range [][]keenapi.Filter{others, none} {
+			ok, err := api.DeleteEvents(ctx, p.Collection, filters)
+			if err != nil {
+				f := failure.As(err)
+				return &failure.Error{Kind: failure.Transient, Stream: p.Stream, Cause: err,
+					Message: fmt.Sprintf("Stream %q wrote generation %s of collection %q, but its earlier events could not be deleted (%s); they are still there, next to the new ones, and the next sync that ends well removes them", p.Name(), p.Generation, p.Collection, f.Message)}
 			}
-			return err
+			existed = existed || ok
 		}
 		if !existed {
-			_ = s.em.Logf(airbyte.Info, "Collection %q of stream %q (%s) does not exist in Keen yet: nothing to delete", p.Collection, p.Name(), p.Reason)
+			_ = s.em.Logf(airbyte.Info, "Collection %q of stream %q (%s) does not exist in Keen: nothing to delete", p.Collection, p.Name(), p.Reason)
 			continue
 		}
-		_ = s.em.Logf(airbyte.Info, "Deleted collection %q for stream %q (%s) in %s", p.Collection, p.Name(), p.Reason, time.Since(began).Round(time.Millisecond))
+		_ = s.em.Logf(airbyte.Info, "Stream %q (%s) ended: deleted the events of collection %q not of generation %s (%s = %s) in %s", p.Name(), p.Reason, p.Collection, p.Generation, catalog.GenerationProperty, p.Generation, time.Since(began).Round(time.Millisecond))
 	}
 	return nil
 }
@@ -276,6 +320,11 @@ running:
 	if s.firstFailure() == nil {
 		select {
 		case <-s.tracker.Drained():
+			// Every record is in Keen: truncating streams replace their
+			// collections' older generations now, and not a moment before.
+			if err := s.replaceGenerations(parent); err != nil {
+				s.fail(err)
+			}
 		case <-ctx.Done():
 			if parent.Err() != nil {
 				s.fail(failure.Transientf(context.Cause(parent), "The sync was stopped by a signal while records were in flight"))

@@ -83,6 +83,13 @@ var mutants = []mutant{
 		"if kept[tokenIndex] != nil {", "if false {", "./internal/keen", "TestAppendEventToken"},
 	{"the emulator stores events of a token already seen", "tools/keenlocal/emulator/emulator.go",
 		"if e.tokens[r.Topic][tok] {", "if false {", "./tools/keenlocal/emulator", "TestUniquenessTokens"},
+	// Overwrite without a gap.
+	{"old generations deleted from a stream reported INCOMPLETE", "internal/write/write.go",
+		"== pipeline.StatusIncomplete {", "== 99 {", "./cmd/destination-keen", "TestIncompleteStreamKeepsOldEvents"},
+	{"events from before generations kept", "internal/write/write.go",
+		"range [][]keenapi.Filter{others, none} {", "range [][]keenapi.Filter{others} {", "./cmd/destination-keen", "TestReplaceWithoutAGap"},
+	{"a generation's events without their generation", "internal/pipeline/pipeline.go",
+		"rec.AppendEvent(env.Buf[:0], ts, token, p.gens[plan.Index])", "rec.AppendEvent(env.Buf[:0], ts, token, nil)", "./cmd/destination-keen", "TestReplaceWithoutAGap"},
 	// The end of a sync.
 	{"the sequencer deaf to a stop while it waits for input", "internal/pipeline/pipeline.go",
 		"\t\tcase <-ctx.Done():\n\t\t\treturn nil\n\t\t}\n\t\tselect {\n\t\tcase <-b.done:", "\t\t}\n\t\tselect {\n\t\tcase <-b.done:", "./cmd/destination-keen", "TestSIGTERM$"},

@@ -99,6 +99,7 @@ type Emulator struct {
 	rejected  []Rejection
 	consumed  map[string]map[int32]int64 // next offset to consume, per topic partition
 	cutoff    map[string]map[int32]int64 // offsets below are deleted, per collection partition
+	deletes   map[string][]deleteRule    // filtered deletes, per collection
 	requests  []Request
 	deleteFlt []httpFault
 
@@ -144,6 +145,7 @@ func Start(opts Options) (*Emulator, error) {
 		dups:     map[string]int{},
 		consumed: map[string]map[int32]int64{},
 		cutoff:   map[string]map[int32]int64{},
+		deletes:  map[string][]deleteRule{},
 	}
 	e.internal.user, e.internal.pass = "keenlocal-internal", randomHex(16)
 	ok := false
@@ -327,6 +329,11 @@ func (e *Emulator) file(r *kgo.Record) {
 		reject(err.Error())
 		return
 	}
+	for _, d := range e.deletes[r.Topic] {
+		if r.Offset < d.ends[r.Partition] && d.matches(ev) {
+			return // deleted by a filtered delete made after it was produced
+		}
+	}
 	k, _ := ev["keen"].(map[string]any)
 	if tok, ok := k["uniqueness_token"].(string); ok {
 		// Keen keeps only the first event with a token in a collection.
@@ -481,6 +488,165 @@ func (e *Emulator) DeleteCollection(ctx context.Context, collection string) erro
 	delete(e.events, collection)
 	delete(e.tokens, collection) // the tokens of deleted events go with them
 	e.opts.Logf("deleted collection %s", collection)
+	return nil
+}
+
+// Filter is one of Keen's query filters, as its delete takes them.
+type Filter struct {
+	PropertyName  string `json:"property_name"`
+	Operator      string `json:"operator"`
+	PropertyValue any    `json:"property_value"`
+}
+
+// deleteRule is a filtered delete: events produced before it (offsets below
+// ends) that match every filter are gone.
+type deleteRule struct {
+	filters []Filter
+	ends    map[int32]int64
+}
+
+func (d deleteRule) matches(ev Event) bool {
+	for _, f := range d.filters {
+		if !f.matches(ev) {
+			return false
+		}
+	}
+	return true
+}
+
+// Operators Keen's filters take that the emulator implements.
+var filterOperators = map[string]bool{"eq": true, "ne": true, "lt": true, "lte": true, "gt": true, "gte": true, "in": true, "exists": true}
+
+// matches applies the filter to an event. The property is a path with dots
+// (keen.timestamp, user.id). ne and the comparisons need the property to
+// exist; exists takes true or false.
+func (f Filter) matches(ev Event) bool {
+	var v any = map[string]any(ev)
+	found := true
+	for _, step := range strings.Split(f.PropertyName, ".") {
+		m, ok := v.(map[string]any)
+		if !ok {
+			found = false
+			break
+		}
+		if v, ok = m[step]; !ok {
+			found = false
+			break
+		}
+	}
+	switch f.Operator {
+	case "exists":
+		want, _ := f.PropertyValue.(bool)
+		return found == want
+	case "in":
+		list, _ := f.PropertyValue.([]any)
+		for _, x := range list {
+			if found && compare(v, x) == 0 {
+				return true
+			}
+		}
+		return false
+	}
+	if !found {
+		return false
+	}
+	c := compare(v, f.PropertyValue)
+	switch f.Operator {
+	case "eq":
+		return c == 0
+	case "ne":
+		return c != 0
+	case "lt":
+		return c == -1
+	case "lte":
+		return c == -1 || c == 0
+	case "gt":
+		return c == 1
+	case "gte":
+		return c == 1 || c == 0
+	}
+	return false
+}
+
+// compare orders two JSON values of one type (numbers as numbers, strings
+// as strings, booleans): -1, 0 or 1; 2 when they cannot be compared.
+func compare(a, b any) int {
+	num := func(x any) (float64, bool) {
+		switch n := x.(type) {
+		case json.Number:
+			f, err := n.Float64()
+			return f, err == nil
+		case float64:
+			return n, true
+		}
+		return 0, false
+	}
+	if x, ok := num(a); ok {
+		y, ok := num(b)
+		switch {
+		case !ok:
+			return 2
+		case x < y:
+			return -1
+		case x > y:
+			return 1
+		}
+		return 0
+	}
+	if x, ok := a.(string); ok {
+		y, ok := b.(string)
+		if !ok {
+			return 2
+		}
+		return strings.Compare(x, y)
+	}
+	if x, ok := a.(bool); ok {
+		if y, ok := b.(bool); ok && x == y {
+			return 0
+		}
+	}
+	return 2
+}
+
+// DeleteEvents removes the events of collection produced so far that match
+// every filter (Keen's filtered delete); events produced afterwards are
+// kept. With no filter it is DeleteCollection.
+func (e *Emulator) DeleteEvents(ctx context.Context, collection string, filters []Filter) error {
+	if len(filters) == 0 {
+		return e.DeleteCollection(ctx, collection)
+	}
+	for _, f := range filters {
+		if !filterOperators[f.Operator] {
+			return fmt.Errorf("unknown filter operator %q", f.Operator)
+		}
+	}
+	ends, err := e.sync(ctx)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	d := deleteRule{filters: filters, ends: map[int32]int64{}}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Topic == collection {
+			d.ends[o.Partition] = o.Offset
+		}
+	})
+	e.deletes[collection] = append(e.deletes[collection], d)
+	kept := e.events[collection][:0]
+	for _, s := range e.events[collection] {
+		if s.offset < d.ends[s.partition] && d.matches(s.event) {
+			if k, _ := s.event["keen"].(map[string]any); k != nil {
+				if tok, ok := k["uniqueness_token"].(string); ok {
+					delete(e.tokens[collection], tok)
+				}
+			}
+			continue
+		}
+		kept = append(kept, s)
+	}
+	e.events[collection] = kept
+	e.opts.Logf("deleted events of collection %s matching %v", collection, filters)
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -613,5 +614,62 @@ func TestUniquenessTokens(t *testing.T) {
 	}
 	if evs := extract(t, e, "a"); len(evs) != 1 {
 		t.Fatalf("after the delete, a token of a deleted event: %d events", len(evs))
+	}
+}
+
+// TestFilteredDeletes: Keen's delete with filters removes the matching
+// events produced before it, on nested paths and keen.* properties too.
+func TestFilteredDeletes(t *testing.T) {
+	evs := []string{
+		`{"n":1,"g":1,"user":{"plan":"pro"},"keen":{"timestamp":"2020-01-01T00:00:00Z"}}`,
+		`{"n":2,"g":2,"user":{"plan":"free"},"keen":{"timestamp":"2021-01-01T00:00:00Z"}}`,
+		`{"n":3,"user":{"plan":"pro"},"keen":{"timestamp":"2022-01-01T00:00:00Z"}}`,
+	}
+	tests := []struct {
+		name    string
+		filters string
+		left    string
+	}{
+		{"eq", `[{"property_name":"g","operator":"eq","property_value":1}]`, "2,3"},
+		{"ne needs the property", `[{"property_name":"g","operator":"ne","property_value":2}]`, "2,3"},
+		{"exists false", `[{"property_name":"g","operator":"exists","property_value":false}]`, "1,2"},
+		{"nested", `[{"property_name":"user.plan","operator":"eq","property_value":"pro"}]`, "2"},
+		{"keen.timestamp", `[{"property_name":"keen.timestamp","operator":"lt","property_value":"2021-06-01T00:00:00Z"}]`, "3"},
+		{"in", `[{"property_name":"n","operator":"in","property_value":[1,3]}]`, "2"},
+		{"all filters", `[{"property_name":"user.plan","operator":"eq","property_value":"pro"},{"property_name":"n","operator":"gte","property_value":2}]`, "1,2"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := start(t, Options{Partitions: 1})
+			p := producer(t, e)
+			c := fmt.Sprintf("f%d", i)
+			if err := send(p, c, evs...); err != nil {
+				t.Fatal(err)
+			}
+			u := e.APIURL() + "/projects/keenlocal/events/" + c + "?filters=" + url.QueryEscape(tt.filters)
+			if status, _, body := call(t, e, http.MethodDelete, u, e.APIKey()); status != http.StatusNoContent {
+				t.Fatalf("delete: %d %s", status, body)
+			}
+			if err := send(p, c, `{"n":4,"g":1}`); err != nil { // produced after: kept
+				t.Fatal(err)
+			}
+			var left []string
+			for _, ev := range extract(t, e, c) {
+				if n := fmt.Sprint(ev["n"]); n != "4" {
+					left = append(left, n)
+				}
+			}
+			if strings.Join(left, ",") != tt.left {
+				t.Fatalf("left %v, want %s", left, tt.left)
+			}
+		})
+	}
+	e := start(t, Options{})
+	if err := send(producer(t, e), "x", `{"a":1}`); err != nil {
+		t.Fatal(err)
+	}
+	bad := e.APIURL() + "/projects/keenlocal/events/x?filters=" + url.QueryEscape(`[{"property_name":"a","operator":"like","property_value":1}]`)
+	if status, _, _ := call(t, e, http.MethodDelete, bad, e.APIKey()); status != http.StatusBadRequest {
+		t.Fatalf("an unknown operator: %d", status)
 	}
 }

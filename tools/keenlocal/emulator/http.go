@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -129,7 +130,22 @@ func (e *Emulator) handleDelete(w http.ResponseWriter, r *http.Request) {
 		keenError(w, http.StatusNotFound, "ResourceNotFoundError", fmt.Sprintf("Resource not found: collection '%s'.", collection))
 		return
 	}
-	if err := e.DeleteCollection(ctx, collection); err != nil {
+	var filters []Filter
+	if q := r.URL.Query().Get("filters"); q != "" {
+		d := json.NewDecoder(strings.NewReader(q))
+		d.UseNumber()
+		if err := d.Decode(&filters); err != nil {
+			keenError(w, http.StatusBadRequest, "InvalidPropertyValueError", "filters must be a JSON array of filters.")
+			return
+		}
+		for _, f := range filters {
+			if !filterOperators[f.Operator] || f.PropertyName == "" {
+				keenError(w, http.StatusBadRequest, "InvalidFilterError", fmt.Sprintf("Invalid filter: operator %q on property %q.", f.Operator, f.PropertyName))
+				return
+			}
+		}
+	}
+	if err := e.DeleteEvents(ctx, collection, filters); err != nil {
 		keenError(w, http.StatusServiceUnavailable, "ServiceUnavailableError", err.Error())
 		return
 	}
