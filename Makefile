@@ -11,7 +11,7 @@ BENCHTIME ?= 1s
 N       ?= 1000000
 SOAK_N  ?= 10000000
 
-.PHONY: help generate build test lint bench soak fuzz mutants image demo clean
+.PHONY: help generate build test lint bench soak fuzz mutants image demo emulator clean
 
 # Fuzz targets as package:Target; `make test` runs their seed corpora.
 FUZZ_TARGETS := internal/message:FuzzDecode internal/keen:FuzzParseString \
@@ -58,6 +58,10 @@ mutants: ## plant each bug of tools/mutants in a copy of the tree and check that
 
 image: ## build the container image (needs a Docker engine)
 	docker build -t $(IMAGE) .
+
+emulator: ## build the local Keen emulator into bin/keenlocal and run it (ARGS="--ready-file ready.json ...")
+	$(GO) build -o bin/keenlocal ./tools/keenlocal
+	exec bin/keenlocal $(ARGS)
 
 demo: build ## a full sync against the local Keen emulator, showing what landed
 	$(GO) run ./tools/demo --connector $(BIN)

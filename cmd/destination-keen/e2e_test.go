@@ -466,6 +466,24 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// TestConfigTypos: a field that is not an option is named in a WARN with
+// the option it was probably meant to be, by check (which still succeeds)
+// and by write.
+func TestConfigTypos(t *testing.T) {
+	e := newEnv(t, emulator.Options{})
+	cfg := e.config(map[string]any{"compresion": "zstd"})
+	want := `\"compresion\" is not an option of this connector; did you mean \"compression\"?` // as JSON writes it
+	r := e.run("", "check", "--config", cfg)
+	if r.code != 0 || !strings.Contains(r.stdout, want) || !strings.Contains(r.stdout, `"status":"SUCCEEDED"`) {
+		t.Fatalf("check: exit %d\n%s", r.code, r.stdout)
+	}
+	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}))
+	r = e.run(lines(rec("a", `{"n":1}`, 1)), "write", "--config", cfg, "--catalog", cat)
+	if r.code != 0 || !strings.Contains(r.stdout, want) {
+		t.Fatalf("write: exit %d\n%s", r.code, r.stdout)
+	}
+}
+
 func TestUnreachableBrokers(t *testing.T) {
 	e := newEnv(t, emulator.Options{})
 	l, err := net.Listen("tcp", "127.0.0.1:0")

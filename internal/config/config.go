@@ -52,6 +52,9 @@ type Config struct {
 	Tokens TokenPolicy
 	// DeliveryTimeout bounds how long the brokers may acknowledge nothing.
 	DeliveryTimeout time.Duration
+	// Warnings name the config's fields that are not options, with the
+	// option each was probably meant to be; check and write log them.
+	Warnings []string
 }
 
 // Policy is what the connector does with a record that breaks Keen's event
@@ -105,13 +108,14 @@ func Load(path string) (*Config, error) {
 // config with defaults applied. Its errors are config_errors that list every
 // problem, sorted, each naming the field.
 func Parse(doc []byte) (*Config, error) {
+	warnings, nearMiss := unknownFields(doc)
 	if err := schemas.Validate(schemas.Config, doc); err != nil {
 		var se *schemas.SyntaxError
 		if errors.As(err, &se) {
 			// The cause is left out on purpose: the decoder may quote the input.
 			return nil, &failure.Error{Kind: failure.Config, Message: "The config is " + se.Error()}
 		}
-		problems := describe(schemas.Problems(err))
+		problems := describe(schemas.Problems(err), nearMiss)
 		if len(problems) == 0 {
 			return nil, failure.Configf(err, "The config could not be validated")
 		}
@@ -122,7 +126,9 @@ func Parse(doc []byte) (*Config, error) {
 		// The schema accepted what the generated type refuses: the two drifted.
 		return nil, failure.Systemf(errors.New(redactValues(err.Error())), "The config passed validation but could not be decoded")
 	}
-	return adapt(&g), nil
+	c := adapt(&g)
+	c.Warnings = warnings
+	return c, nil
 }
 
 func adapt(g *genconfig.Config) *Config {
@@ -149,14 +155,18 @@ var missingRE = regexp.MustCompile(`'([^']*)'`)
 
 // describe turns validator problems into "field: what is wrong" lines. The
 // validator's messages never quote the value; ours neither.
-func describe(ps []schemas.Problem) []string {
+func describe(ps []schemas.Problem, nearMiss map[string]string) []string {
 	var out []string
 	for _, p := range ps {
 		field := strings.TrimPrefix(p.Location, "/")
 		if field == "" {
 			if names, ok := strings.CutPrefix(p.Message, "missing properties: "); ok {
 				for _, m := range missingRE.FindAllStringSubmatch(names, -1) {
-					out = append(out, m[1]+": is required")
+					if given, ok := nearMiss[m[1]]; ok {
+						out = append(out, fmt.Sprintf("%s: is required (the config has %q: did you mean %s?)", m[1], shortName(given), m[1]))
+					} else {
+						out = append(out, m[1]+": is required")
+					}
 				}
 				continue
 			}

@@ -149,3 +149,28 @@ func TestSecretNeverFormats(t *testing.T) {
 		t.Error("Reveal must return the key")
 	}
 }
+
+func TestUnknownFields(t *testing.T) {
+	c, err := Parse([]byte(`{"project_id":"p1","api_key":"k","infer_timestmap":false,"compresion":"zstd","airbyte_internal":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`"airbyte_internal" is not an option of this connector; it is ignored`,
+		`"compresion" is not an option of this connector; did you mean "compression"? It is ignored, and compression takes its default unless set`,
+		`"infer_timestmap" is not an option of this connector; did you mean "infer_timestamp"? It is ignored, and infer_timestamp takes its default unless set`,
+	}
+	if !reflect.DeepEqual(c.Warnings, want) {
+		t.Fatalf("warnings:\n%q\nwant\n%q", c.Warnings, want)
+	}
+	if !c.InferTimestamp || c.Compression != "lz4" {
+		t.Fatal("the typo'd fields must not be taken")
+	}
+	_, err = Parse([]byte(`{"projectid":"p1","api_key":"` + key + `"}`))
+	if err == nil || !strings.Contains(err.Error(), `project_id: is required (the config has "projectid": did you mean project_id?)`) {
+		t.Fatalf("a missing field with a near-miss: %v", err)
+	}
+	if strings.Contains(fmt.Sprint(err, c.Warnings), key) {
+		t.Fatal("a value was quoted")
+	}
+}

@@ -62,6 +62,7 @@ func RunCheck(ctx context.Context, em *airbyte.Emitter, configPath string, probe
 		return em.ConnectionStatus(false, failure.As(err).Message)
 	}
 	em.Redact(cfg.APIKey.Reveal())
+	LogConfigWarnings(em, cfg)
 	for _, probe := range probes {
 		if err := probe(ctx, cfg); err != nil {
 			f := failure.As(err)
@@ -73,4 +74,12 @@ func RunCheck(ctx context.Context, em *airbyte.Emitter, configPath string, probe
 		}
 	}
 	return em.ConnectionStatus(true, "")
+}
+
+// LogConfigWarnings logs a WARN for each field of the config that is not an
+// option (a typo takes the option's default silently otherwise).
+func LogConfigWarnings(em *airbyte.Emitter, cfg *config.Config) {
+	for _, w := range cfg.Warnings {
+		_ = em.Logf(airbyte.Warn, "Config: %s", w)
+	}
 }

@@ -185,3 +185,20 @@ func TestTimeoutsAreRetriedThenTransient(t *testing.T) {
 		t.Fatalf("%d calls: a timeout must be retried", calls.Load())
 	}
 }
+
+// TestDeleteEventsFilters: the filters go as Keen's query parameter, JSON.
+func TestDeleteEventsFilters(t *testing.T) {
+	var got string
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Method + " " + r.URL.Path + " " + r.URL.Query().Get("filters")
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	existed, err := client(t, srv, true).DeleteEvents(context.Background(), "my coll", []Filter{
+		{PropertyName: "_airbyte_generation_id", Operator: "ne", PropertyValue: int64(7)},
+	})
+	want := `DELETE /3.0/projects/p1/events/my coll [{"property_name":"_airbyte_generation_id","operator":"ne","property_value":7}]`
+	if err != nil || !existed || got != want {
+		t.Fatalf("got %q (%v, %v)\nwant %q", got, existed, err, want)
+	}
+}

@@ -81,6 +81,7 @@ func Run(ctx context.Context, em *airbyte.Emitter, configPath, catalogPath strin
 		return err
 	}
 	em.Redact(cfg.APIKey.Reveal())
+	connector.LogConfigWarnings(em, cfg)
 	cat, err := catalog.Load(catalogPath, catalog.OptionsOf(cfg))
 	if err != nil {
 		return err

@@ -1,7 +1,10 @@
 // Command keenlocal runs a local Keen for trying and testing the connector:
 // Kafka brokers behind SASL/PLAIN and TLS, and Keen's HTTP API, on loopback
 // ports. It prints the connector config to use and the CA to trust, and
-// stops on SIGINT or SIGTERM. See package emulator for what it emulates.
+// stops on SIGINT or SIGTERM, removing its --ready-file. Run the built
+// binary (make emulator, or bin/keenlocal), not go run, when it runs in the
+// background: go run does not pass signals on to it. See package emulator
+// for what it emulates.
 package main
 
 import (
@@ -103,6 +106,9 @@ Stop with Ctrl-C.
 		if err := e.WriteReadyFile(readyFile); err != nil {
 			return err
 		}
+		// A script that waits for the file must not find a stopped
+		// emulator's ports in it.
+		defer os.Remove(readyFile)
 	}
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "keenlocal: stopping")

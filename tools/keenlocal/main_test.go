@@ -32,6 +32,9 @@ func TestReadyFileDrivesAProducer(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Errorf("run: %v", err)
 		}
+		if _, err := os.Stat(ready); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the ready file outlives the emulator: %v", err)
+		}
 	}()
 
 	var b []byte
