@@ -78,6 +78,7 @@ func (pl *Pipeline) conformed(p *catalog.Plan, changes []keen.Change) {
 func (pl *Pipeline) reject(it *item) error {
 	p := it.plan
 	pl.count(p, true)
+	pl.streams[p.Index].Nonconforming.Add(1)
 	c := it.changes[0]
 	pl.conform.mu.Lock()
 	s := &pl.conform.streams[p.Index]

@@ -73,6 +73,7 @@ type Stream struct {
 	Fallbacks       atomic.Int64 // cursor missing or unreadable: emitted_at
 	DroppedKeenKeys atomic.Int64
 	Oversized       atomic.Int64 // skipped as too large (oversized_records: skip)
+	Nonconforming   atomic.Int64 // skipped as breaking Keen's rules (nonconforming_records: skip)
 	Tokens          atomic.Int64 // events with a uniqueness token derived here
 	SourceTokens    atomic.Int64 // events whose source set its own token
 	Untokened       atomic.Int64 // of a stream with tokens, but a key value or the cursor and sync_id missing
@@ -103,6 +104,15 @@ func New(cat *catalog.Catalog, cfg *config.Config, s *sink.Sink, tr *checkpoint.
 
 // Stream returns the counts of the plan's stream.
 func (p *Pipeline) Stream(plan *catalog.Plan) *Stream { return &p.streams[plan.Index] }
+
+// Skipped returns how many records were left out on purpose, all streams.
+func (p *Pipeline) Skipped() int64 {
+	var n int64
+	for i := range p.streams {
+		n += p.streams[i].Oversized.Load() + p.streams[i].Nonconforming.Load()
+	}
+	return n
+}
 
 // Progress returns how many records and states were read so far.
 func (p *Pipeline) Progress() (records, states int64) { return p.records.Load(), p.states.Load() }

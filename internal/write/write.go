@@ -377,9 +377,10 @@ running:
 
 func (s *syncRun) summary(elapsed time.Duration, st checkpoint.Stats) {
 	secs := max(elapsed.Seconds(), 1e-3)
-	_, states := s.pipe.Progress()
-	_ = s.em.Logf(airbyte.Info, "Sync summary: %d records read, %d acknowledged, %d states read, %d echoed, %.1fs (%.0f records/s)",
-		st.Records, st.Finished, states, st.Emitted, elapsed.Seconds(), float64(st.Records)/secs)
+	read, states := s.pipe.Progress()
+	skipped := s.pipe.Skipped()
+	_ = s.em.Logf(airbyte.Info, "Sync summary: %d records read, %d acknowledged by Keen's brokers, %d skipped (oversized or breaking Keen's rules), %d states read, %d echoed, %.1fs (%.0f records/s)",
+		read, int64(st.Finished)-skipped, skipped, states, st.Emitted, elapsed.Seconds(), float64(read)/secs)
 	for _, p := range s.cat.Plans {
 		c := s.pipe.Stream(p)
 		line := fmt.Sprintf("Stream %q -> %q: %d records", p.Name(), p.Collection, c.Records.Load())
