@@ -49,7 +49,8 @@ type Options struct {
 	Partitions int   // partitions of each auto-created topic; default 3
 	KafkaPorts []int // default: random free ports
 	HTTPPort   int   // default: a random free port
-	// Dir receives ca.pem; default a temporary folder removed by Close.
+	// Dir receives ca.pem (made when missing); default a temporary folder
+	// removed by Close.
 	Dir string
 	// DataDir makes the brokers persist what they store (kfake's DataDir).
 	DataDir string
@@ -165,6 +166,8 @@ func Start(opts Options) (*Emulator, error) {
 			return nil, fmt.Errorf("temp dir: %w", err)
 		}
 		e.ownDir = dir
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("dir: %w", err)
 	}
 	e.caFile = filepath.Join(dir, "ca.pem")
 	if err := os.WriteFile(e.caFile, e.ca.caPEM, 0o644); err != nil {
