@@ -736,6 +736,10 @@ func TestSIGTERMFlushes(t *testing.T) {
 	if n := len(e.events("a")); n != 1 {
 		t.Fatalf("%d events, want 1", n)
 	}
+	// The counts say what was applied: the one record read.
+	if !strings.Contains(s, `Stream \"a\" -\u003e \"a\": 1 records`) || !strings.Contains(s, "Sync summary: 1 records read, 1 acknowledged") {
+		t.Fatalf("the counts after a signal:\n%s", s)
+	}
 }
 
 // TestUntrustedCertificate: the brokers' and the API's certificate signed by
