@@ -27,14 +27,21 @@ const (
 	exitUsage = 2 // the command line is wrong; usage is on stderr
 )
 
-func main() {
+func main() { os.Exit(mainCode()) }
+
+func mainCode() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	// A reader that closes stdout gets EPIPE errors, which end the sync with
 	// a message on stderr, instead of the silent death SIGPIPE would bring.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
-	code := run(ctx, os.Args[1:], pollableStdin(), os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
+	var stdin io.Reader = os.Stdin
+	if len(os.Args) > 1 && os.Args[1] == "write" {
+		stdin = pollableStdin()
+		// A terminal's stdin is shared with the shell: give it back blocking.
+		defer func() { _ = syscall.SetNonblock(syscall.Stdin, false) }()
+	}
+	return run(ctx, os.Args[1:], stdin, os.Stdout, os.Stderr)
 }
 
 // pollableStdin returns stdin read through Go's poller where it can be, so

@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"destination-keen/internal/jsonx"
+	"destination-keen/internal/message"
 )
 
 // Tracker numbers records and releases states. It is safe for concurrent
@@ -217,17 +218,7 @@ func Describe(state []byte) (kind Kind, name, namespace string, err error) {
 	if jsonx.KindOf(desc) != jsonx.Object {
 		return "", "", "", errors.New("a STREAM state needs stream.stream_descriptor")
 	}
-	jsonx.Members(desc, func(m *jsonx.Member) bool {
-		switch {
-		case jsonx.KeyIs(m.Key, "name"):
-			name, _ = jsonx.Unquote(m.Value)
-		case jsonx.KeyIs(m.Key, "namespace"):
-			if jsonx.KindOf(m.Value) == jsonx.String {
-				namespace, _ = jsonx.Unquote(m.Value)
-			}
-		}
-		return true
-	})
+	name, namespace = message.StreamDescriptor(desc)
 	if name == "" {
 		return "", "", "", errors.New("a STREAM state needs stream.stream_descriptor.name")
 	}

@@ -369,6 +369,13 @@ func StreamStatus(trace []byte) (name, namespace string, complete, ok bool) {
 	if jsonx.KindOf(desc) != jsonx.Object || (state != "COMPLETE" && state != "INCOMPLETE") {
 		return "", "", false, false
 	}
+	name, namespace = StreamDescriptor(desc)
+	return name, namespace, state == "COMPLETE", name != ""
+}
+
+// StreamDescriptor reads a valid stream_descriptor object: its name and its
+// namespace ("" when absent or null).
+func StreamDescriptor(desc []byte) (name, namespace string) {
 	jsonx.Members(desc, func(m *jsonx.Member) bool {
 		switch {
 		case jsonx.KeyIs(m.Key, "name"):
@@ -380,5 +387,5 @@ func StreamStatus(trace []byte) (name, namespace string, complete, ok bool) {
 		}
 		return true
 	})
-	return name, namespace, state == "COMPLETE", name != ""
+	return name, namespace
 }
