@@ -250,7 +250,7 @@ func skipArray(b []byte, i, depth int, tr *Traits) (int, error) {
 		return i + 1, nil
 	}
 	for {
-		if tr != nil && (b[i] == '{' || b[i] == '[') {
+		if tr != nil && i < len(b) && (b[i] == '{' || b[i] == '[') {
 			*tr |= NestedArray
 		}
 		var err error

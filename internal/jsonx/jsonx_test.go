@@ -183,3 +183,14 @@ func TestAppendWithout(t *testing.T) {
 		}
 	}
 }
+
+// TestTraitsOnTruncatedInput: noting traits never reads past the input
+// (a truncated array once did).
+func TestTraitsOnTruncatedInput(t *testing.T) {
+	for _, b := range []string{`[`, `[1,`, `{"a":[`, `{"a":[{}`, `{"":[[`} {
+		var tr Traits
+		if _, err := SkipValueIn([]byte(b), 0, 0, &tr); err == nil {
+			t.Errorf("%q accepted", b)
+		}
+	}
+}
