@@ -249,7 +249,7 @@ func appendDigits(b []byte, v, width int) []byte {
 func parseRFC3339(s string) (time.Time, bool) {
 	if len(s) > 10 && (s[10] == 't' || s[10] == ' ') || strings.HasSuffix(s, "z") {
 		b := []byte(s)
-		if b[10] == 't' || b[10] == ' ' {
+		if len(b) > 10 && (b[10] == 't' || b[10] == ' ') {
 			b[10] = 'T'
 		}
 		if b[len(b)-1] == 'z' {
