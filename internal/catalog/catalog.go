@@ -264,6 +264,12 @@ func tokenRule(s *protocol.ConfiguredAirbyteStream, p *Plan, policy config.Token
 		r.Key = s.Stream.SourceDefinedPrimaryKey
 	}
 	r.Key = slices.Clone(r.Key)
+	for _, k := range r.Key {
+		if len(k) == 0 {
+			r.Key = nil // a key with an empty path names nothing: no key
+			break
+		}
+	}
 	if s.SyncID != nil {
 		r.SyncID = strconv.Itoa(*s.SyncID)
 	}

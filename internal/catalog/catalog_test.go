@@ -154,6 +154,7 @@ func TestTokenRules(t *testing.T) {
 		{"no key", stream{mode: "append", cursor: []string{"u"}}, config.TokensPrimaryKey, "0 [] false  "},
 		{"no key, record", stream{mode: "append", cursor: []string{"u"}}, config.TokensRecord, "2 [] false  "},
 		{"off", stream{mode: "append", key: id, cursor: []string{"u"}}, config.TokensOff, "0 [[id]] false  "},
+		{"a key with an empty path", stream{mode: "append", key: [][]string{{}}, cursor: []string{"u"}}, config.TokensPrimaryKey, "0 [] false  "},
 		{"truncating, generation hashed", stream{mode: "overwrite", key: id, syncMode: "full_refresh", syncID: 9, gen: 3, minGen: 3}, config.TokensPrimaryKey, "1 [[id]] true 9 3"},
 		{"appending, generation not hashed", stream{mode: "append", key: id, cursor: []string{"u"}, gen: 3, minGen: 0}, config.TokensPrimaryKey, "1 [[id]] false  "},
 	}

@@ -257,6 +257,14 @@ func parseInteger(raw []byte) (int64, bool) {
 	if jsonx.KindOf(raw) != jsonx.Number || len(raw) > 64 {
 		return 0, false
 	}
+	// An exponent beyond ±30 is no plausible integer here, and big.Rat
+	// would spend time and memory on 10 to its power.
+	if i := bytes.IndexAny(raw, "eE"); i >= 0 {
+		exp, err := strconv.Atoi(string(raw[i+1:]))
+		if err != nil || exp > 30 || exp < -30 {
+			return 0, false
+		}
+	}
 	var r big.Rat
 	if _, ok := r.SetString(string(raw)); !ok || !r.IsInt() || !r.Num().IsInt64() {
 		return 0, false

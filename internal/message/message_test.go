@@ -51,6 +51,7 @@ func TestDecode(t *testing.T) {
 			typ: Record, stream: "s", data: `{}`, emitted: 253402300799999},
 		{name: "emitted_at in microseconds", line: `{"type":"RECORD","record":{"stream":"s","data":{},"emitted_at":1700000000000000}}`, err: "not a time in epoch milliseconds"},
 		{name: "emitted_at negative", line: `{"type":"RECORD","record":{"stream":"s","data":{},"emitted_at":-1}}`, err: "not a time in epoch milliseconds"},
+		{name: "emitted_at with a huge exponent", line: `{"type":"RECORD","record":{"stream":"s","data":{},"emitted_at":1e-999999999}}`, err: "emitted_at is not an integer"},
 		{name: "emitted_at beyond int64", line: `{"type":"RECORD","record":{"stream":"s","data":{},"emitted_at":1e30}}`, err: "emitted_at is not an integer"},
 		{name: "emitted_at string", line: `{"type":"RECORD","record":{"stream":"s","data":{},"emitted_at":"1"}}`, err: "emitted_at is not an integer"},
 		{name: "state not object", line: `{"type":"STATE","state":[1]}`, err: "state is a JSON array"},
