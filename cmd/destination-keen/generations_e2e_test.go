@@ -12,7 +12,7 @@ import (
 // events carry their generation, and the older generations are deleted only
 // once the stream has ended with every record acknowledged.
 
-// generationOf returns the generation property of each event, as text.
+// generations counts the events by their generation property, as text.
 func generations(evs []map[string]any) map[string]int {
 	out := map[string]int{}
 	for _, ev := range evs {

@@ -185,19 +185,11 @@ const (
 // The state must be valid JSON, as every line the decoder accepted is.
 func Describe(state []byte) (kind Kind, name, namespace string, err error) {
 	kind = Legacy
-	var stream []byte
-	jsonx.Members(state, func(m *jsonx.Member) bool {
-		switch {
-		case jsonx.KeyIs(m.Key, "type"):
-			s, uerr := jsonx.Unquote(m.Value)
-			if uerr == nil {
-				kind = Kind(s)
-			}
-		case jsonx.KeyIs(m.Key, "stream"):
-			stream = m.Value
+	if t := jsonx.Lookup(state, "type"); t != nil {
+		if s, err := jsonx.Unquote(t); err == nil {
+			kind = Kind(s)
 		}
-		return true
-	})
+	}
 	switch kind {
 	case Stream:
 	case Global, Legacy:
@@ -205,16 +197,11 @@ func Describe(state []byte) (kind Kind, name, namespace string, err error) {
 	default:
 		return "", "", "", fmt.Errorf("unknown state type %q", kind)
 	}
+	stream := jsonx.Lookup(state, "stream")
 	if jsonx.KindOf(stream) != jsonx.Object {
 		return "", "", "", errors.New("a STREAM state needs a stream object")
 	}
-	var desc []byte
-	jsonx.Members(stream, func(m *jsonx.Member) bool {
-		if jsonx.KeyIs(m.Key, "stream_descriptor") {
-			desc = m.Value
-		}
-		return true
-	})
+	desc := jsonx.Lookup(stream, "stream_descriptor")
 	if jsonx.KindOf(desc) != jsonx.Object {
 		return "", "", "", errors.New("a STREAM state needs stream.stream_descriptor")
 	}

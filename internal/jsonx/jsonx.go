@@ -523,6 +523,30 @@ func Members(b []byte, fn func(m *Member) bool) {
 	}
 }
 
+// Lookup returns the raw value at path (member names) in the valid object
+// obj, or nil when a step is missing or not an object. The last member of a
+// name wins, as in encoding/json.
+func Lookup(obj []byte, path ...string) []byte {
+	cur := obj
+	for _, name := range path {
+		if KindOf(cur) != Object {
+			return nil
+		}
+		var found []byte
+		Members(cur, func(m *Member) bool {
+			if KeyIs(m.Key, name) {
+				found = m.Value
+			}
+			return true
+		})
+		if found == nil {
+			return nil
+		}
+		cur = found
+	}
+	return cur
+}
+
 // AppendWithout appends the valid object obj to dst without its members
 // named name and without its closing brace, followed by a comma when any
 // member was written: the caller appends its own member and the brace. It

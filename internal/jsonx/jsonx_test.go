@@ -194,3 +194,23 @@ func TestTraitsOnTruncatedInput(t *testing.T) {
 		}
 	}
 }
+
+func TestLookup(t *testing.T) {
+	doc := []byte(`{"a":1,"a":{"b":[1],"c":{"d":"x"}},"e":null}`)
+	for _, tt := range []struct {
+		path []string
+		want string // "" for nil
+	}{
+		{[]string{"a", "c", "d"}, `"x"`},
+		{[]string{"a", "b"}, `[1]`},
+		{[]string{"a", "b", "x"}, ""},
+		{[]string{"e"}, `null`},
+		{[]string{"nope"}, ""},
+		{nil, string(doc)},
+	} {
+		got := Lookup(doc, tt.path...)
+		if string(got) != tt.want || (tt.want == "" && got != nil) {
+			t.Errorf("Lookup(%v) = %q, want %q", tt.path, got, tt.want)
+		}
+	}
+}

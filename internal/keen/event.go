@@ -66,12 +66,12 @@ func Capture(data []byte, members []jsonx.Member, cursor []string, key [][]strin
 		}
 	}
 	if top != nil {
-		r.Cursor = Lookup(top, cursor[1:])
+		r.Cursor = jsonx.Lookup(top, cursor[1:]...)
 	}
 	if len(key) > 0 {
 		for j, k := range key {
 			if keyVals[j] != nil && len(k) > 1 {
-				keyVals[j] = Lookup(keyVals[j], k[1:])
+				keyVals[j] = jsonx.Lookup(keyVals[j], k[1:]...)
 			}
 		}
 		r.Key = keyVals[:len(key)]
@@ -181,27 +181,4 @@ func rebuild(dst, data []byte, ts time.Time, token []byte, gen *Generation, sh *
 		ours()
 	}
 	return append(dst, "}}"...), *sh
-}
-
-// Lookup returns the raw value at path in the valid object data, or nil when
-// a step is missing or not an object. The last member of a name wins.
-func Lookup(data []byte, path []string) []byte {
-	cur := data
-	for _, name := range path {
-		if jsonx.KindOf(cur) != jsonx.Object {
-			return nil
-		}
-		var found []byte
-		jsonx.Members(cur, func(m *jsonx.Member) bool {
-			if jsonx.KeyIs(m.Key, name) {
-				found = m.Value
-			}
-			return true
-		})
-		if found == nil {
-			return nil
-		}
-		cur = found
-	}
-	return cur
 }

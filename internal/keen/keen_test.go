@@ -3,7 +3,6 @@ package keen
 import (
 	"bytes"
 	"encoding/json"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -284,15 +283,6 @@ func compact(t *testing.T, b []byte) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
-}
-
-func TestLookupLastWins(t *testing.T) {
-	if got := Lookup([]byte(`{"a":1,"a":2}`), []string{"a"}); string(got) != "2" {
-		t.Fatalf("got %s", got)
-	}
-	if !reflect.DeepEqual(Lookup([]byte(`{}`), []string{"a"}), []byte(nil)) {
-		t.Fatal("missing must be nil")
-	}
 }
 
 func FuzzAppendTimestamp(f *testing.F) {

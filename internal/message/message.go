@@ -350,31 +350,10 @@ func (r *Reader) Next() ([]byte, int, error) {
 // StreamStatus reads a TRACE's stream status: the stream and whether it
 // is COMPLETE (or INCOMPLETE); ok is false for any other trace.
 func StreamStatus(trace []byte) (name, namespace string, complete, ok bool) {
-	var typ, status []byte
-	jsonx.Members(trace, func(m *jsonx.Member) bool {
-		switch {
-		case jsonx.KeyIs(m.Key, "type"):
-			typ = m.Value
-		case jsonx.KeyIs(m.Key, "stream_status"):
-			status = m.Value
-		}
-		return true
-	})
-	if s, _ := jsonx.Unquote(typ); s != "STREAM_STATUS" || jsonx.KindOf(status) != jsonx.Object {
-		return "", "", false, false
-	}
-	var desc, st []byte
-	jsonx.Members(status, func(m *jsonx.Member) bool {
-		switch {
-		case jsonx.KeyIs(m.Key, "stream_descriptor"):
-			desc = m.Value
-		case jsonx.KeyIs(m.Key, "status"):
-			st = m.Value
-		}
-		return true
-	})
-	state, _ := jsonx.Unquote(st)
-	if jsonx.KindOf(desc) != jsonx.Object || (state != "COMPLETE" && state != "INCOMPLETE") {
+	typ, _ := jsonx.Unquote(jsonx.Lookup(trace, "type"))
+	state, _ := jsonx.Unquote(jsonx.Lookup(trace, "stream_status", "status"))
+	desc := jsonx.Lookup(trace, "stream_status", "stream_descriptor")
+	if typ != "STREAM_STATUS" || jsonx.KindOf(desc) != jsonx.Object || (state != "COMPLETE" && state != "INCOMPLETE") {
 		return "", "", false, false
 	}
 	name, namespace = StreamDescriptor(desc)
@@ -384,16 +363,9 @@ func StreamStatus(trace []byte) (name, namespace string, complete, ok bool) {
 // StreamDescriptor reads a valid stream_descriptor object: its name and its
 // namespace ("" when absent or null).
 func StreamDescriptor(desc []byte) (name, namespace string) {
-	jsonx.Members(desc, func(m *jsonx.Member) bool {
-		switch {
-		case jsonx.KeyIs(m.Key, "name"):
-			name, _ = jsonx.Unquote(m.Value)
-		case jsonx.KeyIs(m.Key, "namespace"):
-			if jsonx.KindOf(m.Value) == jsonx.String {
-				namespace, _ = jsonx.Unquote(m.Value)
-			}
-		}
-		return true
-	})
+	name, _ = jsonx.Unquote(jsonx.Lookup(desc, "name"))
+	if ns := jsonx.Lookup(desc, "namespace"); jsonx.KindOf(ns) == jsonx.String {
+		namespace, _ = jsonx.Unquote(ns)
+	}
 	return name, namespace
 }

@@ -19,86 +19,64 @@ var benchLine = []byte(`{"type":"RECORD","record":{"namespace":"shop","stream":"
 // that Keen drops: an array of objects, a name with '.', one with '$'.
 var benchLineNonconforming = []byte(`{"type":"RECORD","record":{"namespace":"shop","stream":"bench","data":{"id":123456,"user":{"id":"u-23456","email":"someone.23456@example.com","plan":"pro","$country":"DE","signup":"2021-04-01T10:00:00Z"},"page":{"path":"/docs/getting-started/install","referrer":"https://www.example.org/search?q=keen+analytics","title":"Install | Docs"},"fee_details":[{"amount":1999,"type":"stripe_fee"},{"amount":25,"type":"tax"}],"amount.eur":19.99,"tags":["web","campaign-42","beta"],"updated_at":"2024-03-01T10:15:00.123Z"},"emitted_at":1700000000000}}`)
 
+// connectorPath is what a worker does per record of line: decode, capture,
+// conform when the record needs it (changes: how many changes it must
+// need), derive a token when tokens is set, parse the cursor, shape.
+func connectorPath(b *testing.B, line []byte, tokens bool, changes int) {
+	b.ReportAllocs()
+	b.SetBytes(int64(len(line)))
+	var (
+		m       message.Message
+		p       keen.Parser
+		tk      keen.Tokener
+		scratch []byte
+		buf     = make([]byte, 0, 1024)
+		tokBuf  = make([]byte, 0, keen.TokenLen)
+		cursor  = []string{"updated_at"}
+		key     [][]string
+		keyVals = make([][]byte, 1)
+	)
+	if tokens {
+		key = [][]string{{"id"}}
+	}
+	for b.Loop() {
+		if err := message.Decode(line, &m); err != nil {
+			b.Fatal(err)
+		}
+		rec := keen.Capture(m.Data, m.Members, cursor, key, keyVals[:len(key)])
+		if keen.NeedsConform(rec.Traits) != (changes > 0) {
+			b.Fatalf("traits %b for a record that needs %d changes", rec.Traits, changes)
+		}
+		if changes > 0 {
+			var cs []keen.Change
+			if scratch, cs = keen.Conform(scratch[:0], m.Data); len(cs) != changes {
+				b.Fatalf("%d changes, want %d", len(cs), changes)
+			}
+			rec = rec.WithData(scratch)
+		}
+		var tok []byte
+		if tokens {
+			tokBuf = tk.Append(tokBuf[:0], &keen.TokenInput{Collection: "bench", Key: rec.Key, Cursor: rec.Cursor})
+			tok = tokBuf
+		}
+		ts, ok := p.Parse(rec.Cursor)
+		if !ok {
+			b.Fatal("cursor not parsed")
+		}
+		buf, _ = rec.AppendEvent(buf[:0], ts, tok, nil)
+	}
+}
+
 // BenchmarkRecordPath measures what the reading goroutine does per record
 // (decode, find the cursor, parse it, shape the event), next to the plain
 // encoding/json way in the same run as the baseline.
 func BenchmarkRecordPath(b *testing.B) {
-	b.Run("connector", func(b *testing.B) {
-		b.ReportAllocs()
-		b.SetBytes(int64(len(benchLine)))
-		var m message.Message
-		var p keen.Parser
-		buf := make([]byte, 0, 1024)
-		cursor := []string{"updated_at"}
-		for b.Loop() {
-			if err := message.Decode(benchLine, &m); err != nil {
-				b.Fatal(err)
-			}
-			rec := keen.Capture(m.Data, m.Members, cursor, nil, nil)
-			if keen.NeedsConform(rec.Traits) {
-				b.Fatal("a trait noted")
-			}
-			ts, ok := p.Parse(rec.Cursor)
-			if !ok {
-				b.Fatal("cursor not parsed")
-			}
-			buf, _ = rec.AppendEvent(buf[:0], ts, nil, nil)
-		}
-	})
+	b.Run("connector", func(b *testing.B) { connectorPath(b, benchLine, false, 0) })
 	// The same with a uniqueness token from a primary key and the cursor.
-	b.Run("connector-token", func(b *testing.B) {
-		b.ReportAllocs()
-		b.SetBytes(int64(len(benchLine)))
-		var m message.Message
-		var p keen.Parser
-		var tk keen.Tokener
-		buf := make([]byte, 0, 1024)
-		tok := make([]byte, 0, keen.TokenLen)
-		cursor, key, keyVals := []string{"updated_at"}, [][]string{{"id"}}, make([][]byte, 1)
-		for b.Loop() {
-			if err := message.Decode(benchLine, &m); err != nil {
-				b.Fatal(err)
-			}
-			rec := keen.Capture(m.Data, m.Members, cursor, key, keyVals)
-			tok = tk.Append(tok[:0], &keen.TokenInput{Collection: "bench", Key: rec.Key, Cursor: rec.Cursor})
-			ts, ok := p.Parse(rec.Cursor)
-			if !ok {
-				b.Fatal("cursor not parsed")
-			}
-			buf, _ = rec.AppendEvent(buf[:0], ts, tok, nil)
-		}
-	})
+	b.Run("connector-token", func(b *testing.B) { connectorPath(b, benchLine, true, 0) })
 	// A record of the same size that breaks Keen's rules (an array of
 	// objects, a dotted and a $ name): conformed before it is shaped.
-	b.Run("connector-conformed", func(b *testing.B) {
-		b.ReportAllocs()
-		b.SetBytes(int64(len(benchLineNonconforming)))
-		var m message.Message
-		var p keen.Parser
-		buf := make([]byte, 0, 1024)
-		var scratch []byte
-		cursor := []string{"updated_at"}
-		for b.Loop() {
-			if err := message.Decode(benchLineNonconforming, &m); err != nil {
-				b.Fatal(err)
-			}
-			rec := keen.Capture(m.Data, m.Members, cursor, nil, nil)
-			if !keen.NeedsConform(rec.Traits) {
-				b.Fatal("no trait noted")
-			}
-			var changes []keen.Change
-			scratch, changes = keen.Conform(scratch[:0], m.Data)
-			if len(changes) != 3 {
-				b.Fatalf("%d changes", len(changes))
-			}
-			rec = rec.WithData(scratch)
-			ts, ok := p.Parse(rec.Cursor)
-			if !ok {
-				b.Fatal("cursor not parsed")
-			}
-			buf, _ = rec.AppendEvent(buf[:0], ts, nil, nil)
-		}
-	})
+	b.Run("connector-conformed", func(b *testing.B) { connectorPath(b, benchLineNonconforming, false, 3) })
 	// A maintained raw-JSON library doing the same job, for the reason jsonx
 	// is hand-written: the line is checked for UTF-8, fastjson validates and
 	// parses it, the record's members are looked up, data is written back out
