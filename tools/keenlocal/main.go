@@ -58,6 +58,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&opts.Dir, "dir", "", "folder for ca.pem (default: a temporary folder removed at exit)")
 	fs.StringVar(&opts.DataDir, "data-dir", "", "persist broker data in this folder")
 	fs.BoolVar(&opts.Blackhole, "blackhole", false, "acknowledge produce requests without storing them (benchmarks)")
+	fs.DurationVar(&opts.Latency, "latency", 0, "hold every byte the brokers send for this long: each round trip to them costs that much more (e.g. 40ms, 100ms)")
 	fs.StringVar(&readyFile, "ready-file", "", "once listening, write the connector config (plus ca_file) here as JSON, atomically")
 	fs.BoolVar(&verbose, "verbose", false, "log rejections, deletes and failed logins to stderr")
 	fs.IntVar(&failProduce, "fail-produce", 0, "fail the first N produce requests with --fail-produce-code")

@@ -56,6 +56,10 @@ type Options struct {
 	DataDir string
 	// Blackhole acknowledges produce requests without storing anything.
 	Blackhole bool
+	// Latency holds every byte the brokers send for this long, so that
+	// each round trip to them costs that much more, as across the internet
+	// (the HTTP API is not delayed).
+	Latency time.Duration
 	// Logf, when set, receives one line per notable event.
 	Logf func(format string, args ...any)
 }
@@ -201,6 +205,9 @@ func (e *Emulator) startKafka() error {
 	}
 	if e.opts.Blackhole {
 		kopts = append(kopts, kfake.BlackholeProduce())
+	}
+	if e.opts.Latency > 0 {
+		kopts = append(kopts, kfake.ListenFn(listenDelayed(e.opts.Latency)))
 	}
 	if e.opts.DataDir != "" {
 		kopts = append(kopts, kfake.DataDir(e.opts.DataDir))

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -671,5 +672,79 @@ func TestFilteredDeletes(t *testing.T) {
 	bad := e.APIURL() + "/projects/keenlocal/events/x?filters=" + url.QueryEscape(`[{"property_name":"a","operator":"like","property_value":1}]`)
 	if status, _, _ := call(t, e, http.MethodDelete, bad, e.APIKey()); status != http.StatusBadRequest {
 		t.Fatalf("an unknown operator: %d", status)
+	}
+}
+
+func TestLatency(t *testing.T) {
+	const d = 60 * time.Millisecond
+	e := start(t, Options{Latency: d})
+	p := producer(t, e)
+	began := time.Now()
+	if err := send(p, "far", `{"a":1}`); err != nil { // connect: TLS, SASL, metadata, produce
+		t.Fatal(err)
+	}
+	// TCP accept, TLS 1.3 (one round trip), SASL handshake + authenticate,
+	// API versions, metadata, produce: at least six round trips.
+	if took := time.Since(began); took < 6*d {
+		t.Fatalf("connecting and producing took %v, want at least 6 round trips of %v", took, d)
+	}
+	for i := range 3 {
+		began = time.Now()
+		if err := send(p, "far", fmt.Sprintf(`{"a":%d}`, i+2)); err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(began); took < d {
+			t.Fatalf("a produce round trip took %v, want at least %v", took, d)
+		}
+	}
+	if events := extract(t, e, "far"); len(events) != 4 {
+		t.Fatalf("%d events landed, want 4", len(events))
+	}
+}
+
+func TestDelayedConn(t *testing.T) {
+	const d = 40 * time.Millisecond
+	ln, err := listenDelayed(d)("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	server := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			server <- err
+			return
+		}
+		for i := range 100 {
+			if _, err := fmt.Fprintf(c, "%03d,", i); err != nil {
+				server <- err
+				return
+			}
+		}
+		server <- c.Close() // what is queued still leaves
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	began := time.Now()
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(began); took < d {
+		t.Errorf("the bytes arrived after %v, before the delay of %v", took, d)
+	}
+	var want strings.Builder
+	for i := range 100 {
+		fmt.Fprintf(&want, "%03d,", i)
+	}
+	if string(got) != want.String() {
+		t.Errorf("got %q, want the 100 writes in order", got)
+	}
+	if err := <-server; err != nil {
+		t.Fatal(err)
 	}
 }
