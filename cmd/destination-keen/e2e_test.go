@@ -1201,17 +1201,40 @@ func syncThroughEnv(t *testing.T, n int, fault func(*emulator.Emulator)) (result
 // leaving the events to the caller.
 func runThrough(t *testing.T, n int, fault func(*emulator.Emulator)) (result, *env) {
 	t.Helper()
-	e := newEnv(t, emulator.Options{})
+	return runThroughLink(t, link{}, n, fault)
+}
+
+// link is the way to the brokers in runThroughLink: an added round trip,
+// the connector's kafka_producers and padding that makes each event pad
+// bytes larger.
+type link struct {
+	latency   time.Duration
+	producers int
+	pad       int
+}
+
+func runThroughLink(t *testing.T, l link, n int, fault func(*emulator.Emulator)) (result, *env) {
+	t.Helper()
+	e := newEnv(t, emulator.Options{Latency: l.latency})
 	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}))
+	pad := strings.Repeat("x", l.pad)
 	var in strings.Builder
 	for i := 1; i <= n; i++ {
-		in.WriteString(rec("a", fmt.Sprintf(`{"n":%d}`, i), 1) + "\n")
+		data := fmt.Sprintf(`{"n":%d}`, i)
+		if l.pad > 0 {
+			data = fmt.Sprintf(`{"n":%d,"pad":%q}`, i, pad)
+		}
+		in.WriteString(rec("a", data, 1) + "\n")
 		if i%100 == 0 {
 			in.WriteString(streamState("a", strconv.Itoa(i)) + "\n")
 		}
 	}
 	fault(e.emu)
-	r := e.run(in.String(), "write", "--config", e.config(nil), "--catalog", cat)
+	var override map[string]any
+	if l.producers > 0 {
+		override = map[string]any{"kafka_producers": l.producers}
+	}
+	r := e.run(in.String(), "write", "--config", e.config(override), "--catalog", cat)
 	if r.code != 0 {
 		t.Fatalf("exit %d:\n%s", r.code, r.stdout)
 	}
@@ -1248,6 +1271,26 @@ func TestRetriableBrokerErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { syncThrough(t, 3000, tt.fault) })
+	}
+	// Over a link with a round trip of 30 ms, four producers share the
+	// load (events of 6 KB spill past each one's 4 MiB), each with its own
+	// producer id and sequence numbers: a retry stays deduplicated by the
+	// brokers whichever producer it belongs to.
+	far := link{latency: 30 * time.Millisecond, producers: 4, pad: 6000}
+	for _, tt := range tests {
+		t.Run(tt.name+" over a far link", func(t *testing.T) {
+			t.Parallel()
+			_, e := runThroughLink(t, far, 3000, tt.fault)
+			e.storedOnce(3000)
+			ids, err := e.emu.Producers(context.Background(), "a")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("events per producer id: %v", ids)
+			if len(ids) < 2 || ids[-1] > 0 {
+				t.Fatalf("events per producer id %v: want several idempotent producers", ids)
+			}
+		})
 	}
 }
 

@@ -52,6 +52,9 @@ type Config struct {
 	Tokens TokenPolicy
 	// DeliveryTimeout bounds how long the brokers may acknowledge nothing.
 	DeliveryTimeout time.Duration
+	// Producers is how many Kafka producers send side by side; 0 lets the
+	// sink pick from the round trip to the brokers.
+	Producers int
 	// Warnings name the config's fields that are not options, with the
 	// option each was probably meant to be; check and write log them.
 	Warnings []string
@@ -142,6 +145,7 @@ func adapt(g *genconfig.Config) *Config {
 		Nonconforming:   policies[g.NonconformingRecords],
 		Tokens:          tokenPolicies[g.UniquenessToken],
 		DeliveryTimeout: time.Duration(g.DeliveryTimeoutSeconds) * time.Second,
+		Producers:       g.KafkaProducers,
 	}
 	for _, b := range strings.Split(g.KafkaBootstrapServers, ",") {
 		if b = strings.TrimSpace(b); b != "" {
@@ -202,6 +206,10 @@ func (c *Config) String() string {
 	if c.SkipOversized {
 		oversized = "skip"
 	}
-	return fmt.Sprintf("project_id=%s infer_timestamp=%t kafka_bootstrap_servers=%s api_url=%s compression=%s oversized_records=%s nonconforming_records=%s uniqueness_token=%s delivery_timeout_seconds=%d",
-		c.ProjectID, c.InferTimestamp, strings.Join(c.Brokers, ","), c.APIURL, c.Compression, oversized, c.Nonconforming, c.Tokens, int(c.DeliveryTimeout.Seconds()))
+	producers := "auto"
+	if c.Producers > 0 {
+		producers = fmt.Sprint(c.Producers)
+	}
+	return fmt.Sprintf("project_id=%s infer_timestamp=%t kafka_bootstrap_servers=%s api_url=%s compression=%s oversized_records=%s nonconforming_records=%s uniqueness_token=%s delivery_timeout_seconds=%d kafka_producers=%s",
+		c.ProjectID, c.InferTimestamp, strings.Join(c.Brokers, ","), c.APIURL, c.Compression, oversized, c.Nonconforming, c.Tokens, int(c.DeliveryTimeout.Seconds()), producers)
 }

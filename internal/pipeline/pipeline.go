@@ -564,16 +564,9 @@ func (p *Pipeline) send(ctx context.Context, it *item) error {
 	}
 	p.count(plan, false)
 	env.Seq = p.tracker.Next()
-	msg := p.sink.Prepare(env, plan.Collection)
-	select { // the common case, without a two-way select
-	case p.sink.Input() <- msg:
-		return nil
-	default:
-	}
-	select {
-	case p.sink.Input() <- msg:
-	case <-ctx.Done(): // the sync is ending: this record is not delivered, nor any state after it
-	}
+	// When ctx ends first, the sync is ending: this record is not
+	// delivered, nor any state after it.
+	p.sink.Send(ctx, env, plan.Collection)
 	return nil
 }
 

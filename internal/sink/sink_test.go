@@ -61,7 +61,9 @@ func TestProduceAndAck(t *testing.T) {
 		env := s.Get()
 		env.Buf = append(env.Buf, `{"n":1}`...)
 		env.Seq = uint64(i)
-		s.Input() <- s.Prepare(env, "acks")
+		if !s.Send(context.Background(), env, "acks") {
+			t.Fatal("Send refused a record with nothing in flight")
+		}
 	}
 	s.Close()
 	if len(acked) != 100 {
@@ -169,5 +171,140 @@ func TestClassify(t *testing.T) {
 				t.Fatalf("%v: %s %q, want %s %q", tt.err, f.Kind, f.Message, tt.kind, tt.msg)
 			}
 		})
+	}
+}
+
+func TestAutoLanes(t *testing.T) {
+	tests := []struct {
+		rtt  time.Duration
+		want int
+	}{
+		{0, 1},
+		{200 * time.Microsecond, 1},
+		{10 * time.Millisecond, 1},
+		{11 * time.Millisecond, 2},
+		{25 * time.Millisecond, 3},
+		{40 * time.Millisecond, 4},
+		{100 * time.Millisecond, 4},
+		{time.Second, 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.rtt.String(), func(t *testing.T) {
+			if got := AutoLanes(tt.rtt); got != tt.want {
+				t.Errorf("AutoLanes(%v) = %d, want %d", tt.rtt, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestBudget(t *testing.T) {
+	ctx := context.Background()
+	t.Run("the current lane while it has room, then the next", func(t *testing.T) {
+		b := budget{limit: 100, used: make([]int64, 3)}
+		var got []int
+		for _, n := range []int64{60, 40, 1, 99, 50, 50} {
+			k, ok := b.acquire(ctx, 0, n)
+			if !ok {
+				t.Fatal("refused with room left")
+			}
+			got = append(got, k)
+		}
+		if fmt.Sprint(got) != "[0 0 1 1 2 2]" {
+			t.Errorf("lanes %v, want [0 0 1 1 2 2]", got)
+		}
+	})
+	t.Run("an event larger than a share goes to an empty lane", func(t *testing.T) {
+		b := budget{limit: 100, used: make([]int64, 2)}
+		b.used[0] = 1
+		if k, ok := b.acquire(ctx, 0, 500); !ok || k != 1 {
+			t.Errorf("got lane %d (%t), want lane 1", k, ok)
+		}
+	})
+	t.Run("waits until a quarter of a share is free", func(t *testing.T) {
+		b := budget{limit: 100, used: make([]int64, 1)}
+		b.acquire(ctx, 0, 100)
+		got := make(chan int, 1)
+		go func() {
+			k, _ := b.acquire(ctx, 0, 10)
+			got <- k
+		}()
+		waiting := func() bool { b.mu.Lock(); defer b.mu.Unlock(); return b.wake != nil }
+		for !waiting() {
+			time.Sleep(time.Millisecond)
+		}
+		b.release(0, 10) // 90 in flight: room for 10, but under a quarter free
+		select {
+		case <-got:
+			t.Fatal("woken before a quarter of the share was free")
+		case <-time.After(20 * time.Millisecond):
+		}
+		b.release(0, 15)
+		if k := <-got; k != 0 {
+			t.Errorf("lane %d", k)
+		}
+		if b.used[0] != 85 {
+			t.Errorf("%d bytes in flight, want 85", b.used[0])
+		}
+	})
+	t.Run("gives up when the context ends", func(t *testing.T) {
+		b := budget{limit: 100, used: make([]int64, 1)}
+		b.acquire(ctx, 0, 100)
+		c, cancel := context.WithCancel(ctx)
+		cancel()
+		if _, ok := b.acquire(c, 0, 1); ok {
+			t.Error("acquired past the limit")
+		}
+	})
+}
+
+// TestLanesOverALink: brokers 30 ms away get several producers, counted
+// from the round trip the probe measured; each has its own producer id,
+// and each event is acknowledged once.
+func TestLanesOverALink(t *testing.T) {
+	const rtt = 30 * time.Millisecond
+	e, err := emulator.Start(emulator.Options{Latency: rtt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	var mu sync.Mutex
+	acked := map[uint64]int{}
+	s, err := Open(context.Background(), cfgFor(e, e.APIKey()), Options{RootCAs: pool(t, e), LaneBytes: 64 << 10},
+		func(env *Envelope) { mu.Lock(); acked[env.Seq]++; mu.Unlock() },
+		func(env *Envelope, err error) { t.Errorf("record %d failed: %v", env.Seq, err) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.RoundTrip < rtt || len(s.lanes) != AutoLanes(s.RoundTrip) || len(s.lanes) < 3 {
+		t.Fatalf("round trip %v, %d lanes: want at least %v and AutoLanes of it", s.RoundTrip, len(s.lanes), rtt)
+	}
+	const n = 3000
+	for i := 1; i <= n; i++ {
+		env := s.Get()
+		env.Seq = uint64(i)
+		env.Buf = fmt.Appendf(env.Buf, `{"n":%d,"pad":"%0200d"}`, i, i)
+		if !s.Send(context.Background(), env, "lanes") {
+			t.Fatal("Send gave up without a cancelled context")
+		}
+	}
+	s.Close()
+	for i := uint64(1); i <= n; i++ {
+		if acked[i] != 1 {
+			t.Fatalf("record %d acknowledged %d times", i, acked[i])
+		}
+	}
+	ids, err := e.Producers(context.Background(), "lanes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for id, k := range ids {
+		if id < 0 {
+			t.Errorf("%d events from a producer without idempotence", k)
+		}
+		total += k
+	}
+	if len(ids) != len(s.lanes) || total != n {
+		t.Errorf("events per producer id %v: want %d producers and %d events", ids, len(s.lanes), n)
 	}
 }

@@ -100,6 +100,7 @@ func Run(ctx context.Context, em *airbyte.Emitter, configPath, catalogPath strin
 	s := &syncRun{em: em, cat: cat, cfg: cfg, opts: opts, tracker: checkpoint.New(em.Line)}
 	so := opts.Sink
 	so.Compression = cfg.Compression
+	so.Lanes = cfg.Producers
 	// sarama's own retries outlast the delivery timeout, which the watchdog
 	// enforces with a clearer message.
 	so.Patience = cfg.DeliveryTimeout + 30*time.Second
@@ -108,6 +109,7 @@ func Run(ctx context.Context, em *airbyte.Emitter, configPath, catalogPath strin
 	if s.sink, err = sink.Open(ctx, cfg, so, s.acked, s.failed); err != nil {
 		return err
 	}
+	_ = em.Logf(airbyte.Info, "Round trip to Keen's Kafka brokers: %s; %s", s.sink.RoundTrip.Round(100*time.Microsecond), s.sink.Describe())
 	if !s.sink.Idempotent {
 		_ = em.Logf(airbyte.Warn, "Producing without idempotence: if a batch is retried after the brokers stored it, its events appear twice in Keen")
 	}

@@ -1,15 +1,19 @@
 // Command loadgen measures the connector's write path end to end: N records
-// of about 500 bytes, generated on the fly, go through `destination-keen
+// of about 450 bytes, generated on the fly, go through `destination-keen
 // write` (a child process) into the emulator in blackhole mode, and the same
-// events go through a plain sarama producer with the connector's producer
-// settings (another child process: the floor for this client library). It
-// prints records/s, CPU-µs per record and peak RSS for both, and their ratio.
-// `make bench` runs it.
+// events go through two plain producers, each a child process of its own: a
+// sarama producer with the connector's settings but without idempotence
+// (the floor for this client library) and an idempotent franz-go producer.
+// It does so at each added round trip (the emulator's link delay: 0, 40 and
+// 100 ms by default) and prints records/s, MB/s, CPU-µs per record and peak
+// RSS for each, as a table, and the connector's ratios. `make bench` runs
+// it.
 package main
 
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -26,6 +30,8 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/spf13/pflag"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
 
 	"destination-keen/internal/config"
 	"destination-keen/internal/sink"
@@ -107,11 +113,13 @@ func measure(name string, n int, cmd *exec.Cmd, during func() error) (usage, err
 }
 
 func run() error {
-	n := pflag.IntP("records", "n", 1_000_000, "records per run")
+	n := pflag.IntP("records", "n", 200_000, "records per run")
 	connector := pflag.String("connector", "bin/destination-keen", "the connector binary")
 	stateEvery := pflag.Int("state-every", 1000, "a STATE after every this many records")
 	out := pflag.String("out", "", "also append the results to this file")
-	rounds := pflag.Int("rounds", 3, "rounds of floor then connector; the median ratio is reported")
+	rounds := pflag.Int("rounds", 3, "rounds per added round trip (fresh brokers each); medians are reported")
+	producers := pflag.Int("producers", 0, "the connector's kafka_producers (0: its own choice)")
+	latencies := pflag.DurationSlice("latency", []time.Duration{0, 40 * time.Millisecond, 100 * time.Millisecond}, "added round trips to measure at")
 	soakN := pflag.Int("soak", 0, "instead: a soak of this many records (and one of a tenth as many), checking memory, state gaps and goroutines")
 	pflag.Parse()
 	if *soakN > 0 {
@@ -128,51 +136,119 @@ func run() error {
 		return err
 	}
 
-	var floors, conns []usage
-	var gaps []time.Duration
-	for r := range *rounds {
-		// A fresh emulator each round: a broker that has taken millions of
-		// records answers more slowly, which would favour whoever runs first.
-		e, cfgPath, err := blackhole(dir, r)
-		if err != nil {
-			return err
+	// results[latency][client] holds one usage per round.
+	results := make([]map[string][]usage, len(*latencies))
+	for li, lat := range *latencies {
+		results[li] = map[string][]usage{}
+		for r := range *rounds {
+			// A fresh emulator each round: a broker that has taken millions
+			// of records answers more slowly, which would favour whoever runs
+			// first. The order of the clients turns from round to round.
+			e, cfgPath, err := blackhole(dir, li*(*rounds)+r, lat, *producers)
+			if err != nil {
+				return err
+			}
+			cfg := e.Config()
+			env := append(os.Environ(), "SSL_CERT_FILE="+cfg.CAFile)
+			runs := []func() (usage, error){
+				func() (usage, error) { return runFloor(self, env, cfg, "sarama", *n) },
+				func() (usage, error) { return runFloor(self, env, cfg, "franz-go", *n) },
+				func() (usage, error) {
+					u, _, _, err := runConnector(env, cfgPath, catPath, *connector, *n, *stateEvery)
+					return u, err
+				},
+			}
+			for k := range runs {
+				u, err := runs[(k+r)%len(runs)]()
+				if err != nil {
+					e.Close()
+					return fmt.Errorf("%s added round trip: %w", lat, err)
+				}
+				results[li][u.name] = append(results[li][u.name], u)
+			}
+			e.Close()
 		}
-		cfg := e.Config()
-		env := append(os.Environ(), "SSL_CERT_FILE="+cfg.CAFile)
-		floorU, connU, gap, err := round(self, env, cfg, cfgPath, catPath, *connector, *n, *stateEvery)
-		e.Close()
-		if err != nil {
-			return err
-		}
-		floors, conns, gaps = append(floors, floorU), append(conns, connU), append(gaps, gap)
 	}
-	var report strings.Builder
-	fmt.Fprintf(&report, "%d records of about %d bytes, SASL/PLAIN + TLS, lz4, acks=all, a STATE every %d; blackhole brokers in the driver process; %d rounds\n",
-		*n, len(record(nil, 1)), *stateEvery, *rounds)
-	fmt.Fprintf(&report, "%-6s %-18s %10s %12s %12s %10s %14s\n", "round", "", "wall", "records/s", "CPU-µs/rec", "peak RSS", "driver µs/rec")
-	var ratios, cpuRatios []float64
-	var maxGap time.Duration
-	for i := range floors {
-		for _, u := range []usage{floors[i], conns[i]} {
-			fmt.Fprintf(&report, "%-6d %-18s %10s %12.0f %12.2f %7d MiB %14.2f\n", i+1, u.name, u.wall.Round(time.Millisecond), u.rate(),
-				float64(u.cpu.Microseconds())/float64(u.records), u.rssKiB/1024, float64(u.driver.Microseconds())/float64(u.records))
-		}
-		ratios = append(ratios, conns[i].rate()/floors[i].rate())
-		cpuRatios = append(cpuRatios, float64(conns[i].cpu)/float64(floors[i].cpu))
-		maxGap = max(maxGap, gaps[i])
-	}
-	fmt.Fprintf(&report, "median ratio connector/floor: %.2fx records/s (rounds: %s), %.2fx CPU per record; longest gap between two echoed states %s\n",
-		median(ratios), fmtList(ratios), median(cpuRatios), maxGap.Round(time.Millisecond))
-	fmt.Print(report.String())
+	report := table(results, *latencies, *n, *stateEvery, *rounds)
+	fmt.Print(report)
 	if *out != "" {
 		f, err := os.OpenFile(*out, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		fmt.Fprintf(f, "\n# loadgen %s\n%s", time.Now().UTC().Format(time.RFC3339), report.String())
+		fmt.Fprintf(f, "\n# loadgen %s\n%s", time.Now().UTC().Format(time.RFC3339), report)
 	}
 	return nil
+}
+
+// The clients measured, in the table's order.
+const (
+	nameConnector = "destination-keen"
+	nameSarama    = "sarama"
+	nameFranz     = "franz-go"
+)
+
+var clientNotes = map[string]string{
+	nameConnector: "destination-keen",
+	nameSarama:    "sarama, tuned, not idempotent",
+	nameFranz:     "franz-go, idempotent",
+}
+
+// table prints the medians per added round trip and client, and the
+// ratios the connector is held to.
+func table(results []map[string][]usage, latencies []time.Duration, n, stateEvery, rounds int) string {
+	var b strings.Builder
+	size := len(floorEvent(nil, 1))
+	fmt.Fprintf(&b, "%d records, events of about %d bytes, SASL/PLAIN + TLS, lz4, acks=all, a STATE every %d; blackhole brokers in the driver process; median of %d rounds\n",
+		n, size, stateEvery, rounds)
+	fmt.Fprintf(&b, "| added round trip | client | records/s | MB/s | CPU-µs per record | peak RSS |\n|---|---|---|---|---|---|\n")
+	med := func(li int, name string, f func(usage) float64) float64 {
+		var xs []float64
+		for _, u := range results[li][name] {
+			xs = append(xs, f(u))
+		}
+		return median(xs)
+	}
+	rate := func(u usage) float64 { return u.rate() }
+	cpu := func(u usage) float64 { return float64(u.cpu.Microseconds()) / float64(u.records) }
+	rss := func(u usage) float64 { return float64(u.rssKiB) / 1024 }
+	for li, lat := range latencies {
+		for _, name := range []string{nameConnector, nameSarama, nameFranz} {
+			r := med(li, name, rate)
+			fmt.Fprintf(&b, "| %s | %s | %.1fk | %.1f | %.2f | %.0f MiB |\n", fmtLatency(lat), clientNotes[name],
+				r/1000, r*float64(size)/1e6, med(li, name, cpu), med(li, name, rss))
+		}
+	}
+	loop := -1
+	for li, lat := range latencies {
+		if lat == 0 {
+			loop = li
+		}
+	}
+	for li, lat := range latencies {
+		conn := med(li, nameConnector, rate)
+		var ratios []string
+		ratios = append(ratios, fmt.Sprintf("%.2fx sarama", conn/med(li, nameSarama, rate)),
+			fmt.Sprintf("%.2fx franz-go", conn/med(li, nameFranz, rate)))
+		if lat == 0 {
+			ratios = append(ratios, fmt.Sprintf("CPU per record %.2fx sarama's", med(li, nameConnector, cpu)/med(li, nameSarama, cpu)))
+		} else if loop >= 0 {
+			ratios = append(ratios, fmt.Sprintf("%.2fx its own loopback figure", conn/med(loop, nameConnector, rate)))
+		}
+		var peak float64
+		for _, name := range []string{nameConnector, nameSarama, nameFranz} {
+			for _, u := range results[li][name] {
+				peak = max(peak, rss(u))
+			}
+		}
+		fmt.Fprintf(&b, "%s: destination-keen at %s; highest peak RSS of any run %.0f MiB\n", fmtLatency(lat), strings.Join(ratios, ", "), peak)
+	}
+	return b.String()
+}
+
+func fmtLatency(d time.Duration) string {
+	return fmt.Sprintf("%d ms", d.Milliseconds())
 }
 
 // workDir makes a temporary folder holding the benchmark's catalog.
@@ -188,17 +264,17 @@ func workDir() (dir, catPath string, err error) {
 	return dir, catPath, nil
 }
 
-// blackhole starts a fresh emulator in blackhole mode and writes the
-// connector config for it into dir.
-func blackhole(dir string, n int) (*emulator.Emulator, string, error) {
-	e, err := emulator.Start(emulator.Options{Blackhole: true})
+// blackhole starts a fresh emulator in blackhole mode, with latency added
+// to each round trip, and writes the connector config for it into dir.
+func blackhole(dir string, n int, latency time.Duration, producers int) (*emulator.Emulator, string, error) {
+	e, err := emulator.Start(emulator.Options{Blackhole: true, Latency: latency})
 	if err != nil {
 		return nil, "", err
 	}
 	cfg := e.Config()
 	cfgPath := filepath.Join(dir, fmt.Sprintf("config-%d.json", n))
-	if err := os.WriteFile(cfgPath, fmt.Appendf(nil, `{"project_id":%q,"api_key":%q,"kafka_bootstrap_servers":%q,"api_url":%q}`,
-		cfg.ProjectID, cfg.APIKey, cfg.KafkaBootstrapServers, cfg.APIURL), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, fmt.Appendf(nil, `{"project_id":%q,"api_key":%q,"kafka_bootstrap_servers":%q,"api_url":%q,"kafka_producers":%d}`,
+		cfg.ProjectID, cfg.APIKey, cfg.KafkaBootstrapServers, cfg.APIURL, producers), 0o600); err != nil {
 		e.Close()
 		return nil, "", err
 	}
@@ -217,23 +293,14 @@ func inputBlock(every int) []byte {
 	return append(b, `{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":{"name":"bench"},"stream_state":{"id":1}}}}`+"\n"...)
 }
 
-// round measures the floor, then the connector, once each.
-func round(self string, env []string, cfg emulator.ConnectorConfig, cfgPath, catPath, connector string, n, stateEvery int) (usage, usage, time.Duration, error) {
-	// The floor: sarama alone, the same events, the same producer settings.
-	fl := exec.Command(self, "floor", "--records", strconv.Itoa(n), "--brokers", cfg.KafkaBootstrapServers,
+// runFloor runs one client alone (a child process: this program's floor
+// command) sending the same events, and returns what it used.
+func runFloor(self string, env []string, cfg emulator.ConnectorConfig, client string, n int) (usage, error) {
+	fl := exec.Command(self, "floor", "--client", client, "--records", strconv.Itoa(n), "--brokers", cfg.KafkaBootstrapServers,
 		"--project", cfg.ProjectID, "--ca", cfg.CAFile)
 	fl.Env = append(env, "LOADGEN_KEY="+cfg.APIKey)
 	fl.Stderr = os.Stderr
-	floorU, err := measure("sarama floor", n, fl, nil)
-	if err != nil {
-		return usage{}, usage{}, 0, err
-	}
-
-	connU, gap, _, err := runConnector(env, cfgPath, catPath, connector, n, stateEvery)
-	if err != nil {
-		return usage{}, usage{}, 0, err
-	}
-	return floorU, connU, gap, nil
+	return measure(client, n, fl, nil)
 }
 
 // runConnector runs one sync of n records through the connector, fed by a
@@ -290,7 +357,7 @@ func runConnector(env []string, cfgPath, catPath, connector string, n, stateEver
 		}
 		_ = stdin.Close()
 	}
-	connU, err := measure("destination-keen", n, cmd, func() error {
+	connU, err := measure(nameConnector, n, cmd, func() error {
 		go startReader()
 		go startWriter()
 		if err := <-readDone; err != nil && !errors.Is(err, io.EOF) {
@@ -308,11 +375,21 @@ func runConnector(env []string, cfgPath, catPath, connector string, n, stateEver
 	return connU, time.Duration(maxGap.Load()), debug, nil
 }
 
-// floor sends the connector's events (data with keen.timestamp, built
-// beforehand per record cheaply) through a sarama producer configured as the
-// connector's, and waits for every acknowledgement.
+// floorEvent is the event the connector makes of record i, built cheaply:
+// the record's data with keen.timestamp.
+func floorEvent(b []byte, i int) []byte {
+	b = record(b, i)
+	return append(b[:len(b)-1], `,"keen":{"timestamp":"2024-03-01T10:15:00.100Z"}}`...)
+}
+
+// floor sends the connector's events through one client and waits for
+// every acknowledgement: sarama configured as the connector configures it
+// but without idempotence, so with five requests in flight per broker
+// (the floor for this library), or franz-go with its defaults, which are
+// idempotent with five requests in flight, plus lz4.
 func floor(args []string) error {
 	fs := pflag.NewFlagSet("floor", pflag.ContinueOnError)
+	client := fs.String("client", nameSarama, "sarama or franz-go")
 	n := fs.Int("records", 1_000_000, "records")
 	brokers := fs.String("brokers", "", "bootstrap servers")
 	project := fs.String("project", "", "project id")
@@ -327,7 +404,17 @@ func floor(args []string) error {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
 	cfg := &config.Config{ProjectID: *project, APIKey: config.Secret(os.Getenv("LOADGEN_KEY")), Brokers: strings.Split(*brokers, ",")}
-	sc, err := sink.SaramaConfig(cfg, sink.Options{RootCAs: pool}, true)
+	switch *client {
+	case nameSarama:
+		return floorSarama(cfg, pool, *n)
+	case nameFranz:
+		return floorFranz(cfg, pool, *n)
+	}
+	return fmt.Errorf("unknown client %q", *client)
+}
+
+func floorSarama(cfg *config.Config, pool *x509.CertPool, n int) error {
+	sc, err := sink.SaramaConfig(cfg, sink.Options{RootCAs: pool}, false)
 	if err != nil {
 		return err
 	}
@@ -340,7 +427,7 @@ func floor(args []string) error {
 	acked := make(chan error, 1)
 	go func() {
 		got := 0
-		for got < *n {
+		for got < n {
 			select {
 			case <-p.Successes():
 				got++
@@ -353,17 +440,45 @@ func floor(args []string) error {
 		}
 		acked <- nil
 	}()
-	for i := 1; i <= *n; i++ {
-		b := make([]byte, 0, 600)
-		b = record(b, i)
-		b = append(b[:len(b)-1], `,"keen":{"timestamp":"2024-03-01T10:15:00.100Z"}}`...)
-		p.Input() <- &sarama.ProducerMessage{Topic: "bench", Value: sarama.ByteEncoder(b)}
+	for i := 1; i <= n; i++ {
+		p.Input() <- &sarama.ProducerMessage{Topic: "bench", Value: sarama.ByteEncoder(floorEvent(make([]byte, 0, 600), i))}
 	}
 	err = <-acked
 	p.AsyncClose()
 	for range p.Successes() {
 	}
 	return err
+}
+
+func floorFranz(cfg *config.Config, pool *x509.CertPool, n int) error {
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.DialTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}),
+		kgo.SASL(plain.Auth{User: cfg.ProjectID, Pass: cfg.APIKey.Reveal()}.AsMechanism()),
+		kgo.ProducerBatchCompression(kgo.Lz4Compression()),
+		kgo.AllowAutoTopicCreation(),
+		kgo.DefaultProduceTopic("bench"),
+	)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	var first atomic.Pointer[error]
+	for i := 1; i <= n; i++ {
+		cl.Produce(ctx, &kgo.Record{Value: floorEvent(make([]byte, 0, 600), i)}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				first.CompareAndSwap(nil, &err)
+			}
+		})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return err
+	}
+	if err := first.Load(); err != nil {
+		return *err
+	}
+	return nil
 }
 
 func median(xs []float64) float64 {
@@ -403,7 +518,7 @@ func soak(connector string, n int, out string) error {
 	}
 	var runs []run
 	for i, records := range []int{n / 10, n} {
-		e, cfgPath, err := blackhole(dir, i)
+		e, cfgPath, err := blackhole(dir, i, 0, 0)
 		if err != nil {
 			return err
 		}

@@ -101,6 +101,7 @@ type Emulator struct {
 	events    map[string][]stored
 	tokens    map[string]map[string]bool // uniqueness tokens of the stored events, per collection
 	dups      map[string]int             // events dropped as duplicates, per collection
+	producers map[string]map[int64]int   // stored events per Kafka producer id, per collection
 	rejected  []Rejection
 	consumed  map[string]map[int32]int64 // next offset to consume, per topic partition
 	cutoff    map[string]map[int32]int64 // offsets below are deleted, per collection partition
@@ -144,13 +145,14 @@ func Start(opts Options) (*Emulator, error) {
 		opts.Logf = func(string, ...any) {}
 	}
 	e := &Emulator{
-		opts:     opts,
-		events:   map[string][]stored{},
-		tokens:   map[string]map[string]bool{},
-		dups:     map[string]int{},
-		consumed: map[string]map[int32]int64{},
-		cutoff:   map[string]map[int32]int64{},
-		deletes:  map[string][]deleteRule{},
+		opts:      opts,
+		events:    map[string][]stored{},
+		tokens:    map[string]map[string]bool{},
+		dups:      map[string]int{},
+		producers: map[string]map[int64]int{},
+		consumed:  map[string]map[int32]int64{},
+		cutoff:    map[string]map[int32]int64{},
+		deletes:   map[string][]deleteRule{},
 	}
 	e.internal.user, e.internal.pass = "keenlocal-internal", randomHex(16)
 	ok := false
@@ -367,6 +369,10 @@ func (e *Emulator) file(r *kgo.Record) {
 		k["timestamp"] = created
 	}
 	e.events[r.Topic] = append(e.events[r.Topic], stored{partition: r.Partition, offset: r.Offset, event: ev})
+	if e.producers[r.Topic] == nil {
+		e.producers[r.Topic] = map[int64]int{}
+	}
+	e.producers[r.Topic][r.ProducerID]++
 }
 
 // Sync waits until everything the brokers have acknowledged so far has been
@@ -453,6 +459,22 @@ func (e *Emulator) Collections(ctx context.Context) (map[string]int, error) {
 	return out, nil
 }
 
+// Producers counts the stored events of a collection per Kafka producer id
+// that wrote them (-1 for a producer without idempotence), once everything
+// acknowledged so far is filed.
+func (e *Emulator) Producers(ctx context.Context, collection string) (map[int64]int, error) {
+	if err := e.Sync(ctx); err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := map[int64]int{}
+	for id, n := range e.producers[collection] {
+		out[id] = n
+	}
+	return out, nil
+}
+
 // Duplicates returns, per collection, how many events were dropped because
 // an earlier event of the collection had the same keen.uniqueness_token,
 // after a Sync.
@@ -497,6 +519,7 @@ func (e *Emulator) DeleteCollection(ctx context.Context, collection string) erro
 	e.cutoff[collection] = cut
 	delete(e.events, collection)
 	delete(e.tokens, collection) // the tokens of deleted events go with them
+	delete(e.producers, collection)
 	e.opts.Logf("deleted collection %s", collection)
 	return nil
 }
@@ -803,7 +826,7 @@ func (e *Emulator) StartKafka() error {
 	}
 	e.mu.Lock()
 	e.events, e.rejected, e.consumed = map[string][]stored{}, nil, map[string]map[int32]int64{}
-	e.tokens, e.dups = map[string]map[string]bool{}, map[string]int{}
+	e.tokens, e.dups, e.producers = map[string]map[string]bool{}, map[string]int{}, map[string]map[int64]int{}
 	e.mu.Unlock()
 	var err error
 	for attempt := 0; attempt < 50; attempt++ { // the old sockets may take a moment to free their ports
