@@ -8,7 +8,8 @@ IMAGE   ?= airbyte/destination-keen:$(VERSION)
 RACE    ?= $(shell [ "$$($(GO) env CGO_ENABLED)" = 1 ] && command -v "$$($(GO) env CC)" >/dev/null 2>&1 && echo -race)
 BENCH   ?= .
 BENCHTIME ?= 1s
-N       ?= 1000000
+N       ?= 200000
+ROUNDS  ?= 3
 SOAK_N  ?= 10000000
 
 .PHONY: help generate build test lint bench soak fuzz mutants image demo emulator clean
@@ -37,10 +38,10 @@ lint: ## gofmt and go vet
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
-bench: build ## micro-benchmarks (bench/latest.txt, for benchstat), then N records end to end against sarama alone
+bench: build ## micro-benchmarks (bench/latest.txt, for benchstat), then N records end to end at 0, 40 and 100 ms of round trip, against tuned sarama and franz-go
 	@mkdir -p bench
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) ./... | tee bench/latest.txt
-	$(GO) run ./tools/loadgen --records $(N) --connector $(BIN) --out bench/latest.txt
+	$(GO) run ./tools/loadgen --records $(N) --rounds $(ROUNDS) --connector $(BIN) --out bench/latest.txt
 
 soak: build ## 10M records (SOAK_N) through the connector: memory, state gaps, goroutines
 	@mkdir -p bench

@@ -237,12 +237,10 @@ func table(results []map[string][]usage, latencies []time.Duration, n, stateEver
 			ratios = append(ratios, fmt.Sprintf("%.2fx its own loopback figure", conn/med(loop, nameConnector, rate)))
 		}
 		var peak float64
-		for _, name := range []string{nameConnector, nameSarama, nameFranz} {
-			for _, u := range results[li][name] {
-				peak = max(peak, rss(u))
-			}
+		for _, u := range results[li][nameConnector] {
+			peak = max(peak, rss(u))
 		}
-		fmt.Fprintf(&b, "%s: destination-keen at %s; highest peak RSS of any run %.0f MiB\n", fmtLatency(lat), strings.Join(ratios, ", "), peak)
+		fmt.Fprintf(&b, "%s: destination-keen at %s; its highest peak RSS %.0f MiB\n", fmtLatency(lat), strings.Join(ratios, ", "), peak)
 	}
 	return b.String()
 }
