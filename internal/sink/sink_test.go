@@ -230,7 +230,11 @@ func TestBudget(t *testing.T) {
 		}()
 		waiting := func() bool { b.mu.Lock(); defer b.mu.Unlock(); return b.wake != nil }
 		for !waiting() {
-			time.Sleep(time.Millisecond)
+			select {
+			case <-got:
+				t.Fatal("acquired past the limit")
+			case <-time.After(time.Millisecond):
+			}
 		}
 		b.release(0, 10) // 90 in flight: room for 10, but under a quarter free
 		select {

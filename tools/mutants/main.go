@@ -57,6 +57,12 @@ var mutants = []mutant{
 		"const DefaultMaxMessageBytes = 1_000_000", "const DefaultMaxMessageBytes = 2_000_000", "./cmd/destination-keen", "TestOversizedRecords"},
 	{"idempotence off", "internal/sink/sink.go",
 		"c.Producer.Idempotent = true", "c.Producer.Idempotent = false", "./cmd/destination-keen", "TestRetriableBrokerErrors/REQUEST_TIMED_OUT"},
+	{"a lane's bytes in flight not capped", "internal/sink/sink.go",
+		"if b.used[k] == 0 || b.used[k]+n <= b.limit {", "if true {", "./internal/sink", "TestBudget|TestLanesOverALink"},
+	{"one producer whatever the round trip", "internal/sink/sink.go",
+		"return min(max(int((rtt+LaneRoundTrip-1)/LaneRoundTrip), 1), MaxAutoLanes)", "return 1", "./internal/sink", "TestAutoLanes|TestLanesOverALink"},
+	{"the emulator's link without its delay", "tools/keenlocal/emulator/latency.go",
+		"chunk{time.Now().Add(c.d), ", "chunk{time.Now(), ", "./tools/keenlocal/emulator", "TestLatency|TestDelayedConn"},
 	// Keen's event rules.
 	{"a '.' in a key not noted by the validating pass", "internal/jsonx/jsonx.go",
 		"t['.'] = false", "t['.'] = true", "./internal/jsonx", "TestTraits"},
