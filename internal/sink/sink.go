@@ -379,59 +379,56 @@ func (s *Sink) connect(ctx context.Context, cfg *config.Config, idempotent bool)
 // probe runs Probe within timeout and ctx: a rejected key or an untrusted
 // certificate shows at once, where a client would retry every broker.
 func probe(ctx context.Context, brokers []string, sc *sarama.Config, timeout time.Duration) (time.Duration, error) {
-	var rtt time.Duration // written before within receives the result, read after
-	_, err := within(ctx, brokers, timeout, func() (sarama.Client, error) {
-		var err error
-		rtt, err = Probe(brokers, sc)
-		return nil, err
-	})
-	return rtt, err
+	return within(ctx, brokers, timeout, func() (time.Duration, error) { return Probe(brokers, sc) }, nil)
 }
 
 // dial opens a client within timeout and ctx.
 func dial(ctx context.Context, brokers []string, sc *sarama.Config, timeout time.Duration) (sarama.Client, error) {
-	return within(ctx, brokers, timeout, func() (sarama.Client, error) { return sarama.NewClient(brokers, sc) })
+	return within(ctx, brokers, timeout, func() (sarama.Client, error) { return sarama.NewClient(brokers, sc) },
+		func(c sarama.Client) { _ = c.Close() })
 }
 
 // within runs open within timeout and ctx. sarama's dials cannot be
 // cancelled: when within gives up first, the attempt ends on its own within
-// the dial timeout, and its client, if any, is closed.
-func within(ctx context.Context, brokers []string, timeout time.Duration, open func() (sarama.Client, error)) (sarama.Client, error) {
+// the dial timeout, and what it opened, if anything, goes to release.
+func within[T any](ctx context.Context, brokers []string, timeout time.Duration, open func() (T, error), release func(T)) (T, error) {
 	type result struct {
-		c   sarama.Client
+		v   T
 		err error
 	}
 	ch := make(chan result, 1)
 	go func() {
-		c, err := open()
-		ch <- result{c, err}
+		v, err := open()
+		ch <- result{v, err}
 	}()
 	abandon := func() {
 		go func() {
-			if r := <-ch; r.c != nil {
-				r.c.Close()
+			if r := <-ch; r.err == nil && release != nil {
+				release(r.v)
 			}
 		}()
 	}
+	var zero T
 	unreachable := "Cannot reach Keen's Kafka brokers (" + strings.Join(brokers, ",") + ")"
 	select {
 	case r := <-ch:
 		if r.err != nil {
-			return nil, Classify(r.err, "", "", brokers)
+			return zero, Classify(r.err, "", "", brokers)
 		}
-		return r.c, nil
+		return r.v, nil
 	case <-time.After(timeout):
 		abandon()
-		return nil, failure.Transientf(fmt.Errorf("no answer within %s", timeout), "%s", unreachable)
+		return zero, failure.Transientf(fmt.Errorf("no answer within %s", timeout), "%s", unreachable)
 	case <-ctx.Done():
 		abandon()
-		return nil, failure.Transientf(ctx.Err(), "%s", unreachable)
+		return zero, failure.Transientf(ctx.Err(), "%s", unreachable)
 	}
 }
 
 // Probe opens one connection (TLS, SASL, API versions) to the first broker
-// that answers, times one request round trip on it, and closes it. A refused key or certificate fails at once; a broker that
-// cannot be reached is skipped.
+// that answers, times one request round trip on it, and closes it. A
+// refused key or certificate fails at once; a broker that cannot be reached
+// is skipped.
 func Probe(brokers []string, sc *sarama.Config) (time.Duration, error) {
 	var errs []error
 	for _, addr := range brokers {
