@@ -5,5 +5,5 @@
 // generator version pinned in go.mod.
 package gen
 
-//go:generate go tool go-jsonschema --package protocol --tags json --capitalization ID,URL,JSON,DBT --schema-root-type https://destination-keen.local/schemas/airbyte_protocol.schema.json=AirbyteMessage --output protocol/protocol.go ../schemas/airbyte_protocol.schema.json
+//go:generate go run ../tools/genprotocol -schema ../schemas/airbyte_protocol.schema.json -overlay ../schemas/protocol.overlay.json -o protocol/protocol.go
 //go:generate go tool go-jsonschema --package config --tags json --capitalization ID,URL,API,JSON --schema-root-type https://destination-keen.local/schemas/config.schema.json=Config --output config/config.go ../schemas/config.schema.json

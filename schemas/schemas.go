@@ -26,7 +26,8 @@ import (
 var files embed.FS
 
 const (
-	// ProtocolFile is the Airbyte protocol schema; its root is AirbyteMessage.
+	// ProtocolFile is the Airbyte protocol schema, following the official
+	// definition (its x-airbyte-protocol member names the release).
 	ProtocolFile = "airbyte_protocol.schema.json"
 	// ConfigFile is the connector's connectionSpecification.
 	ConfigFile = "config.schema.json"
@@ -74,6 +75,14 @@ func Compile(name string) (*jsonschema.Schema, error) {
 				return
 			}
 		}
+		lenient, err := withoutEnums(Raw(ProtocolFile), baseURL+lenientDir+ProtocolFile)
+		if err == nil {
+			err = c.AddResource(baseURL+lenientDir+ProtocolFile, bytes.NewReader(lenient))
+		}
+		if err != nil {
+			compileErr = fmt.Errorf("schemas: add the lenient protocol: %w", err)
+			return
+		}
 		compiler = c
 	})
 	if compileErr != nil {
@@ -85,11 +94,11 @@ func Compile(name string) (*jsonschema.Schema, error) {
 		return s, nil
 	}
 	var url string
-	switch name {
-	case AirbyteMessage:
-		url = baseURL + ProtocolFile
-	case Config:
+	switch {
+	case name == Config:
 		url = baseURL + ConfigFile
+	case strings.HasPrefix(name, lenientDir):
+		url = baseURL + lenientDir + ProtocolFile + "#/definitions/" + strings.TrimPrefix(name, lenientDir)
 	default:
 		url = baseURL + ProtocolFile + "#/definitions/" + name
 	}
@@ -99,6 +108,44 @@ func Compile(name string) (*jsonschema.Schema, error) {
 	}
 	cache[name] = s
 	return s, nil
+}
+
+// lenientDir prefixes the protocol schema read liberally.
+const lenientDir = "lenient/"
+
+// withoutEnums is the protocol schema with every enum left out, under id:
+// what a destination reads may hold values of a later release, and the
+// values the connector acts on are checked where it acts on them.
+func withoutEnums(doc []byte, id string) ([]byte, error) {
+	var v map[string]any
+	if err := json.Unmarshal(doc, &v); err != nil {
+		return nil, err
+	}
+	var strip func(any)
+	strip = func(n any) {
+		switch n := n.(type) {
+		case map[string]any:
+			if _, ok := n["enum"].([]any); ok {
+				delete(n, "enum")
+			}
+			for _, c := range n {
+				strip(c)
+			}
+		case []any:
+			for _, c := range n {
+				strip(c)
+			}
+		}
+	}
+	strip(v)
+	v["$id"] = id
+	return json.Marshal(v)
+}
+
+// ValidateLenient checks doc against the protocol definition called name
+// without its enums: a value a later release adds is not refused there.
+func ValidateLenient(name string, doc []byte) error {
+	return Validate(lenientDir+name, doc)
 }
 
 // Validate checks doc, a JSON document, against the schema called name. A

@@ -2,10 +2,10 @@
 
 package protocol
 
+import "destination-keen/internal/jsonx"
 import "encoding/json"
-import "fmt"
-import "reflect"
 
+// A usage event of a connector.
 type AirbyteAnalyticsTraceMessage struct {
 	// Type corresponds to the JSON schema field "type".
 	Type string `json:"type"`
@@ -14,47 +14,13 @@ type AirbyteAnalyticsTraceMessage struct {
 	Value *string `json:"value,omitempty,omitzero"`
 }
 
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *AirbyteAnalyticsTraceMessage) UnmarshalJSON(value []byte) error {
-	var raw map[string]interface{}
-	if err := json.Unmarshal(value, &raw); err != nil {
-		return err
-	}
-	if _, ok := raw["type"]; raw != nil && !ok {
-		return fmt.Errorf("field type in AirbyteAnalyticsTraceMessage: required")
-	}
-	type Plain AirbyteAnalyticsTraceMessage
-	var plain Plain
-	if err := json.Unmarshal(value, &plain); err != nil {
-		return err
-	}
-	*j = AirbyteAnalyticsTraceMessage(plain)
-	return nil
-}
-
+// The streams a source offers.
 type AirbyteCatalog struct {
 	// Streams corresponds to the JSON schema field "streams".
 	Streams []AirbyteStream `json:"streams"`
 }
 
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *AirbyteCatalog) UnmarshalJSON(value []byte) error {
-	var raw map[string]interface{}
-	if err := json.Unmarshal(value, &raw); err != nil {
-		return err
-	}
-	if _, ok := raw["streams"]; raw != nil && !ok {
-		return fmt.Errorf("field streams in AirbyteCatalog: required")
-	}
-	type Plain AirbyteCatalog
-	var plain Plain
-	if err := json.Unmarshal(value, &plain); err != nil {
-		return err
-	}
-	*j = AirbyteCatalog(plain)
-	return nil
-}
-
+// The answer to check.
 type AirbyteConnectionStatus struct {
 	// Message corresponds to the JSON schema field "message".
 	Message *string `json:"message,omitempty,omitzero"`
@@ -68,52 +34,16 @@ type AirbyteConnectionStatusStatus string
 const AirbyteConnectionStatusStatusFAILED AirbyteConnectionStatusStatus = "FAILED"
 const AirbyteConnectionStatusStatusSUCCEEDED AirbyteConnectionStatusStatus = "SUCCEEDED"
 
-var enumValues_AirbyteConnectionStatusStatus = []interface{}{
-	"SUCCEEDED",
-	"FAILED",
+// A config for the platform to store.
+type AirbyteControlConnectorConfigMessage struct {
+	// Config corresponds to the JSON schema field "config".
+	Config json.RawMessage `json:"config"`
 }
 
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *AirbyteConnectionStatusStatus) UnmarshalJSON(value []byte) error {
-	var v string
-	if err := json.Unmarshal(value, &v); err != nil {
-		return err
-	}
-	var ok bool
-	for _, expected := range enumValues_AirbyteConnectionStatusStatus {
-		if reflect.DeepEqual(v, expected) {
-			ok = true
-			break
-		}
-	}
-	if !ok {
-		return fmt.Errorf("invalid value (expected one of %#v): %#v", enumValues_AirbyteConnectionStatusStatus, v)
-	}
-	*j = AirbyteConnectionStatusStatus(v)
-	return nil
-}
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *AirbyteConnectionStatus) UnmarshalJSON(value []byte) error {
-	var raw map[string]interface{}
-	if err := json.Unmarshal(value, &raw); err != nil {
-		return err
-	}
-	if _, ok := raw["status"]; raw != nil && !ok {
-		return fmt.Errorf("field status in AirbyteConnectionStatus: required")
-	}
-	type Plain AirbyteConnectionStatus
-	var plain Plain
-	if err := json.Unmarshal(value, &plain); err != nil {
-		return err
-	}
-	*j = AirbyteConnectionStatus(plain)
-	return nil
-}
-
+// A connector asking the platform to act, such as storing an updated config.
 type AirbyteControlMessage struct {
 	// ConnectorConfig corresponds to the JSON schema field "connectorConfig".
-	ConnectorConfig *AirbyteControlMessageConnectorConfig `json:"connectorConfig,omitempty,omitzero"`
+	ConnectorConfig *AirbyteControlConnectorConfigMessage `json:"connectorConfig,omitempty,omitzero"`
 
 	// EmittedAt corresponds to the JSON schema field "emitted_at".
 	EmittedAt float64 `json:"emitted_at"`
@@ -122,86 +52,19 @@ type AirbyteControlMessage struct {
 	Type AirbyteControlMessageType `json:"type"`
 }
 
-type AirbyteControlMessageConnectorConfig struct {
-	// Config corresponds to the JSON schema field "config".
-	Config json.RawMessage `json:"config"`
-}
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *AirbyteControlMessageConnectorConfig) UnmarshalJSON(value []byte) error {
-	var raw map[string]interface{}
-	if err := json.Unmarshal(value, &raw); err != nil {
-		return err
-	}
-	if _, ok := raw["config"]; raw != nil && !ok {
-		return fmt.Errorf("field config in AirbyteControlMessageConnectorConfig: required")
-	}
-	type Plain AirbyteControlMessageConnectorConfig
-	var plain Plain
-	if err := json.Unmarshal(value, &plain); err != nil {
-		return err
-	}
-	*j = AirbyteControlMessageConnectorConfig(plain)
-	return nil
-}
-
 type AirbyteControlMessageType string
 
 const AirbyteControlMessageTypeCONNECTORCONFIG AirbyteControlMessageType = "CONNECTOR_CONFIG"
 
-var enumValues_AirbyteControlMessageType = []interface{}{
-	"CONNECTOR_CONFIG",
-}
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *AirbyteControlMessageType) UnmarshalJSON(value []byte) error {
-	var v string
-	if err := json.Unmarshal(value, &v); err != nil {
-		return err
-	}
-	var ok bool
-	for _, expected := range enumValues_AirbyteControlMessageType {
-		if reflect.DeepEqual(v, expected) {
-			ok = true
-			break
-		}
-	}
-	if !ok {
-		return fmt.Errorf("invalid value (expected one of %#v): %#v", enumValues_AirbyteControlMessageType, v)
-	}
-	*j = AirbyteControlMessageType(v)
-	return nil
-}
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *AirbyteControlMessage) UnmarshalJSON(value []byte) error {
-	var raw map[string]interface{}
-	if err := json.Unmarshal(value, &raw); err != nil {
-		return err
-	}
-	if _, ok := raw["emitted_at"]; raw != nil && !ok {
-		return fmt.Errorf("field emitted_at in AirbyteControlMessage: required")
-	}
-	if _, ok := raw["type"]; raw != nil && !ok {
-		return fmt.Errorf("field type in AirbyteControlMessage: required")
-	}
-	type Plain AirbyteControlMessage
-	var plain Plain
-	if err := json.Unmarshal(value, &plain); err != nil {
-		return err
-	}
-	*j = AirbyteControlMessage(plain)
-	return nil
-}
-
+// Why a connector failed, for the user, and which kind of failure it is.
 type AirbyteErrorTraceMessage struct {
 	// FailureType corresponds to the JSON schema field "failure_type".
-	FailureType *FailureType `json:"failure_type,omitempty,omitzero"`
+	FailureType *AirbyteErrorTraceMessageFailureType `json:"failure_type,omitempty,omitzero"`
 
-	// The technical cause.
+	// InternalMessage corresponds to the JSON schema field "internal_message".
 	InternalMessage *string `json:"internal_message,omitempty,omitzero"`
 
-	// What happened and what to do, for a person.
+	// Message corresponds to the JSON schema field "message".
 	Message string `json:"message"`
 
 	// StackTrace corresponds to the JSON schema field "stack_trace".
@@ -211,27 +74,16 @@ type AirbyteErrorTraceMessage struct {
 	StreamDescriptor *StreamDescriptor `json:"stream_descriptor,omitempty,omitzero"`
 }
 
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *AirbyteErrorTraceMessage) UnmarshalJSON(value []byte) error {
-	var raw map[string]interface{}
-	if err := json.Unmarshal(value, &raw); err != nil {
-		return err
-	}
-	if _, ok := raw["message"]; raw != nil && !ok {
-		return fmt.Errorf("field message in AirbyteErrorTraceMessage: required")
-	}
-	type Plain AirbyteErrorTraceMessage
-	var plain Plain
-	if err := json.Unmarshal(value, &plain); err != nil {
-		return err
-	}
-	*j = AirbyteErrorTraceMessage(plain)
-	return nil
-}
+type AirbyteErrorTraceMessageFailureType string
 
+const AirbyteErrorTraceMessageFailureTypeConfigError AirbyteErrorTraceMessageFailureType = "config_error"
+const AirbyteErrorTraceMessageFailureTypeSystemError AirbyteErrorTraceMessageFailureType = "system_error"
+const AirbyteErrorTraceMessageFailureTypeTransientError AirbyteErrorTraceMessageFailureType = "transient_error"
+
+// How much a source expects to read.
 type AirbyteEstimateTraceMessage struct {
 	// ByteEstimate corresponds to the JSON schema field "byte_estimate".
-	ByteEstimate *int `json:"byte_estimate,omitempty,omitzero"`
+	ByteEstimate *jsonx.Integer `json:"byte_estimate,omitempty,omitzero"`
 
 	// Name corresponds to the JSON schema field "name".
 	Name string `json:"name"`
@@ -240,7 +92,7 @@ type AirbyteEstimateTraceMessage struct {
 	Namespace *string `json:"namespace,omitempty,omitzero"`
 
 	// RowEstimate corresponds to the JSON schema field "row_estimate".
-	RowEstimate *int `json:"row_estimate,omitempty,omitzero"`
+	RowEstimate *jsonx.Integer `json:"row_estimate,omitempty,omitzero"`
 
 	// Type corresponds to the JSON schema field "type".
 	Type AirbyteEstimateTraceMessageType `json:"type"`
@@ -251,78 +103,16 @@ type AirbyteEstimateTraceMessageType string
 const AirbyteEstimateTraceMessageTypeSTREAM AirbyteEstimateTraceMessageType = "STREAM"
 const AirbyteEstimateTraceMessageTypeSYNC AirbyteEstimateTraceMessageType = "SYNC"
 
-var enumValues_AirbyteEstimateTraceMessageType = []interface{}{
-	"STREAM",
-	"SYNC",
-}
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *AirbyteEstimateTraceMessageType) UnmarshalJSON(value []byte) error {
-	var v string
-	if err := json.Unmarshal(value, &v); err != nil {
-		return err
-	}
-	var ok bool
-	for _, expected := range enumValues_AirbyteEstimateTraceMessageType {
-		if reflect.DeepEqual(v, expected) {
-			ok = true
-			break
-		}
-	}
-	if !ok {
-		return fmt.Errorf("invalid value (expected one of %#v): %#v", enumValues_AirbyteEstimateTraceMessageType, v)
-	}
-	*j = AirbyteEstimateTraceMessageType(v)
-	return nil
-}
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *AirbyteEstimateTraceMessage) UnmarshalJSON(value []byte) error {
-	var raw map[string]interface{}
-	if err := json.Unmarshal(value, &raw); err != nil {
-		return err
-	}
-	if _, ok := raw["name"]; raw != nil && !ok {
-		return fmt.Errorf("field name in AirbyteEstimateTraceMessage: required")
-	}
-	if _, ok := raw["type"]; raw != nil && !ok {
-		return fmt.Errorf("field type in AirbyteEstimateTraceMessage: required")
-	}
-	type Plain AirbyteEstimateTraceMessage
-	var plain Plain
-	if err := json.Unmarshal(value, &plain); err != nil {
-		return err
-	}
-	*j = AirbyteEstimateTraceMessage(plain)
-	return nil
-}
-
+// A state shared by all streams, with one state per stream.
 type AirbyteGlobalState struct {
-	// SharedState corresponds to the JSON schema field "shared_state".
+	// A state as the source wrote it: opaque to the destination.
 	SharedState *json.RawMessage `json:"shared_state,omitempty,omitzero"`
 
 	// StreamStates corresponds to the JSON schema field "stream_states".
 	StreamStates []AirbyteStreamState `json:"stream_states"`
 }
 
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *AirbyteGlobalState) UnmarshalJSON(value []byte) error {
-	var raw map[string]interface{}
-	if err := json.Unmarshal(value, &raw); err != nil {
-		return err
-	}
-	if _, ok := raw["stream_states"]; raw != nil && !ok {
-		return fmt.Errorf("field stream_states in AirbyteGlobalState: required")
-	}
-	type Plain AirbyteGlobalState
-	var plain Plain
-	if err := json.Unmarshal(value, &plain); err != nil {
-		return err
-	}
-	*j = AirbyteGlobalState(plain)
-	return nil
-}
-
+// A line for the sync log.
 type AirbyteLogMessage struct {
 	// Level corresponds to the JSON schema field "level".
 	Level AirbyteLogMessageLevel `json:"level"`
@@ -343,60 +133,7 @@ const AirbyteLogMessageLevelINFO AirbyteLogMessageLevel = "INFO"
 const AirbyteLogMessageLevelTRACE AirbyteLogMessageLevel = "TRACE"
 const AirbyteLogMessageLevelWARN AirbyteLogMessageLevel = "WARN"
 
-var enumValues_AirbyteLogMessageLevel = []interface{}{
-	"FATAL",
-	"ERROR",
-	"WARN",
-	"INFO",
-	"DEBUG",
-	"TRACE",
-}
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *AirbyteLogMessageLevel) UnmarshalJSON(value []byte) error {
-	var v string
-	if err := json.Unmarshal(value, &v); err != nil {
-		return err
-	}
-	var ok bool
-	for _, expected := range enumValues_AirbyteLogMessageLevel {
-		if reflect.DeepEqual(v, expected) {
-			ok = true
-			break
-		}
-	}
-	if !ok {
-		return fmt.Errorf("invalid value (expected one of %#v): %#v", enumValues_AirbyteLogMessageLevel, v)
-	}
-	*j = AirbyteLogMessageLevel(v)
-	return nil
-}
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *AirbyteLogMessage) UnmarshalJSON(value []byte) error {
-	var raw map[string]interface{}
-	if err := json.Unmarshal(value, &raw); err != nil {
-		return err
-	}
-	if _, ok := raw["level"]; raw != nil && !ok {
-		return fmt.Errorf("field level in AirbyteLogMessage: required")
-	}
-	if _, ok := raw["message"]; raw != nil && !ok {
-		return fmt.Errorf("field message in AirbyteLogMessage: required")
-	}
-	type Plain AirbyteLogMessage
-	var plain Plain
-	if err := json.Unmarshal(value, &plain); err != nil {
-		return err
-	}
-	*j = AirbyteLogMessage(plain)
-	return nil
-}
-
-// The messages of the Airbyte protocol (v0, release 0.18) that a destination reads
-// or writes. Unknown fields are allowed everywhere, as the protocol allows.
-// Free-form objects (record data, state blobs, JSON schemas, configs) are kept as
-// raw JSON so that they pass through byte for byte.
+// One line of the protocol: its type says which one member carries the message.
 type AirbyteMessage struct {
 	// Catalog corresponds to the JSON schema field "catalog".
 	Catalog *AirbyteCatalog `json:"catalog,omitempty,omitzero"`
@@ -426,60 +163,86 @@ type AirbyteMessage struct {
 	Trace *AirbyteTraceMessage `json:"trace,omitempty,omitzero"`
 
 	// Type corresponds to the JSON schema field "type".
-	Type MessageType `json:"type"`
+	Type AirbyteMessageType `json:"type"`
 }
 
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *AirbyteMessage) UnmarshalJSON(value []byte) error {
-	var raw map[string]interface{}
-	if err := json.Unmarshal(value, &raw); err != nil {
-		return err
-	}
-	if _, ok := raw["type"]; raw != nil && !ok {
-		return fmt.Errorf("field type in AirbyteMessage: required")
-	}
-	type Plain AirbyteMessage
-	var plain Plain
-	if err := json.Unmarshal(value, &plain); err != nil {
-		return err
-	}
-	*j = AirbyteMessage(plain)
-	return nil
+type AirbyteMessageType string
+
+const AirbyteMessageTypeCATALOG AirbyteMessageType = "CATALOG"
+const AirbyteMessageTypeCONNECTIONSTATUS AirbyteMessageType = "CONNECTION_STATUS"
+const AirbyteMessageTypeCONTROL AirbyteMessageType = "CONTROL"
+const AirbyteMessageTypeDESTINATIONCATALOG AirbyteMessageType = "DESTINATION_CATALOG"
+const AirbyteMessageTypeLOG AirbyteMessageType = "LOG"
+const AirbyteMessageTypeRECORD AirbyteMessageType = "RECORD"
+const AirbyteMessageTypeSPEC AirbyteMessageType = "SPEC"
+const AirbyteMessageTypeSTATE AirbyteMessageType = "STATE"
+const AirbyteMessageTypeTRACE AirbyteMessageType = "TRACE"
+
+// The Airbyte protocol (v0) as this destination reads and writes it, following the
+// official definition of the release in x-airbyte-protocol member for member: the
+// same definitions, nesting, types, enums, required members and
+// additionalProperties. What it leaves out, and why, is listed in
+// protocoldiff.allow; what the connector adds for its Go types is in
+// protocol.overlay.json, applied by make generate.
+type AirbyteProtocol struct {
+	// AirbyteMessage corresponds to the JSON schema field "airbyte_message".
+	AirbyteMessage *AirbyteMessage `json:"airbyte_message,omitempty,omitzero"`
+
+	// ConfiguredAirbyteCatalog corresponds to the JSON schema field
+	// "configured_airbyte_catalog".
+	ConfiguredAirbyteCatalog *ConfiguredAirbyteCatalog `json:"configured_airbyte_catalog,omitempty,omitzero"`
 }
 
-// One record of a stream.
+// A record of a stream: data and when the source read it.
 type AirbyteRecordMessage struct {
-	// The record itself.
+	// Data corresponds to the JSON schema field "data".
 	Data json.RawMessage `json:"data"`
 
-	// When the source read the record, in epoch milliseconds.
-	EmittedAt int `json:"emitted_at"`
+	// EmittedAt corresponds to the JSON schema field "emitted_at".
+	EmittedAt jsonx.Integer `json:"emitted_at"`
+
+	// FileReference corresponds to the JSON schema field "file_reference".
+	FileReference *AirbyteRecordMessageFileReference `json:"file_reference,omitempty,omitzero"`
 
 	// Meta corresponds to the JSON schema field "meta".
 	Meta *AirbyteRecordMessageMeta `json:"meta,omitempty,omitzero"`
 
-	// The namespace of the stream, if any.
+	// Namespace corresponds to the JSON schema field "namespace".
 	Namespace *string `json:"namespace,omitempty,omitzero"`
 
-	// The name of the stream.
+	// Stream corresponds to the JSON schema field "stream".
 	Stream string `json:"stream"`
 }
 
-// What the platform changed in the record.
+// Where the file a record describes was staged.
+type AirbyteRecordMessageFileReference struct {
+	// FileSizeBytes corresponds to the JSON schema field "file_size_bytes".
+	FileSizeBytes *jsonx.Integer `json:"file_size_bytes,omitempty,omitzero"`
+
+	// SourceFileRelativePath corresponds to the JSON schema field
+	// "source_file_relative_path".
+	SourceFileRelativePath *string `json:"source_file_relative_path,omitempty,omitzero"`
+
+	// StagingFileURL corresponds to the JSON schema field "staging_file_url".
+	StagingFileURL *string `json:"staging_file_url,omitempty,omitzero"`
+}
+
+// What happened to a record on its way.
 type AirbyteRecordMessageMeta struct {
 	// Changes corresponds to the JSON schema field "changes".
 	Changes []AirbyteRecordMessageMetaChange `json:"changes,omitempty,omitzero"`
 }
 
+// One change made to a record field, and why.
 type AirbyteRecordMessageMetaChange struct {
 	// Change corresponds to the JSON schema field "change".
 	Change AirbyteRecordMessageMetaChangeChange `json:"change"`
 
-	// The field that changed.
+	// Field corresponds to the JSON schema field "field".
 	Field string `json:"field"`
 
-	// Why the field changed.
-	Reason string `json:"reason"`
+	// Reason corresponds to the JSON schema field "reason".
+	Reason AirbyteRecordMessageMetaChangeReason `json:"reason"`
 }
 
 type AirbyteRecordMessageMetaChangeChange string
@@ -487,82 +250,23 @@ type AirbyteRecordMessageMetaChangeChange string
 const AirbyteRecordMessageMetaChangeChangeNULLED AirbyteRecordMessageMetaChangeChange = "NULLED"
 const AirbyteRecordMessageMetaChangeChangeTRUNCATED AirbyteRecordMessageMetaChangeChange = "TRUNCATED"
 
-var enumValues_AirbyteRecordMessageMetaChangeChange = []interface{}{
-	"NULLED",
-	"TRUNCATED",
-}
+type AirbyteRecordMessageMetaChangeReason string
 
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *AirbyteRecordMessageMetaChangeChange) UnmarshalJSON(value []byte) error {
-	var v string
-	if err := json.Unmarshal(value, &v); err != nil {
-		return err
-	}
-	var ok bool
-	for _, expected := range enumValues_AirbyteRecordMessageMetaChangeChange {
-		if reflect.DeepEqual(v, expected) {
-			ok = true
-			break
-		}
-	}
-	if !ok {
-		return fmt.Errorf("invalid value (expected one of %#v): %#v", enumValues_AirbyteRecordMessageMetaChangeChange, v)
-	}
-	*j = AirbyteRecordMessageMetaChangeChange(v)
-	return nil
-}
+const AirbyteRecordMessageMetaChangeReasonDESTINATIONFIELDSIZELIMITATION AirbyteRecordMessageMetaChangeReason = "DESTINATION_FIELD_SIZE_LIMITATION"
+const AirbyteRecordMessageMetaChangeReasonDESTINATIONRECORDSIZELIMITATION AirbyteRecordMessageMetaChangeReason = "DESTINATION_RECORD_SIZE_LIMITATION"
+const AirbyteRecordMessageMetaChangeReasonDESTINATIONSERIALIZATIONERROR AirbyteRecordMessageMetaChangeReason = "DESTINATION_SERIALIZATION_ERROR"
+const AirbyteRecordMessageMetaChangeReasonDESTINATIONTYPECASTERROR AirbyteRecordMessageMetaChangeReason = "DESTINATION_TYPECAST_ERROR"
+const AirbyteRecordMessageMetaChangeReasonPLATFORMFIELDSIZELIMITATION AirbyteRecordMessageMetaChangeReason = "PLATFORM_FIELD_SIZE_LIMITATION"
+const AirbyteRecordMessageMetaChangeReasonPLATFORMRECORDSIZELIMITATION AirbyteRecordMessageMetaChangeReason = "PLATFORM_RECORD_SIZE_LIMITATION"
+const AirbyteRecordMessageMetaChangeReasonPLATFORMSERIALIZATIONERROR AirbyteRecordMessageMetaChangeReason = "PLATFORM_SERIALIZATION_ERROR"
+const AirbyteRecordMessageMetaChangeReasonSOURCEFIELDSIZELIMITATION AirbyteRecordMessageMetaChangeReason = "SOURCE_FIELD_SIZE_LIMITATION"
+const AirbyteRecordMessageMetaChangeReasonSOURCERECORDSIZELIMITATION AirbyteRecordMessageMetaChangeReason = "SOURCE_RECORD_SIZE_LIMITATION"
+const AirbyteRecordMessageMetaChangeReasonSOURCERETRIEVALERROR AirbyteRecordMessageMetaChangeReason = "SOURCE_RETRIEVAL_ERROR"
+const AirbyteRecordMessageMetaChangeReasonSOURCESERIALIZATIONERROR AirbyteRecordMessageMetaChangeReason = "SOURCE_SERIALIZATION_ERROR"
 
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *AirbyteRecordMessageMetaChange) UnmarshalJSON(value []byte) error {
-	var raw map[string]interface{}
-	if err := json.Unmarshal(value, &raw); err != nil {
-		return err
-	}
-	if _, ok := raw["change"]; raw != nil && !ok {
-		return fmt.Errorf("field change in AirbyteRecordMessageMetaChange: required")
-	}
-	if _, ok := raw["field"]; raw != nil && !ok {
-		return fmt.Errorf("field field in AirbyteRecordMessageMetaChange: required")
-	}
-	if _, ok := raw["reason"]; raw != nil && !ok {
-		return fmt.Errorf("field reason in AirbyteRecordMessageMetaChange: required")
-	}
-	type Plain AirbyteRecordMessageMetaChange
-	var plain Plain
-	if err := json.Unmarshal(value, &plain); err != nil {
-		return err
-	}
-	*j = AirbyteRecordMessageMetaChange(plain)
-	return nil
-}
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *AirbyteRecordMessage) UnmarshalJSON(value []byte) error {
-	var raw map[string]interface{}
-	if err := json.Unmarshal(value, &raw); err != nil {
-		return err
-	}
-	if _, ok := raw["data"]; raw != nil && !ok {
-		return fmt.Errorf("field data in AirbyteRecordMessage: required")
-	}
-	if _, ok := raw["emitted_at"]; raw != nil && !ok {
-		return fmt.Errorf("field emitted_at in AirbyteRecordMessage: required")
-	}
-	if _, ok := raw["stream"]; raw != nil && !ok {
-		return fmt.Errorf("field stream in AirbyteRecordMessage: required")
-	}
-	type Plain AirbyteRecordMessage
-	var plain Plain
-	if err := json.Unmarshal(value, &plain); err != nil {
-		return err
-	}
-	*j = AirbyteRecordMessage(plain)
-	return nil
-}
-
-// A checkpoint: echoed by the destination once every record before it is durable.
+// A checkpoint: echoed by a destination once every record before it is stored.
 type AirbyteStateMessage struct {
-	// The LEGACY state blob.
+	// Data corresponds to the JSON schema field "data".
 	Data *json.RawMessage `json:"data,omitempty,omitzero"`
 
 	// DestinationStats corresponds to the JSON schema field "destinationStats".
@@ -581,12 +285,12 @@ type AirbyteStateMessage struct {
 	Type *AirbyteStateType `json:"type,omitempty,omitzero"`
 }
 
-// Record counts tied to a state.
+// Counts of records since the previous state.
 type AirbyteStateStats struct {
-	// Records tied to the state.
+	// RecordCount corresponds to the JSON schema field "recordCount".
 	RecordCount *float64 `json:"recordCount,omitempty,omitzero"`
 
-	// Records tied to the state that were rejected.
+	// RejectedRecordCount corresponds to the JSON schema field "rejectedRecordCount".
 	RejectedRecordCount *float64 `json:"rejectedRecordCount,omitempty,omitzero"`
 }
 
@@ -596,40 +300,18 @@ const AirbyteStateTypeGLOBAL AirbyteStateType = "GLOBAL"
 const AirbyteStateTypeLEGACY AirbyteStateType = "LEGACY"
 const AirbyteStateTypeSTREAM AirbyteStateType = "STREAM"
 
-var enumValues_AirbyteStateType = []interface{}{
-	"GLOBAL",
-	"STREAM",
-	"LEGACY",
-}
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *AirbyteStateType) UnmarshalJSON(value []byte) error {
-	var v string
-	if err := json.Unmarshal(value, &v); err != nil {
-		return err
-	}
-	var ok bool
-	for _, expected := range enumValues_AirbyteStateType {
-		if reflect.DeepEqual(v, expected) {
-			ok = true
-			break
-		}
-	}
-	if !ok {
-		return fmt.Errorf("invalid value (expected one of %#v): %#v", enumValues_AirbyteStateType, v)
-	}
-	*j = AirbyteStateType(v)
-	return nil
-}
-
+// A stream a source offers: its name, schema and sync modes.
 type AirbyteStream struct {
 	// DefaultCursorField corresponds to the JSON schema field "default_cursor_field".
 	DefaultCursorField []string `json:"default_cursor_field,omitempty,omitzero"`
 
+	// IsFileBased corresponds to the JSON schema field "is_file_based".
+	IsFileBased *bool `json:"is_file_based,omitempty,omitzero"`
+
 	// IsResumable corresponds to the JSON schema field "is_resumable".
 	IsResumable *bool `json:"is_resumable,omitempty,omitzero"`
 
-	// The stream's JSON Schema.
+	// JSONSchema corresponds to the JSON schema field "json_schema".
 	JSONSchema json.RawMessage `json:"json_schema"`
 
 	// Name corresponds to the JSON schema field "name".
@@ -650,186 +332,59 @@ type AirbyteStream struct {
 	SupportedSyncModes []SyncMode `json:"supported_sync_modes"`
 }
 
+// The state of one stream.
 type AirbyteStreamState struct {
 	// StreamDescriptor corresponds to the JSON schema field "stream_descriptor".
 	StreamDescriptor StreamDescriptor `json:"stream_descriptor"`
 
-	// StreamState corresponds to the JSON schema field "stream_state".
+	// A state as the source wrote it: opaque to the destination.
 	StreamState *json.RawMessage `json:"stream_state,omitempty,omitzero"`
 }
 
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *AirbyteStreamState) UnmarshalJSON(value []byte) error {
-	var raw map[string]interface{}
-	if err := json.Unmarshal(value, &raw); err != nil {
-		return err
-	}
-	if _, ok := raw["stream_descriptor"]; raw != nil && !ok {
-		return fmt.Errorf("field stream_descriptor in AirbyteStreamState: required")
-	}
-	type Plain AirbyteStreamState
-	var plain Plain
-	if err := json.Unmarshal(value, &plain); err != nil {
-		return err
-	}
-	*j = AirbyteStreamState(plain)
-	return nil
+type AirbyteStreamStatus string
+
+const AirbyteStreamStatusCOMPLETE AirbyteStreamStatus = "COMPLETE"
+const AirbyteStreamStatusINCOMPLETE AirbyteStreamStatus = "INCOMPLETE"
+const AirbyteStreamStatusRUNNING AirbyteStreamStatus = "RUNNING"
+
+// A source waiting for an API quota.
+type AirbyteStreamStatusRateLimitedReason struct {
+	// QuotaReset corresponds to the JSON schema field "quota_reset".
+	QuotaReset *jsonx.Integer `json:"quota_reset,omitempty,omitzero"`
 }
 
+// A reason for a stream status.
 type AirbyteStreamStatusReason struct {
 	// RateLimited corresponds to the JSON schema field "rate_limited".
-	RateLimited *AirbyteStreamStatusReasonRateLimited `json:"rate_limited,omitempty,omitzero"`
+	RateLimited *AirbyteStreamStatusRateLimitedReason `json:"rate_limited,omitempty,omitzero"`
 
 	// Type corresponds to the JSON schema field "type".
 	Type AirbyteStreamStatusReasonType `json:"type"`
 }
 
-type AirbyteStreamStatusReasonRateLimited struct {
-	// When the quota resets, in epoch milliseconds.
-	QuotaReset *int `json:"quota_reset,omitempty,omitzero"`
-}
-
 type AirbyteStreamStatusReasonType string
 
 const AirbyteStreamStatusReasonTypeRATELIMITED AirbyteStreamStatusReasonType = "RATE_LIMITED"
+const AirbyteStreamStatusSTARTED AirbyteStreamStatus = "STARTED"
 
-var enumValues_AirbyteStreamStatusReasonType = []interface{}{
-	"RATE_LIMITED",
-}
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *AirbyteStreamStatusReasonType) UnmarshalJSON(value []byte) error {
-	var v string
-	if err := json.Unmarshal(value, &v); err != nil {
-		return err
-	}
-	var ok bool
-	for _, expected := range enumValues_AirbyteStreamStatusReasonType {
-		if reflect.DeepEqual(v, expected) {
-			ok = true
-			break
-		}
-	}
-	if !ok {
-		return fmt.Errorf("invalid value (expected one of %#v): %#v", enumValues_AirbyteStreamStatusReasonType, v)
-	}
-	*j = AirbyteStreamStatusReasonType(v)
-	return nil
-}
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *AirbyteStreamStatusReason) UnmarshalJSON(value []byte) error {
-	var raw map[string]interface{}
-	if err := json.Unmarshal(value, &raw); err != nil {
-		return err
-	}
-	if _, ok := raw["type"]; raw != nil && !ok {
-		return fmt.Errorf("field type in AirbyteStreamStatusReason: required")
-	}
-	type Plain AirbyteStreamStatusReason
-	var plain Plain
-	if err := json.Unmarshal(value, &plain); err != nil {
-		return err
-	}
-	*j = AirbyteStreamStatusReason(plain)
-	return nil
-}
-
+// A stream started, running, complete or incomplete.
 type AirbyteStreamStatusTraceMessage struct {
 	// Reasons corresponds to the JSON schema field "reasons".
 	Reasons []AirbyteStreamStatusReason `json:"reasons,omitempty,omitzero"`
 
 	// Status corresponds to the JSON schema field "status".
-	Status AirbyteStreamStatusTraceMessageStatus `json:"status"`
+	Status AirbyteStreamStatus `json:"status"`
 
 	// StreamDescriptor corresponds to the JSON schema field "stream_descriptor".
 	StreamDescriptor StreamDescriptor `json:"stream_descriptor"`
 }
 
-type AirbyteStreamStatusTraceMessageStatus string
-
-const AirbyteStreamStatusTraceMessageStatusCOMPLETE AirbyteStreamStatusTraceMessageStatus = "COMPLETE"
-const AirbyteStreamStatusTraceMessageStatusINCOMPLETE AirbyteStreamStatusTraceMessageStatus = "INCOMPLETE"
-const AirbyteStreamStatusTraceMessageStatusRUNNING AirbyteStreamStatusTraceMessageStatus = "RUNNING"
-const AirbyteStreamStatusTraceMessageStatusSTARTED AirbyteStreamStatusTraceMessageStatus = "STARTED"
-
-var enumValues_AirbyteStreamStatusTraceMessageStatus = []interface{}{
-	"STARTED",
-	"RUNNING",
-	"COMPLETE",
-	"INCOMPLETE",
-}
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *AirbyteStreamStatusTraceMessageStatus) UnmarshalJSON(value []byte) error {
-	var v string
-	if err := json.Unmarshal(value, &v); err != nil {
-		return err
-	}
-	var ok bool
-	for _, expected := range enumValues_AirbyteStreamStatusTraceMessageStatus {
-		if reflect.DeepEqual(v, expected) {
-			ok = true
-			break
-		}
-	}
-	if !ok {
-		return fmt.Errorf("invalid value (expected one of %#v): %#v", enumValues_AirbyteStreamStatusTraceMessageStatus, v)
-	}
-	*j = AirbyteStreamStatusTraceMessageStatus(v)
-	return nil
-}
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *AirbyteStreamStatusTraceMessage) UnmarshalJSON(value []byte) error {
-	var raw map[string]interface{}
-	if err := json.Unmarshal(value, &raw); err != nil {
-		return err
-	}
-	if _, ok := raw["status"]; raw != nil && !ok {
-		return fmt.Errorf("field status in AirbyteStreamStatusTraceMessage: required")
-	}
-	if _, ok := raw["stream_descriptor"]; raw != nil && !ok {
-		return fmt.Errorf("field stream_descriptor in AirbyteStreamStatusTraceMessage: required")
-	}
-	type Plain AirbyteStreamStatusTraceMessage
-	var plain Plain
-	if err := json.Unmarshal(value, &plain); err != nil {
-		return err
-	}
-	*j = AirbyteStreamStatusTraceMessage(plain)
-	return nil
-}
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *AirbyteStream) UnmarshalJSON(value []byte) error {
-	var raw map[string]interface{}
-	if err := json.Unmarshal(value, &raw); err != nil {
-		return err
-	}
-	if _, ok := raw["json_schema"]; raw != nil && !ok {
-		return fmt.Errorf("field json_schema in AirbyteStream: required")
-	}
-	if _, ok := raw["name"]; raw != nil && !ok {
-		return fmt.Errorf("field name in AirbyteStream: required")
-	}
-	if _, ok := raw["supported_sync_modes"]; raw != nil && !ok {
-		return fmt.Errorf("field supported_sync_modes in AirbyteStream: required")
-	}
-	type Plain AirbyteStream
-	var plain Plain
-	if err := json.Unmarshal(value, &plain); err != nil {
-		return err
-	}
-	*j = AirbyteStream(plain)
-	return nil
-}
-
+// An error, estimate, stream status or analytics event.
 type AirbyteTraceMessage struct {
 	// Analytics corresponds to the JSON schema field "analytics".
 	Analytics *AirbyteAnalyticsTraceMessage `json:"analytics,omitempty,omitzero"`
 
-	// When the trace was emitted, in epoch milliseconds.
+	// EmittedAt corresponds to the JSON schema field "emitted_at".
 	EmittedAt float64 `json:"emitted_at"`
 
 	// Error corresponds to the JSON schema field "error".
@@ -852,90 +407,34 @@ const AirbyteTraceMessageTypeERROR AirbyteTraceMessageType = "ERROR"
 const AirbyteTraceMessageTypeESTIMATE AirbyteTraceMessageType = "ESTIMATE"
 const AirbyteTraceMessageTypeSTREAMSTATUS AirbyteTraceMessageType = "STREAM_STATUS"
 
-var enumValues_AirbyteTraceMessageType = []interface{}{
-	"ERROR",
-	"ESTIMATE",
-	"STREAM_STATUS",
-	"ANALYTICS",
-}
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *AirbyteTraceMessageType) UnmarshalJSON(value []byte) error {
-	var v string
-	if err := json.Unmarshal(value, &v); err != nil {
-		return err
-	}
-	var ok bool
-	for _, expected := range enumValues_AirbyteTraceMessageType {
-		if reflect.DeepEqual(v, expected) {
-			ok = true
-			break
-		}
-	}
-	if !ok {
-		return fmt.Errorf("invalid value (expected one of %#v): %#v", enumValues_AirbyteTraceMessageType, v)
-	}
-	*j = AirbyteTraceMessageType(v)
-	return nil
-}
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *AirbyteTraceMessage) UnmarshalJSON(value []byte) error {
-	var raw map[string]interface{}
-	if err := json.Unmarshal(value, &raw); err != nil {
-		return err
-	}
-	if _, ok := raw["emitted_at"]; raw != nil && !ok {
-		return fmt.Errorf("field emitted_at in AirbyteTraceMessage: required")
-	}
-	if _, ok := raw["type"]; raw != nil && !ok {
-		return fmt.Errorf("field type in AirbyteTraceMessage: required")
-	}
-	type Plain AirbyteTraceMessage
-	var plain Plain
-	if err := json.Unmarshal(value, &plain); err != nil {
-		return err
-	}
-	*j = AirbyteTraceMessage(plain)
-	return nil
-}
-
+// The streams a sync moves and how: the catalog a destination is given.
 type ConfiguredAirbyteCatalog struct {
 	// Streams corresponds to the JSON schema field "streams".
 	Streams []ConfiguredAirbyteStream `json:"streams"`
 }
 
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *ConfiguredAirbyteCatalog) UnmarshalJSON(value []byte) error {
-	var raw map[string]interface{}
-	if err := json.Unmarshal(value, &raw); err != nil {
-		return err
-	}
-	if _, ok := raw["streams"]; raw != nil && !ok {
-		return fmt.Errorf("field streams in ConfiguredAirbyteCatalog: required")
-	}
-	type Plain ConfiguredAirbyteCatalog
-	var plain Plain
-	if err := json.Unmarshal(value, &plain); err != nil {
-		return err
-	}
-	*j = ConfiguredAirbyteCatalog(plain)
-	return nil
-}
-
+// A stream as a sync moves it.
 type ConfiguredAirbyteStream struct {
-	// Path to the cursor in the record.
+	// CursorField corresponds to the JSON schema field "cursor_field".
 	CursorField []string `json:"cursor_field,omitempty,omitzero"`
+
+	// DestinationObjectName corresponds to the JSON schema field
+	// "destination_object_name".
+	DestinationObjectName *string `json:"destination_object_name,omitempty,omitzero"`
 
 	// DestinationSyncMode corresponds to the JSON schema field
 	// "destination_sync_mode".
 	DestinationSyncMode DestinationSyncMode `json:"destination_sync_mode"`
 
-	// The generation of the stream's data in this sync.
-	GenerationID *int `json:"generation_id,omitempty,omitzero"`
+	// GenerationID corresponds to the JSON schema field "generation_id".
+	GenerationID *jsonx.Integer `json:"generation_id,omitempty,omitzero"`
 
-	// Data of generations below this one is to be removed.
-	MinimumGenerationID *int `json:"minimum_generation_id,omitempty,omitzero"`
+	// IncludeFiles corresponds to the JSON schema field "include_files".
+	IncludeFiles *bool `json:"include_files,omitempty,omitzero"`
+
+	// MinimumGenerationID corresponds to the JSON schema field
+	// "minimum_generation_id".
+	MinimumGenerationID *jsonx.Integer `json:"minimum_generation_id,omitempty,omitzero"`
 
 	// PrimaryKey corresponds to the JSON schema field "primary_key".
 	PrimaryKey [][]string `json:"primary_key,omitempty,omitzero"`
@@ -944,41 +443,19 @@ type ConfiguredAirbyteStream struct {
 	Stream AirbyteStream `json:"stream"`
 
 	// SyncID corresponds to the JSON schema field "sync_id".
-	SyncID *int `json:"sync_id,omitempty,omitzero"`
+	SyncID *jsonx.Integer `json:"sync_id,omitempty,omitzero"`
 
 	// SyncMode corresponds to the JSON schema field "sync_mode".
 	SyncMode SyncMode `json:"sync_mode"`
 }
 
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *ConfiguredAirbyteStream) UnmarshalJSON(value []byte) error {
-	var raw map[string]interface{}
-	if err := json.Unmarshal(value, &raw); err != nil {
-		return err
-	}
-	if _, ok := raw["destination_sync_mode"]; raw != nil && !ok {
-		return fmt.Errorf("field destination_sync_mode in ConfiguredAirbyteStream: required")
-	}
-	if _, ok := raw["stream"]; raw != nil && !ok {
-		return fmt.Errorf("field stream in ConfiguredAirbyteStream: required")
-	}
-	if _, ok := raw["sync_mode"]; raw != nil && !ok {
-		return fmt.Errorf("field sync_mode in ConfiguredAirbyteStream: required")
-	}
-	type Plain ConfiguredAirbyteStream
-	var plain Plain
-	if err := json.Unmarshal(value, &plain); err != nil {
-		return err
-	}
-	*j = ConfiguredAirbyteStream(plain)
-	return nil
-}
-
+// The answer to spec: the config a connector takes and what it supports.
 type ConnectorSpecification struct {
 	// ChangelogURL corresponds to the JSON schema field "changelogUrl".
 	ChangelogURL *string `json:"changelogUrl,omitempty,omitzero"`
 
-	// The JSON Schema of the connector's config.
+	// ConnectionSpecification corresponds to the JSON schema field
+	// "connectionSpecification".
 	ConnectionSpecification json.RawMessage `json:"connectionSpecification"`
 
 	// DocumentationURL corresponds to the JSON schema field "documentationUrl".
@@ -992,57 +469,23 @@ type ConnectorSpecification struct {
 	SupportedDestinationSyncModes []DestinationSyncMode `json:"supported_destination_sync_modes,omitempty,omitzero"`
 
 	// SupportsDBT corresponds to the JSON schema field "supportsDBT".
-	SupportsDBT *bool `json:"supportsDBT,omitempty,omitzero"`
+	SupportsDBT bool `json:"supportsDBT,omitempty,omitzero"`
 
 	// SupportsIncremental corresponds to the JSON schema field "supportsIncremental".
 	SupportsIncremental *bool `json:"supportsIncremental,omitempty,omitzero"`
 
 	// SupportsNormalization corresponds to the JSON schema field
 	// "supportsNormalization".
-	SupportsNormalization *bool `json:"supportsNormalization,omitempty,omitzero"`
+	SupportsNormalization bool `json:"supportsNormalization,omitempty,omitzero"`
 }
 
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *ConnectorSpecification) UnmarshalJSON(value []byte) error {
-	var raw map[string]interface{}
-	if err := json.Unmarshal(value, &raw); err != nil {
-		return err
-	}
-	if _, ok := raw["connectionSpecification"]; raw != nil && !ok {
-		return fmt.Errorf("field connectionSpecification in ConnectorSpecification: required")
-	}
-	type Plain ConnectorSpecification
-	var plain Plain
-	if err := json.Unmarshal(value, &plain); err != nil {
-		return err
-	}
-	*j = ConnectorSpecification(plain)
-	return nil
-}
-
+// What a destination can write.
 type DestinationCatalog struct {
 	// Operations corresponds to the JSON schema field "operations".
 	Operations []DestinationOperation `json:"operations"`
 }
 
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *DestinationCatalog) UnmarshalJSON(value []byte) error {
-	var raw map[string]interface{}
-	if err := json.Unmarshal(value, &raw); err != nil {
-		return err
-	}
-	if _, ok := raw["operations"]; raw != nil && !ok {
-		return fmt.Errorf("field operations in DestinationCatalog: required")
-	}
-	type Plain DestinationCatalog
-	var plain Plain
-	if err := json.Unmarshal(value, &plain); err != nil {
-		return err
-	}
-	*j = DestinationCatalog(plain)
-	return nil
-}
-
+// One kind of write a destination can do to one of its objects.
 type DestinationOperation struct {
 	// JSONSchema corresponds to the JSON schema field "json_schema".
 	JSONSchema json.RawMessage `json:"json_schema"`
@@ -1057,30 +500,6 @@ type DestinationOperation struct {
 	SyncMode DestinationSyncMode `json:"sync_mode"`
 }
 
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *DestinationOperation) UnmarshalJSON(value []byte) error {
-	var raw map[string]interface{}
-	if err := json.Unmarshal(value, &raw); err != nil {
-		return err
-	}
-	if _, ok := raw["json_schema"]; raw != nil && !ok {
-		return fmt.Errorf("field json_schema in DestinationOperation: required")
-	}
-	if _, ok := raw["object_name"]; raw != nil && !ok {
-		return fmt.Errorf("field object_name in DestinationOperation: required")
-	}
-	if _, ok := raw["sync_mode"]; raw != nil && !ok {
-		return fmt.Errorf("field sync_mode in DestinationOperation: required")
-	}
-	type Plain DestinationOperation
-	var plain Plain
-	if err := json.Unmarshal(value, &plain); err != nil {
-		return err
-	}
-	*j = DestinationOperation(plain)
-	return nil
-}
-
 type DestinationSyncMode string
 
 const DestinationSyncModeAppend DestinationSyncMode = "append"
@@ -1089,110 +508,7 @@ const DestinationSyncModeOverwrite DestinationSyncMode = "overwrite"
 const DestinationSyncModeSoftDelete DestinationSyncMode = "soft_delete"
 const DestinationSyncModeUpdate DestinationSyncMode = "update"
 
-var enumValues_DestinationSyncMode = []interface{}{
-	"append",
-	"overwrite",
-	"append_dedup",
-	"update",
-	"soft_delete",
-}
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *DestinationSyncMode) UnmarshalJSON(value []byte) error {
-	var v string
-	if err := json.Unmarshal(value, &v); err != nil {
-		return err
-	}
-	var ok bool
-	for _, expected := range enumValues_DestinationSyncMode {
-		if reflect.DeepEqual(v, expected) {
-			ok = true
-			break
-		}
-	}
-	if !ok {
-		return fmt.Errorf("invalid value (expected one of %#v): %#v", enumValues_DestinationSyncMode, v)
-	}
-	*j = DestinationSyncMode(v)
-	return nil
-}
-
-type FailureType string
-
-const FailureTypeConfigError FailureType = "config_error"
-const FailureTypeSystemError FailureType = "system_error"
-const FailureTypeTransientError FailureType = "transient_error"
-
-var enumValues_FailureType = []interface{}{
-	"system_error",
-	"config_error",
-	"transient_error",
-}
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *FailureType) UnmarshalJSON(value []byte) error {
-	var v string
-	if err := json.Unmarshal(value, &v); err != nil {
-		return err
-	}
-	var ok bool
-	for _, expected := range enumValues_FailureType {
-		if reflect.DeepEqual(v, expected) {
-			ok = true
-			break
-		}
-	}
-	if !ok {
-		return fmt.Errorf("invalid value (expected one of %#v): %#v", enumValues_FailureType, v)
-	}
-	*j = FailureType(v)
-	return nil
-}
-
-type MessageType string
-
-const MessageTypeCATALOG MessageType = "CATALOG"
-const MessageTypeCONNECTIONSTATUS MessageType = "CONNECTION_STATUS"
-const MessageTypeCONTROL MessageType = "CONTROL"
-const MessageTypeDESTINATIONCATALOG MessageType = "DESTINATION_CATALOG"
-const MessageTypeLOG MessageType = "LOG"
-const MessageTypeRECORD MessageType = "RECORD"
-const MessageTypeSPEC MessageType = "SPEC"
-const MessageTypeSTATE MessageType = "STATE"
-const MessageTypeTRACE MessageType = "TRACE"
-
-var enumValues_MessageType = []interface{}{
-	"RECORD",
-	"STATE",
-	"LOG",
-	"SPEC",
-	"CONNECTION_STATUS",
-	"CATALOG",
-	"TRACE",
-	"CONTROL",
-	"DESTINATION_CATALOG",
-}
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *MessageType) UnmarshalJSON(value []byte) error {
-	var v string
-	if err := json.Unmarshal(value, &v); err != nil {
-		return err
-	}
-	var ok bool
-	for _, expected := range enumValues_MessageType {
-		if reflect.DeepEqual(v, expected) {
-			ok = true
-			break
-		}
-	}
-	if !ok {
-		return fmt.Errorf("invalid value (expected one of %#v): %#v", enumValues_MessageType, v)
-	}
-	*j = MessageType(v)
-	return nil
-}
-
+// A stream, by name and namespace.
 type StreamDescriptor struct {
 	// Name corresponds to the JSON schema field "name".
 	Name string `json:"name"`
@@ -1201,50 +517,7 @@ type StreamDescriptor struct {
 	Namespace *string `json:"namespace,omitempty,omitzero"`
 }
 
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *StreamDescriptor) UnmarshalJSON(value []byte) error {
-	var raw map[string]interface{}
-	if err := json.Unmarshal(value, &raw); err != nil {
-		return err
-	}
-	if _, ok := raw["name"]; raw != nil && !ok {
-		return fmt.Errorf("field name in StreamDescriptor: required")
-	}
-	type Plain StreamDescriptor
-	var plain Plain
-	if err := json.Unmarshal(value, &plain); err != nil {
-		return err
-	}
-	*j = StreamDescriptor(plain)
-	return nil
-}
-
 type SyncMode string
 
 const SyncModeFullRefresh SyncMode = "full_refresh"
 const SyncModeIncremental SyncMode = "incremental"
-
-var enumValues_SyncMode = []interface{}{
-	"full_refresh",
-	"incremental",
-}
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (j *SyncMode) UnmarshalJSON(value []byte) error {
-	var v string
-	if err := json.Unmarshal(value, &v); err != nil {
-		return err
-	}
-	var ok bool
-	for _, expected := range enumValues_SyncMode {
-		if reflect.DeepEqual(v, expected) {
-			ok = true
-			break
-		}
-	}
-	if !ok {
-		return fmt.Errorf("invalid value (expected one of %#v): %#v", enumValues_SyncMode, v)
-	}
-	*j = SyncMode(v)
-	return nil
-}

@@ -103,7 +103,7 @@ func (e *Emitter) emit(m *protocol.AirbyteMessage) error {
 
 // Spec writes one SPEC message.
 func (e *Emitter) Spec(spec *protocol.ConnectorSpecification) error {
-	return e.emit(&protocol.AirbyteMessage{Type: protocol.MessageTypeSPEC, Spec: spec})
+	return e.emit(&protocol.AirbyteMessage{Type: protocol.AirbyteMessageTypeSPEC, Spec: spec})
 }
 
 // ConnectionStatus writes one CONNECTION_STATUS message; message may be empty.
@@ -118,7 +118,7 @@ func (e *Emitter) ConnectionStatus(ok bool, message string) error {
 		e.mu.Unlock()
 		cs.Message = &m
 	}
-	return e.emit(&protocol.AirbyteMessage{Type: protocol.MessageTypeCONNECTIONSTATUS, ConnectionStatus: cs})
+	return e.emit(&protocol.AirbyteMessage{Type: protocol.AirbyteMessageTypeCONNECTIONSTATUS, ConnectionStatus: cs})
 }
 
 // Logf writes one LOG message.
@@ -127,7 +127,7 @@ func (e *Emitter) Logf(level protocol.AirbyteLogMessageLevel, format string, arg
 	msg := e.scrub(fmt.Sprintf(format, args...))
 	e.mu.Unlock()
 	return e.emit(&protocol.AirbyteMessage{
-		Type: protocol.MessageTypeLOG,
+		Type: protocol.AirbyteMessageTypeLOG,
 		Log:  &protocol.AirbyteLogMessage{Level: level, Message: msg},
 	})
 }
@@ -143,13 +143,16 @@ func (e *Emitter) TraceError(err error) error {
 		te.InternalMessage = &internal
 	}
 	e.mu.Unlock()
-	ft := protocol.FailureType(f.Kind.FailureType())
+	ft := f.Kind.FailureType()
 	te.FailureType = &ft
 	if f.Stream != "" {
 		te.StreamDescriptor = &protocol.StreamDescriptor{Name: f.Stream}
+		if f.Namespace != "" {
+			te.StreamDescriptor.Namespace = &f.Namespace
+		}
 	}
 	return e.emit(&protocol.AirbyteMessage{
-		Type: protocol.MessageTypeTRACE,
+		Type: protocol.AirbyteMessageTypeTRACE,
 		Trace: &protocol.AirbyteTraceMessage{
 			Type:      protocol.AirbyteTraceMessageTypeERROR,
 			EmittedAt: float64(e.now().UnixMilli()),

@@ -170,7 +170,10 @@ func Load(path string, o Options) (*Catalog, error) {
 
 // Compile validates doc against ConfiguredAirbyteCatalog and compiles it.
 func Compile(doc []byte, o Options) (*Catalog, error) {
-	if err := schemas.Validate("ConfiguredAirbyteCatalog", doc); err != nil {
+	// Read liberally: a sync mode of a later release in a field the sync
+	// never reads is no reason to fail; the ones it acts on are checked
+	// below, by name.
+	if err := schemas.ValidateLenient("ConfiguredAirbyteCatalog", doc); err != nil {
 		if se, ok := errors.AsType[*schemas.SyntaxError](err); ok {
 			return nil, failure.Configf(nil, "The catalog is %s", se.Error())
 		}
@@ -224,10 +227,13 @@ func compileStream(s *protocol.ConfiguredAirbyteStream, o Options) (*Plan, error
 	}
 	p.Collection = coll
 
+	if !slices.Contains(protocol.SyncModeValues, s.SyncMode) {
+		return nil, fmt.Errorf("stream %q: sync mode %q is not one this connector knows (%s)", p.Name(), s.SyncMode, joinValues(protocol.SyncModeValues))
+	}
 	gen, minGen := s.GenerationID, s.MinimumGenerationID
 	switch s.DestinationSyncMode {
 	case protocol.DestinationSyncModeOverwrite:
-		p.Truncate, p.Reason = true, "overwrite"
+		p.Truncate, p.Reason = true, string(protocol.DestinationSyncModeOverwrite)
 	case protocol.DestinationSyncModeAppend:
 		if gen != nil && minGen != nil && *gen > 0 && *gen == *minGen {
 			p.Truncate, p.Reason = true, fmt.Sprintf("refresh (generation %d)", *gen)
@@ -235,15 +241,18 @@ func compileStream(s *protocol.ConfiguredAirbyteStream, o Options) (*Plan, error
 			p.Reason = "append"
 		}
 	default:
-		return nil, fmt.Errorf("stream %q: destination sync mode %s is not supported by Keen (use append or overwrite)", p.Name(), s.DestinationSyncMode)
+		if !slices.Contains(protocol.DestinationSyncModeValues, s.DestinationSyncMode) {
+			return nil, fmt.Errorf("stream %q: destination sync mode %q is not one this connector knows (%s); use append or overwrite", p.Name(), s.DestinationSyncMode, joinValues(protocol.DestinationSyncModeValues))
+		}
+		return nil, fmt.Errorf("stream %q: destination sync mode %q is not supported by Keen (use append or overwrite)", p.Name(), s.DestinationSyncMode)
 	}
 
 	if p.Truncate {
 		switch {
 		case s.GenerationID != nil:
-			p.Generation = strconv.Itoa(*s.GenerationID)
+			p.Generation = strconv.FormatInt(int64(*s.GenerationID), 10)
 		case s.SyncID != nil:
-			p.Generation = strconv.Itoa(*s.SyncID)
+			p.Generation = strconv.FormatInt(int64(*s.SyncID), 10)
 		default:
 			p.Generation = o.runGeneration()
 		}
@@ -271,7 +280,7 @@ func tokenRule(s *protocol.ConfiguredAirbyteStream, p *Plan, policy config.Token
 		}
 	}
 	if s.SyncID != nil {
-		r.SyncID = strconv.Itoa(*s.SyncID)
+		r.SyncID = strconv.FormatInt(int64(*s.SyncID), 10)
 	}
 	r.Generation = p.Generation
 	keyNames := make([]string, len(r.Key))
@@ -380,4 +389,13 @@ func cursorKind(schema json.RawMessage, path []string) CursorKind {
 		return CursorEpoch
 	}
 	return CursorUnknown
+}
+
+// joinValues lists an enum's values for a message.
+func joinValues[T ~string](vs []T) string {
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = string(v)
+	}
+	return strings.Join(parts, ", ")
 }

@@ -115,7 +115,11 @@ func TestCompileErrors(t *testing.T) {
 		{"not json", []byte(`{"streams":`), []string{"The catalog is not valid JSON"}},
 		{"wrong shape", []byte(`{"streams":[{"stream":{}}]}`), []string{"/streams/0: missing properties", "/streams/0/stream: missing properties"}},
 		{"unsupported modes", doc(stream{name: "a", mode: "append_dedup"}, stream{name: "b", mode: "soft_delete"}),
-			[]string{`stream "a": destination sync mode append_dedup is not supported`, `stream "b": destination sync mode soft_delete`}},
+			[]string{`stream "a": destination sync mode "append_dedup" is not supported`, `stream "b": destination sync mode "soft_delete"`}},
+		{"a destination sync mode of a later release", doc(stream{name: "a", mode: "merge_upsert"}),
+			[]string{`stream "a": destination sync mode "merge_upsert" is not one this connector knows (append, append_dedup, overwrite, soft_delete, update)`}},
+		{"a sync mode of a later release", doc(stream{name: "a", mode: "append", syncMode: "streaming"}),
+			[]string{`stream "a": sync mode "streaming" is not one this connector knows (full_refresh, incremental)`}},
 		{"empty name", doc(stream{name: "$$$", mode: "append"}), []string{`stream "$$$": no character`}},
 		{"truncate collision", doc(stream{name: "my stream", mode: "overwrite"}, stream{name: "my_stream", mode: "append"}),
 			[]string{`streams "my stream", "my_stream" all map to collection "my_stream" and one of them truncates it`}},
@@ -174,4 +178,47 @@ func TestTokenRules(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLiberalReading: what the sync never reads may hold values of a later
+// release, and whole numbers may be written as floats, as JSON Schema allows.
+func TestLiberalReading(t *testing.T) {
+	tests := []struct {
+		name, doc string
+		check     func(*testing.T, *Catalog)
+	}{
+		{"an unknown supported sync mode", `{"streams":[{"stream":{"name":"a","json_schema":{},"supported_sync_modes":["incremental","streaming"]},"sync_mode":"incremental","destination_sync_mode":"append"}]}`,
+			func(t *testing.T, c *Catalog) {
+				if len(c.Plans) != 1 || c.Plans[0].Truncate {
+					t.Errorf("plans %+v", c.Plans)
+				}
+			}},
+		{"unknown members", `{"streams":[{"stream":{"name":"a","json_schema":{},"supported_sync_modes":["incremental"],"is_file_based":false,"next_release_member":{"x":1}},"sync_mode":"incremental","destination_sync_mode":"append","include_files":false,"destination_object_name":"a","another":[1]}],"catalog_member":true}`,
+			func(t *testing.T, c *Catalog) {
+				if len(c.Plans) != 1 {
+					t.Errorf("plans %+v", c.Plans)
+				}
+			}},
+		{"generation ids written as floats", `{"streams":[{"stream":{"name":"a","json_schema":{},"supported_sync_modes":["full_refresh"]},"sync_mode":"full_refresh","destination_sync_mode":"append","generation_id":3.0,"minimum_generation_id":3e0,"sync_id":1.7e1}]}`,
+			func(t *testing.T, c *Catalog) {
+				if p := c.Plans[0]; !p.Truncate || p.Generation != "3" {
+					t.Errorf("a refresh of generation 3 expected, got truncate=%t generation %q", p.Truncate, p.Generation)
+				}
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Compile([]byte(tt.doc), Options{InferTimestamp: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, c)
+		})
+	}
+	t.Run("a generation id with a fraction", func(t *testing.T) {
+		_, err := Compile([]byte(`{"streams":[{"stream":{"name":"a","json_schema":{},"supported_sync_modes":["full_refresh"]},"sync_mode":"full_refresh","destination_sync_mode":"append","generation_id":3.5}]}`), Options{})
+		if f := failure.As(err); err == nil || f.Kind != failure.Config || !strings.Contains(f.Message, "generation_id") {
+			t.Fatalf("want a config_error naming generation_id, got %v", err)
+		}
+	})
 }

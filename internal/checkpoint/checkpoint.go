@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"sync"
 
+	"destination-keen/gen/protocol"
 	"destination-keen/internal/jsonx"
 	"destination-keen/internal/message"
 )
@@ -174,11 +175,11 @@ func (t *Tracker) Stats() Stats {
 // Kind of a state message.
 type Kind string
 
-// State kinds; a state without a type is LEGACY.
+// State kinds, from the generated protocol; a state without a type is LEGACY.
 const (
-	Stream Kind = "STREAM"
-	Global Kind = "GLOBAL"
-	Legacy Kind = "LEGACY"
+	Stream = Kind(protocol.AirbyteStateTypeSTREAM)
+	Global = Kind(protocol.AirbyteStateTypeGLOBAL)
+	Legacy = Kind(protocol.AirbyteStateTypeLEGACY)
 )
 
 // Describe reads a state object's kind and, for a STREAM state, its stream.

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 
 	"destination-keen/gen/protocol"
 	"destination-keen/internal/airbyte"
@@ -21,13 +22,15 @@ import (
 const Version = "0.5.0"
 
 // Spec returns the connector specification: schemas/spec.json with the
-// connectionSpecification taken from schemas/config.schema.json.
+// connectionSpecification taken from schemas/config.schema.json, less the
+// $id by which the connector's own validator knows that schema (an address
+// of no use to anyone else).
 func Spec() (*protocol.ConnectorSpecification, error) {
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(schemas.Raw(schemas.SpecFile), &fields); err != nil {
 		return nil, fmt.Errorf("decode %s: %w", schemas.SpecFile, err)
 	}
-	fields["connectionSpecification"] = schemas.Raw(schemas.ConfigFile)
+	fields["connectionSpecification"] = idRE.ReplaceAll(schemas.Raw(schemas.ConfigFile), nil)
 	doc, err := json.Marshal(fields)
 	if err != nil {
 		return nil, fmt.Errorf("compose spec: %w", err)
@@ -38,6 +41,10 @@ func Spec() (*protocol.ConnectorSpecification, error) {
 	}
 	return &spec, nil
 }
+
+// idRE matches the config schema's top-level $id member, which its second
+// line holds.
+var idRE = regexp.MustCompile(`(?m)^  "\$id": "[^"]*",\n`)
 
 // RunSpec prints one SPEC message.
 func RunSpec(em *airbyte.Emitter) error {

@@ -10,6 +10,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+
+	"destination-keen/gen/protocol"
 )
 
 // Kind is the Airbyte failure_type of an error.
@@ -25,18 +27,18 @@ const (
 )
 
 // FailureType is the protocol's name for the kind.
-func (k Kind) FailureType() string {
+func (k Kind) FailureType() protocol.AirbyteErrorTraceMessageFailureType {
 	switch k {
 	case Config:
-		return "config_error"
+		return protocol.AirbyteErrorTraceMessageFailureTypeConfigError
 	case Transient:
-		return "transient_error"
+		return protocol.AirbyteErrorTraceMessageFailureTypeTransientError
 	default:
-		return "system_error"
+		return protocol.AirbyteErrorTraceMessageFailureTypeSystemError
 	}
 }
 
-func (k Kind) String() string { return k.FailureType() }
+func (k Kind) String() string { return string(k.FailureType()) }
 
 // Error is a classified error. Message is for a person and must never hold a
 // secret; Cause holds the technical detail and is reported as the trace's
@@ -44,8 +46,10 @@ func (k Kind) String() string { return k.FailureType() }
 type Error struct {
 	Kind    Kind
 	Message string
-	Stream  string // the stream concerned, when there is one
-	Cause   error
+	// Stream and Namespace name the stream concerned, when there is one.
+	Stream    string
+	Namespace string
+	Cause     error
 }
 
 func (e *Error) Error() string {

@@ -23,7 +23,7 @@ func TestAs(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := As(tt.err)
-			if got.Kind.FailureType() != tt.wantType || got.Message != tt.wantMsg {
+			if string(got.Kind.FailureType()) != tt.wantType || got.Message != tt.wantMsg {
 				t.Fatalf("As(%v) = %s %q, want %s %q", tt.err, got.Kind, got.Message, tt.wantType, tt.wantMsg)
 			}
 		})

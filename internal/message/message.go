@@ -11,9 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
-	"strconv"
 
+	"destination-keen/gen/protocol"
 	"destination-keen/internal/jsonx"
 )
 
@@ -22,16 +21,23 @@ type Type int
 
 // Types the write path tells apart.
 const (
-	Other  Type = iota // LOG, TRACE, CONTROL and the like: accepted, not acted on
-	Record             // RECORD
-	State              // STATE
+	Other   Type = iota // LOG, TRACE, CONTROL and the like: accepted, not acted on
+	Record              // RECORD
+	State               // STATE
+	Unknown             // a type the protocol schema does not list: skipped
 )
 
-// knownTypes are the protocol's message types; any other is bad input.
-var knownTypes = map[string]Type{
-	"RECORD": Record, "STATE": State, "LOG": Other, "TRACE": Other, "CONTROL": Other,
-	"SPEC": Other, "CONNECTION_STATUS": Other, "CATALOG": Other, "DESTINATION_CATALOG": Other,
-}
+// knownTypes are the message types of the protocol schema (the generated
+// list, so that a type a new release adds is known after regenerating).
+var knownTypes = func() map[string]Type {
+	m := map[string]Type{}
+	for _, t := range protocol.AirbyteMessageTypeValues {
+		m[string(t)] = Other
+	}
+	m[string(protocol.AirbyteMessageTypeRECORD)] = Record
+	m[string(protocol.AirbyteMessageTypeSTATE)] = State
+	return m
+}()
 
 // Message is one decoded line. Its slices point into the line.
 type Message struct {
@@ -57,7 +63,9 @@ type Message struct {
 type Error struct {
 	Line   int    // 1-based line number
 	Stream string // the record's stream, when known
-	Reason string
+	// Namespace is the record's namespace, when known.
+	Namespace string
+	Reason    string
 }
 
 func (e *Error) Error() string {
@@ -124,10 +132,12 @@ func Decode(line []byte, m *Message) error {
 	}
 	t, ok := knownTypes[name]
 	if !ok {
-		return &Error{Reason: fmt.Sprintf("unknown message type %q", truncate(name, 40))}
+		// A later release's type: the Java CDK skipped such lines too.
+		m.Type, m.TypeName = Unknown, name
+		return nil
 	}
 	m.Type, m.TypeName = t, name
-	if name == "TRACE" && jsonx.KindOf(trace) == jsonx.Object {
+	if name == string(protocol.AirbyteMessageTypeTRACE) && jsonx.KindOf(trace) == jsonx.Object {
 		m.Trace = trace
 	}
 	switch t {
@@ -213,7 +223,9 @@ func checkRecord(rp *recordParts, m *Message) error {
 		return &Error{Reason: "the record's stream is not a string"}
 	}
 	m.Stream = unquoteBytes(rp.stream)
-	e := func(reason string) error { return &Error{Stream: string(m.Stream), Reason: reason} }
+	e := func(reason string) error {
+		return &Error{Stream: string(m.Stream), Namespace: string(m.Namespace), Reason: reason}
+	}
 	switch jsonx.KindOf(rp.ns) {
 	case jsonx.Invalid, jsonx.Null:
 	case jsonx.String:
@@ -232,7 +244,7 @@ func checkRecord(rp *recordParts, m *Message) error {
 	if rp.emitted == nil {
 		return e("the record has no emitted_at")
 	}
-	v, ok := parseInteger(rp.emitted)
+	v, ok := jsonx.ParseInteger(rp.emitted)
 	if !ok {
 		return e("the record's emitted_at is not an integer")
 	}
@@ -247,30 +259,6 @@ func checkRecord(rp *recordParts, m *Message) error {
 // instant ISO-8601 writes with four digits. A larger emitted_at is most
 // likely microseconds or nanoseconds by mistake.
 const MaxEmittedAt = 253402300799999
-
-// parseInteger reads a JSON number that is a whole number, as JSON Schema
-// counts integers: 1700000000000, 1700000000000.0 and 1.7e12 alike.
-func parseInteger(raw []byte) (int64, bool) {
-	if v, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
-		return v, true
-	}
-	if jsonx.KindOf(raw) != jsonx.Number || len(raw) > 64 {
-		return 0, false
-	}
-	// An exponent beyond ±30 is no plausible integer here, and big.Rat
-	// would spend time and memory on 10 to its power.
-	if i := bytes.IndexAny(raw, "eE"); i >= 0 {
-		exp, err := strconv.Atoi(string(raw[i+1:]))
-		if err != nil || exp > 30 || exp < -30 {
-			return 0, false
-		}
-	}
-	var r big.Rat
-	if _, ok := r.SetString(string(raw)); !ok || !r.IsInt() || !r.Num().IsInt64() {
-		return 0, false
-	}
-	return r.Num().Int64(), true
-}
 
 func unquoteBytes(s []byte) []byte {
 	if bytes.IndexByte(s, '\\') < 0 {
@@ -353,11 +341,13 @@ func StreamStatus(trace []byte) (name, namespace string, complete, ok bool) {
 	typ, _ := jsonx.Unquote(jsonx.Lookup(trace, "type"))
 	state, _ := jsonx.Unquote(jsonx.Lookup(trace, "stream_status", "status"))
 	desc := jsonx.Lookup(trace, "stream_status", "stream_descriptor")
-	if typ != "STREAM_STATUS" || jsonx.KindOf(desc) != jsonx.Object || (state != "COMPLETE" && state != "INCOMPLETE") {
+	complete = state == string(protocol.AirbyteStreamStatusCOMPLETE)
+	if typ != string(protocol.AirbyteTraceMessageTypeSTREAMSTATUS) || jsonx.KindOf(desc) != jsonx.Object ||
+		!complete && state != string(protocol.AirbyteStreamStatusINCOMPLETE) {
 		return "", "", false, false
 	}
 	name, namespace = StreamDescriptor(desc)
-	return name, namespace, state == "COMPLETE", name != ""
+	return name, namespace, complete, name != ""
 }
 
 // StreamDescriptor reads a valid stream_descriptor object: its name and its

@@ -60,7 +60,8 @@ type Pipeline struct {
 	// Counts since the previous state, touched by the sequencer only.
 	sinceState    []int64 // per plan, for STREAM states
 	rejectedSince []int64
-	total         int64 // all streams, for GLOBAL and LEGACY states
+	unknownTypes  map[string]bool // message types warned about; the sequencer's
+	total         int64           // all streams, for GLOBAL and LEGACY states
 	rejectedTotal int64
 }
 
@@ -93,7 +94,7 @@ func New(cat *catalog.Catalog, cfg *config.Config, s *sink.Sink, tr *checkpoint.
 	n := len(cat.Plans)
 	p := &Pipeline{cat: cat, cfg: cfg, sink: s, tracker: tr, em: em,
 		streams: make([]Stream, n), gens: make([]*keen.Generation, n), conform: newConformLog(n),
-		sinceState: make([]int64, n), rejectedSince: make([]int64, n)}
+		sinceState: make([]int64, n), rejectedSince: make([]int64, n), unknownTypes: map[string]bool{}}
 	for _, plan := range cat.Plans {
 		if plan.Truncate {
 			p.gens[plan.Index] = &keen.Generation{Name: catalog.GenerationProperty, Value: []byte(plan.Generation)}
@@ -210,6 +211,7 @@ const (
 	itemFail                     // err ends the sync here
 	itemRejected                 // a record left out (nonconforming_records: skip)
 	itemStatus                   // a STREAM_STATUS of plan: COMPLETE when complete
+	itemUnknown                  // a message type the protocol schema does not list: typeName
 )
 
 type item struct {
@@ -223,6 +225,7 @@ type item struct {
 	droppedKey int           // keys of the source's keen object dropped
 	token      tokenOutcome  // what became of the record's uniqueness token
 	complete   bool          // STREAM_STATUS
+	typeName   string        // an unknown message type
 	changes    []keen.Change // what conforming changed; for itemRejected, why
 	// STATE
 	stateKind checkpoint.Kind
@@ -322,6 +325,8 @@ func (p *Pipeline) shape(work <-chan *batch) {
 				break // nothing after a bad line is used
 			}
 			switch wk.m.Type {
+			case message.Unknown:
+				it.kind, it.typeName = itemUnknown, wk.m.TypeName
 			case message.Record:
 				p.shapeRecord(wk, it)
 			case message.Other:
@@ -374,7 +379,7 @@ func (p *Pipeline) shapeRecord(wk *worker, it *item) {
 	m := &wk.m
 	plan := wk.cache.lookup(p.cat, m.Namespace, m.Stream)
 	if plan == nil {
-		it.kind, it.err = itemFail, &failure.Error{Kind: failure.System, Stream: string(m.Stream),
+		it.kind, it.err = itemFail, &failure.Error{Kind: failure.System, Stream: string(m.Stream), Namespace: string(m.Namespace),
 			Message: fmt.Sprintf("Input line %d is a record of stream %q, which is not in the configured catalog", it.no, m.Stream)}
 		return
 	}
@@ -393,7 +398,7 @@ func (p *Pipeline) shapeRecord(wk *worker, it *item) {
 				return
 			case config.Fail:
 				c := changes[0]
-				it.kind, it.err = itemFail, &failure.Error{Kind: failure.System, Stream: plan.Stream,
+				it.kind, it.err = itemFail, &failure.Error{Kind: failure.System, Stream: plan.Stream, Namespace: plan.Namespace,
 					Message: fmt.Sprintf("Input line %d: a record of stream %q breaks Keen's event rules: %s at %s; Keen would drop it. Set nonconforming_records to fix to send it with the property changed, or to skip to leave such records out", it.no, plan.Name(), c.Rule, keen.FormatPath(c.Path))}
 				return
 			}
@@ -456,7 +461,7 @@ func badInput(err error, line int) error {
 		return failure.Systemf(err, "Input line %d is not a valid Airbyte message", line)
 	}
 	me.Line = line
-	return &failure.Error{Kind: failure.System, Stream: me.Stream, Cause: me,
+	return &failure.Error{Kind: failure.System, Stream: me.Stream, Namespace: me.Namespace, Cause: me,
 		Message: fmt.Sprintf("Input line %d is not a valid Airbyte message: %s", line, me.Reason)}
 }
 
@@ -494,6 +499,11 @@ func (p *Pipeline) sequence(ctx context.Context, ordered <-chan *batch) error {
 					status = StatusComplete
 				}
 				p.streams[it.plan.Index].Status.Store(status)
+			case itemUnknown:
+				if !p.unknownTypes[it.typeName] && len(p.unknownTypes) < 100 {
+					p.unknownTypes[it.typeName] = true
+					_ = p.em.Logf(airbyte.Warn, "Skipping messages of type %.40q (first on input line %d): the Airbyte protocol this connector follows has no such type", it.typeName, it.no)
+				}
 			case itemFail:
 				return it.err
 			}
@@ -554,7 +564,7 @@ func (p *Pipeline) send(ctx context.Context, it *item) error {
 	if size := len(env.Buf); size > p.sink.MaxMessageBytes() {
 		if !p.cfg.SkipOversized {
 			p.count(plan, false)
-			return &failure.Error{Kind: failure.System, Stream: plan.Stream,
+			return &failure.Error{Kind: failure.System, Stream: plan.Stream, Namespace: plan.Namespace,
 				Message: fmt.Sprintf("Input line %d: a record of stream %q makes an event of %d bytes, over Keen's limit of %d; set oversized_records to skip to leave such records out", it.no, plan.Name(), size, p.sink.MaxMessageBytes())}
 		}
 		p.count(plan, true)

@@ -195,7 +195,11 @@ func (s *syncRun) failed(env *sink.Envelope, err error) {
 		}
 		return
 	}
-	s.fail(sink.Classify(err, env.Topic(), env.Stream, s.cfg.Brokers))
+	f := sink.Classify(err, env.Topic(), env.Stream, s.cfg.Brokers)
+	if f.Stream != "" {
+		f.Namespace = s.cat.Plans[env.Tag].Namespace
+	}
+	s.fail(f)
 }
 
 func (s *syncRun) api() *keenapi.Client {
@@ -254,7 +258,7 @@ func (s *syncRun) replaceGenerations(ctx context.Context) error {
 			ok, err := api.DeleteEvents(ctx, p.Collection, filters)
 			if err != nil {
 				f := failure.As(err)
-				return &failure.Error{Kind: failure.Transient, Stream: p.Stream, Cause: err,
+				return &failure.Error{Kind: failure.Transient, Stream: p.Stream, Namespace: p.Namespace, Cause: err,
 					Message: fmt.Sprintf("Stream %q wrote generation %s of collection %q, but its earlier events could not be deleted (%s); they are still there, next to the new ones, and the next sync that ends well removes them", p.Name(), p.Generation, p.Collection, f.Message)}
 			}
 			existed = existed || ok
