@@ -116,6 +116,9 @@ func (e *env) run(stdin string, args ...string) result {
 		if err := schemas.Validate(schemas.AirbyteMessage, []byte(l)); err != nil {
 			e.t.Fatalf("stdout line is not a valid Airbyte message (%v): %s", err, l)
 		}
+		if err := validateOfficial([]byte(l)); err != nil {
+			e.t.Fatalf("stdout line is not a valid Airbyte message by the official definition (%v): %s", err, l)
+		}
 		var m map[string]any
 		d := json.NewDecoder(strings.NewReader(l))
 		d.UseNumber()

@@ -34,7 +34,7 @@ func TestDecode(t *testing.T) {
 		{name: "array", line: `[1]`, err: "JSON array, not an object"},
 		{name: "no type", line: `{"record":{}}`, err: "no type"},
 		{name: "type not string", line: `{"type":1}`, err: "type is not a string"},
-		{name: "a later release's type", line: `{"type":"HEARTBEAT","heartbeat":{}}`, typ: Unknown},
+		{name: "a later release's type", line: `{"type":"FROM_A_LATER_RELEASE","later":{}}`, typ: Unknown},
 		{name: "destination catalog", line: `{"type":"DESTINATION_CATALOG","destination_catalog":{"operations":[]}}`, typ: Other},
 		{name: "record without record", line: `{"type":"RECORD"}`, err: "has no record"},
 		{name: "record without stream", line: `{"type":"RECORD","record":{"data":{},"emitted_at":1}}`, err: "has no stream"},
