@@ -14,6 +14,10 @@ import (
 	"syscall"
 
 	"github.com/spf13/pflag"
+	// Mozilla's roots, compiled in: used only where the system has no trust
+	// store (the image is built on nothing); SSL_CERT_FILE or a system store
+	// take precedence, as before.
+	_ "golang.org/x/crypto/x509roots/fallback"
 
 	"destination-keen/internal/airbyte"
 	"destination-keen/internal/connector"
