@@ -261,7 +261,6 @@ func Open(ctx context.Context, cfg *config.Config, o Options, onAck func(*Envelo
 	if o.LaneBytes <= 0 {
 		o.LaneBytes = BytesInFlightPerLane
 	}
-	s.opts = o
 	sc, err := saramaConfig(cfg, &o, false)
 	if err != nil {
 		return nil, failure.Configf(err, "The producer cannot be configured")
@@ -275,10 +274,10 @@ func Open(ctx context.Context, cfg *config.Config, o Options, onAck func(*Envelo
 		err   error
 	}
 	lanesCh := make(chan connected, 1)
-	go func() {
-		lanes, err := s.connectLanes(ctx, cfg, true, n)
+	go func(o Options) {
+		lanes, err := connectLanes(ctx, cfg, o, true, n)
 		lanesCh <- connected{lanes, err}
-	}()
+	}(o)
 	rtt, err := probe(ctx, cfg.Brokers, sc, o.ConnectTimeout)
 	if err != nil {
 		go func() { closeLanes((<-lanesCh).lanes) }()
@@ -294,7 +293,7 @@ func Open(ctx context.Context, cfg *config.Config, o Options, onAck func(*Envelo
 	if r.err != nil && refusedIdempotence(r.err) {
 		o.Logf("The brokers refused the idempotent producer (%v); continuing without it: a retried batch may then be written twice", r.err)
 		s.Idempotent = false
-		r.lanes, r.err = s.connectLanes(ctx, cfg, false, o.Lanes)
+		r.lanes, r.err = connectLanes(ctx, cfg, o, false, o.Lanes)
 	}
 	if r.err != nil {
 		return nil, r.err
@@ -326,12 +325,12 @@ func Open(ctx context.Context, cfg *config.Config, o Options, onAck func(*Envelo
 
 // connectLanes opens n lanes at once; on any failure it closes those that
 // opened and returns the first lane's error, or else another's.
-func (s *Sink) connectLanes(ctx context.Context, cfg *config.Config, idempotent bool, n int) ([]lane, error) {
+func connectLanes(ctx context.Context, cfg *config.Config, o Options, idempotent bool, n int) ([]lane, error) {
 	lanes := make([]lane, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range lanes {
-		wg.Go(func() { lanes[i], errs[i] = s.connect(ctx, cfg, idempotent) })
+		wg.Go(func() { lanes[i], errs[i] = connect(ctx, cfg, o, idempotent) })
 	}
 	wg.Wait()
 	for _, err := range errs {
@@ -356,12 +355,12 @@ func closeLanes(lanes []lane) {
 }
 
 // connect opens one lane.
-func (s *Sink) connect(ctx context.Context, cfg *config.Config, idempotent bool) (lane, error) {
-	sc, err := saramaConfig(cfg, &s.opts, idempotent)
+func connect(ctx context.Context, cfg *config.Config, o Options, idempotent bool) (lane, error) {
+	sc, err := saramaConfig(cfg, &o, idempotent)
 	if err != nil {
 		return lane{}, failure.Configf(err, "The producer cannot be configured")
 	}
-	c, err := dial(ctx, cfg.Brokers, sc, s.opts.ConnectTimeout)
+	c, err := dial(ctx, cfg.Brokers, sc, o.ConnectTimeout)
 	if err != nil {
 		return lane{}, err
 	}
