@@ -38,7 +38,6 @@ type Spec struct {
 	Created  time.Time         // every timestamp in the image: reproducible builds
 	Source   string            // org.opencontainers.image.source, when known
 	Revision string            // org.opencontainers.image.revision, when known
-	mode     func(string) os.FileMode
 }
 
 // Labels are the image config's labels: Airbyte's, and the OCI title and

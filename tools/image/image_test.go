@@ -247,9 +247,12 @@ func extract(t *testing.T, img v1.Image, dir string) {
 			if err := os.MkdirAll(p, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			_ = os.Chmod(p, os.FileMode(h.Mode).Perm()|os.ModeSticky&os.FileMode(h.Mode))
+			mode := os.FileMode(h.Mode).Perm()
 			if h.Mode&0o1000 != 0 {
-				_ = os.Chmod(p, 0o777|os.ModeSticky)
+				mode |= os.ModeSticky
+			}
+			if err := os.Chmod(p, mode); err != nil {
+				t.Fatal(err)
 			}
 		case tar.TypeReg:
 			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
