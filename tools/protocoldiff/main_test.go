@@ -168,13 +168,9 @@ func TestUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 	root, _ := filepath.Abs(filepath.Join("..", ".."))
-	goTool := filepath.Join(os.Getenv("GOROOT"), "bin", "go")
-	if _, err := os.Stat(goTool); err != nil {
-		goTool = "go"
-	}
 	run := func(args ...string) string {
 		t.Helper()
-		cmd := exec.Command(goTool, args...)
+		cmd := exec.Command("go", args...)
 		cmd.Dir = root
 		out, err := cmd.CombinedOutput()
 		if err != nil {

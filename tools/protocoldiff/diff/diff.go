@@ -80,35 +80,39 @@ func ToJSON(b []byte) ([]byte, error) { return yaml.YAMLToJSON(b) }
 // Compare lists how ours departs from official: the root's properties and
 // every definition, sorted by path.
 func Compare(official, ours map[string]any) []Difference {
-	var out []Difference
-	out = append(out, node("(root)", pick(official, "properties"), pick(ours, "properties"), true)...)
-	od, _ := official["definitions"].(map[string]any)
-	md, _ := ours["definitions"].(map[string]any)
-	for _, name := range union(od, md) {
-		a, inA := od[name].(map[string]any)
-		b, inB := md[name].(map[string]any)
-		switch {
-		case !inB:
-			out = append(out, Difference{Kind: Lacks, Path: name})
-		case !inA:
-			out = append(out, Difference{Kind: Adds, Path: name})
-		default:
-			out = append(out, node(name, a, b, false)...)
-		}
-	}
+	out := members(official["properties"], ours["properties"], func(n string) string { return "(root)." + n })
+	out = append(out, members(official["definitions"], ours["definitions"], func(n string) string { return n })...)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Path < out[j].Path })
 	return out
 }
 
-func pick(m map[string]any, key string) map[string]any {
-	v, _ := m[key].(map[string]any)
-	return map[string]any{"properties": v}
+// members compares two maps of named schemas (definitions or properties):
+// the names one lacks or adds, and the differences of those both have, each
+// at path(name).
+func members(a, b any, path func(string) string) []Difference {
+	ma, _ := a.(map[string]any)
+	mb, _ := b.(map[string]any)
+	var out []Difference
+	for _, name := range union(ma, mb) {
+		p := path(name)
+		ca, inA := ma[name].(map[string]any)
+		cb, inB := mb[name].(map[string]any)
+		switch {
+		case !inB:
+			out = append(out, Difference{Kind: Lacks, Path: p})
+		case !inA:
+			out = append(out, Difference{Kind: Adds, Path: p})
+		default:
+			out = append(out, node(p, ca, cb)...)
+		}
+	}
+	return out
 }
 
 // compared are the members of a schema node that carry meaning.
 var compared = []string{"type", "$ref", "format", "minItems", "default", "additionalProperties"}
 
-func node(path string, a, b map[string]any, root bool) []Difference {
+func node(path string, a, b map[string]any) []Difference {
 	var out []Difference
 	for _, k := range compared {
 		va, okA := a[k]
@@ -123,29 +127,12 @@ func node(path string, a, b map[string]any, root bool) []Difference {
 	if lack, add := setDiff(a["required"], b["required"]); len(lack)+len(add) > 0 {
 		out = append(out, Difference{Kind: Req, Path: path, Detail: describe(lack, add)})
 	}
-	pa, _ := a["properties"].(map[string]any)
-	pb, _ := b["properties"].(map[string]any)
-	for _, name := range union(pa, pb) {
-		p := path + ".properties." + name
-		if root {
-			p = path + "." + name
-		}
-		ca, inA := pa[name].(map[string]any)
-		cb, inB := pb[name].(map[string]any)
-		switch {
-		case !inB:
-			out = append(out, Difference{Kind: Lacks, Path: p})
-		case !inA:
-			out = append(out, Difference{Kind: Adds, Path: p})
-		default:
-			out = append(out, node(p, ca, cb, false)...)
-		}
-	}
+	out = append(out, members(a["properties"], b["properties"], func(n string) string { return path + ".properties." + n })...)
 	ia, inA := a["items"].(map[string]any)
 	ib, inB := b["items"].(map[string]any)
 	switch {
 	case inA && inB:
-		out = append(out, node(path+".items", ia, ib, false)...)
+		out = append(out, node(path+".items", ia, ib)...)
 	case inA != inB:
 		out = append(out, Difference{Kind: Type, Path: path + ".items", Detail: fmt.Sprintf("official %s, ours %s", show(a["items"], inA), show(b["items"], inB))})
 	}
@@ -157,7 +144,7 @@ func node(path string, a, b map[string]any, root bool) []Difference {
 		for i := range oa {
 			ca, _ := oa[i].(map[string]any)
 			cb, _ := ob[i].(map[string]any)
-			out = append(out, node(fmt.Sprintf("%s.oneOf[%d]", path, i), ca, cb, false)...)
+			out = append(out, node(fmt.Sprintf("%s.oneOf[%d]", path, i), ca, cb)...)
 		}
 	}
 	return out
