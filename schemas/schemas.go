@@ -75,7 +75,7 @@ func Compile(name string) (*jsonschema.Schema, error) {
 				return
 			}
 		}
-		lenient, err := withoutEnums(Raw(ProtocolFile), baseURL+lenientDir+ProtocolFile)
+		lenient, err := lenientProtocol(Raw(ProtocolFile), baseURL+lenientDir+ProtocolFile)
 		if err == nil {
 			err = c.AddResource(baseURL+lenientDir+ProtocolFile, bytes.NewReader(lenient))
 		}
@@ -113,13 +113,39 @@ func Compile(name string) (*jsonschema.Schema, error) {
 // lenientDir prefixes the protocol schema read liberally.
 const lenientDir = "lenient/"
 
-// withoutEnums is the protocol schema with every enum left out, under id:
-// what a destination reads may hold values of a later release, and the
-// values the connector acts on are checked where it acts on them.
-func withoutEnums(doc []byte, id string) ([]byte, error) {
+// NotRead names, per protocol definition, the members the connector never
+// reads: the lenient schema does not require them, nor bound their length.
+// Airbyte's destinations read catalogs without checking what they do not use
+// (its own acceptance-test catalogs have streams without
+// supported_sync_modes), and so does this one. A member present is still
+// checked for its type, so that the catalog decodes.
+var NotRead = map[string][]string{
+	"AirbyteStream": {"json_schema", "supported_sync_modes"},
+}
+
+// lenientProtocol is the protocol schema read liberally, under id: every
+// enum left out (what a destination reads may hold values of a later
+// release; the values the connector acts on are checked where it acts on
+// them), and the members of NotRead optional.
+func lenientProtocol(doc []byte, id string) ([]byte, error) {
 	var v map[string]any
 	if err := json.Unmarshal(doc, &v); err != nil {
 		return nil, err
+	}
+	defs, _ := v["definitions"].(map[string]any)
+	for name, members := range NotRead {
+		def, _ := defs[name].(map[string]any)
+		props, _ := def["properties"].(map[string]any)
+		required, _ := def["required"].([]any)
+		for _, m := range members {
+			prop, ok := props[m].(map[string]any)
+			if !ok {
+				return nil, fmt.Errorf("%s.%s is not in the protocol schema", name, m)
+			}
+			delete(prop, "minItems")
+			required = slices.DeleteFunc(required, func(r any) bool { return r == m })
+		}
+		def["required"] = required
 	}
 	var strip func(any)
 	strip = func(n any) {

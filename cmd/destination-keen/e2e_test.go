@@ -238,6 +238,21 @@ func streamState(stream, cursor string) string {
 	return fmt.Sprintf(`{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":{"name":%q},"stream_state":{"cursor":%s}}}}`, stream, cursor)
 }
 
+// status is a STREAM_STATUS trace for a stream (of no namespace).
+func status(stream, status string) string {
+	return fmt.Sprintf(`{"type":"TRACE","trace":{"type":"STREAM_STATUS","emitted_at":1,"stream_status":{"stream_descriptor":{"name":%q},"status":%q}}}`, stream, status)
+}
+
+// complete is what the platform sends for each stream of the catalog once
+// the source succeeded: a STREAM_STATUS COMPLETE.
+func complete(streams ...string) string {
+	out := make([]string, len(streams))
+	for i, s := range streams {
+		out[i] = status(s, "COMPLETE")
+	}
+	return strings.Join(out, "\n")
+}
+
 func lines(ls ...string) string { return strings.Join(ls, "\n") + "\n" }
 
 func byField(evs []map[string]any, field string) map[string]map[string]any {
@@ -394,7 +409,7 @@ func TestOverwriteDeletesOnlyItsOwnCollection(t *testing.T) {
 		cstream{name: "orders", mode: "append"},
 		cstream{name: "refreshed", mode: "append", gen: 5, minGen: 5},
 	))
-	r := e.run(lines(rec("users", `{"new":1}`, 1), rec("orders", `{"new":1}`, 1), rec("refreshed", `{"new":1}`, 1)),
+	r := e.run(lines(rec("users", `{"new":1}`, 1), rec("orders", `{"new":1}`, 1), rec("refreshed", `{"new":1}`, 1), complete("users", "orders", "refreshed")),
 		"write", "--config", e.config(nil), "--catalog", cat)
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stdout)
@@ -430,7 +445,7 @@ func TestDeleteRetriedAfter429(t *testing.T) {
 	e.emu.FailDeletes(1, http.StatusTooManyRequests, "1")
 	e.emu.FailDeletes(1, http.StatusServiceUnavailable, "")
 	cat := e.write("catalog.json", catalogDoc(cstream{name: "users", mode: "overwrite"}))
-	r := e.run(lines(rec("users", `{"a":1}`, 1)), "write", "--config", e.config(nil), "--catalog", cat)
+	r := e.run(lines(rec("users", `{"a":1}`, 1), complete("users")), "write", "--config", e.config(nil), "--catalog", cat)
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stdout)
 	}

@@ -51,7 +51,7 @@ func TestReplaceWithoutAGap(t *testing.T) {
 			}
 
 			// The next attempt ends well: only its own events are left.
-			r := e.run(lines(rec("users", `{"new":1}`, 1), rec("users", `{"new":2}`, 1), rec("users", `{"new":3}`, 1), streamState("users", "3")),
+			r := e.run(lines(rec("users", `{"new":1}`, 1), rec("users", `{"new":2}`, 1), rec("users", `{"new":3}`, 1), streamState("users", "3"), complete("users")),
 				"write", "--config", e.config(nil), "--catalog", cat)
 			if r.code != 0 {
 				t.Fatalf("exit %d:\n%s", r.code, r.stdout)
@@ -91,7 +91,7 @@ func TestClear(t *testing.T) {
 	e := newEnv(t, emulator.Options{})
 	e.seed("users", 3)
 	cat := e.write("catalog.json", catalogDoc(cstream{name: "users", mode: "append", gen: 2, minGen: 2}))
-	r := e.run(lines(streamState("users", "0")), "write", "--config", e.config(nil), "--catalog", cat)
+	r := e.run(lines(streamState("users", "0"), complete("users")), "write", "--config", e.config(nil), "--catalog", cat)
 	if r.code != 0 {
 		t.Fatalf("exit %d:\n%s", r.code, r.stdout)
 	}
@@ -103,9 +103,6 @@ func TestClear(t *testing.T) {
 // TestIncompleteStreamKeepsOldEvents: a stream the source reports
 // INCOMPLETE keeps its old events; one reported COMPLETE has them replaced.
 func TestIncompleteStreamKeepsOldEvents(t *testing.T) {
-	status := func(stream, s string) string {
-		return fmt.Sprintf(`{"type":"TRACE","trace":{"type":"STREAM_STATUS","emitted_at":1,"stream_status":{"stream_descriptor":{"name":%q},"status":%q}}}`, stream, s)
-	}
 	e := newEnv(t, emulator.Options{})
 	e.seed("a", 2)
 	e.seed("b", 2)
@@ -121,7 +118,7 @@ func TestIncompleteStreamKeepsOldEvents(t *testing.T) {
 	if n := len(e.events("b")); n != 1 {
 		t.Errorf("b (COMPLETE): %d events, want only the new one", n)
 	}
-	if !strings.Contains(r.logs(), `Stream "a" ended INCOMPLETE`) {
+	if !strings.Contains(r.logs(), `Stream "a" did not complete: the platform reported it INCOMPLETE`) {
 		t.Errorf("no WARN for the incomplete stream:\n%s", r.logs())
 	}
 }
@@ -134,7 +131,7 @@ func TestFailedDeleteAfterTheStream(t *testing.T) {
 	e.seed("users", 2)
 	e.emu.FailDeletes(1, 400, "") // refused at once: 5xx would be retried for minutes
 	cat := e.write("catalog.json", catalogDoc(cstream{name: "users", mode: "overwrite"}))
-	r := e.run(lines(rec("users", `{"new":1}`, 1), streamState("users", "1")), "write",
+	r := e.run(lines(rec("users", `{"new":1}`, 1), streamState("users", "1"), complete("users")), "write",
 		"--config", e.config(nil), "--catalog", cat)
 	tr := r.trace(t)
 	if r.code != 1 || tr["failure_type"] != "transient_error" || !strings.Contains(tr["message"].(string), "they are still there") {
@@ -145,5 +142,97 @@ func TestFailedDeleteAfterTheStream(t *testing.T) {
 	}
 	if n := len(e.events("users")); n != 3 {
 		t.Fatalf("%d events, want the 2 old and the new one", n)
+	}
+}
+
+// seedGeneration leaves n events of generation gen in collection, as a
+// refresh that completed would have.
+func (e *env) seedGeneration(collection string, gen, n int) {
+	e.t.Helper()
+	cat := e.write("seed.json", catalogDoc(cstream{name: collection, mode: "append", gen: gen, minGen: gen}))
+	var in []string
+	for i := range n {
+		in = append(in, rec(collection, fmt.Sprintf(`{"old":%d}`, i), 1))
+	}
+	in = append(in, complete(collection))
+	if r := e.run(lines(in...), "write", "--config", e.config(nil), "--catalog", cat); r.code != 0 {
+		e.t.Fatalf("seed: %s", r.stdout)
+	}
+	if got := generations(e.events(collection)); got[fmt.Sprint(gen)] != n || len(got) != 1 {
+		e.t.Fatalf("seed: generations %v, want %d events of generation %d", got, n, gen)
+	}
+}
+
+// TestOldEventsKeptWithoutCompletion: a truncating stream replaces its old
+// events only when the platform reported it COMPLETE (after its last
+// record, with no INCOMPLETE or ERROR). Today's platform sends COMPLETE
+// for every stream only when the source succeeded; a failed source looks
+// like input that just ends. Every other ending keeps the old events, exits
+// 0 with every state echoed, and says why.
+func TestOldEventsKeptWithoutCompletion(t *testing.T) {
+	const old, fresh = 100, 40
+	var records []string
+	for i := range fresh {
+		records = append(records, rec("users", fmt.Sprintf(`{"new":%d}`, i), 1))
+	}
+	body := lines(append(records, streamState("users", "40"))...)
+	refresh := cstream{name: "users", mode: "append", gen: 2, minGen: 2}
+	overwrite := cstream{name: "users", mode: "overwrite"}
+	other := cstream{name: "other", mode: "append"}
+	tests := []struct {
+		name    string
+		streams []cstream
+		input   string
+		kept    bool   // the old events are still there
+		why     string // in the log when they are
+		silence bool   // the log says the platform sent no status at all
+	}{
+		{"refresh that completed", []cstream{refresh}, body + lines(complete("users")), false, "", false},
+		{"overwrite that completed", []cstream{overwrite}, body + lines(complete("users")), false, "", false},
+		{"refresh whose input ends (a failed source)", []cstream{refresh}, body, true, "the platform sent no COMPLETE for it", true},
+		{"overwrite whose input ends (a failed source)", []cstream{overwrite}, body, true, "the platform sent no COMPLETE for it", true},
+		{"refresh with no records whose input ends", []cstream{refresh}, lines(streamState("users", "0")), true, "the platform sent no COMPLETE for it", true},
+		{"overwrite with no input at all", []cstream{overwrite}, "", true, "the platform sent no COMPLETE for it", true},
+		{"a record, then the source's ERROR trace", []cstream{refresh},
+			lines(records[0], `{"type":"TRACE","trace":{"type":"ERROR","emitted_at":1,"error":{"message":"source failed","failure_type":"system_error"}}}`), true, "the input holds an ERROR trace", true},
+		{"an ERROR trace after COMPLETE", []cstream{refresh},
+			body + lines(complete("users"), `{"type":"TRACE","trace":{"type":"ERROR","emitted_at":1,"error":{"message":"x","stream_descriptor":{"name":"users"}}}}`), true, "ERROR trace", false},
+		{"COMPLETE for another stream only", []cstream{refresh, other}, body + lines(complete("other")), true, "the platform sent no COMPLETE for it", false},
+		{"COMPLETE for a stream not in the catalog", []cstream{refresh}, body + lines(complete("userz")), true, "the platform sent no COMPLETE for it", false},
+		{"a record after COMPLETE", []cstream{refresh}, lines(records[:fresh-1]...) + lines(complete("users"), records[fresh-1]), true, "records of it came after the platform reported it COMPLETE", false},
+		{"a record after COMPLETE, then COMPLETE again", []cstream{refresh}, lines(records[:fresh-1]...) + lines(complete("users"), records[fresh-1], complete("users")), false, "", false},
+		{"INCOMPLETE then COMPLETE", []cstream{overwrite}, body + lines(status("users", "INCOMPLETE"), complete("users")), true, "the platform reported it INCOMPLETE", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, emulator.Options{})
+			e.seedGeneration("users", 1, old)
+			cat := e.write("catalog.json", catalogDoc(tt.streams...))
+			r := e.run(tt.input, "write", "--config", e.config(nil), "--catalog", cat)
+			if r.code != 0 {
+				t.Fatalf("exit %d: a sync whose source failed is the platform's to report\n%s", r.code, r.stdout)
+			}
+			if want := strings.Count(tt.input, `"type":"STATE"`); len(r.states()) != want {
+				t.Fatalf("%d states echoed, want %d", len(r.states()), want)
+			}
+			sent := strings.Count(tt.input, `"type":"RECORD"`)
+			gens := generations(e.events("users"))
+			if tt.kept {
+				if gens["1"] != old {
+					t.Fatalf("generations %v: the %d old events of generation 1 must be kept", gens, old)
+				}
+				if !strings.Contains(r.logs(), tt.why) || !strings.Contains(r.logs(), fmt.Sprintf("are kept next to its %d new event", sent)) {
+					t.Fatalf("the log does not say that the old events were kept, how many new ones sit beside them, and why (%q):\n%s", tt.why, r.logs())
+				}
+			} else if gens["1"] != 0 || len(gens) != 1 {
+				t.Fatalf("generations %v: only the new generation must be left", gens)
+			}
+			if n := len(e.events("users")); n != sent+gens["1"] {
+				t.Fatalf("%d events, want the %d sent and %d old", n, sent, gens["1"])
+			}
+			if got := strings.Contains(r.logs(), "The platform sent no stream status in this sync"); got != tt.silence {
+				t.Fatalf("a WARN about a platform that sent no status at all: %v, want %v\n%s", got, tt.silence, r.logs())
+			}
+		})
 	}
 }

@@ -105,7 +105,7 @@ func TestNextReleaseInput(t *testing.T) {
 // (../shared/airbyte-protocol/samples, when present): every message type,
 // records with meta.changes and file references, states with sourceStats
 // and a platform id, a catalog with the latest members. Exit 0, every state
-// echoed.
+// echoed, every record in the collection the destination_object_name names.
 func TestPlatformSamples(t *testing.T) {
 	input, err := os.ReadFile(filepath.Join(protocolDir, "samples", "platform_input_v0.18.jsonl"))
 	if os.IsNotExist(err) {
@@ -149,8 +149,15 @@ func TestPlatformSamples(t *testing.T) {
 	if strings.Contains(r.logs(), "Skipping messages of type") {
 		t.Errorf("a message type of the release was taken for a later one:\n%s", r.logs())
 	}
-	if evs := e.events("users"); len(evs) != records {
-		t.Errorf("%d events in users, want %d", len(evs), records)
+	// The sample's catalog names the destination object users_obj.
+	if evs := e.events("users_obj"); len(evs) != records {
+		t.Errorf("%d events in users_obj (the stream's destination_object_name), want %d", len(evs), records)
+	}
+	if n := len(e.events("users")); n != 0 {
+		t.Errorf("%d events in users: the destination_object_name names the collection", n)
+	}
+	if !strings.Contains(r.logs(), `Stream "public.users" -> collection "users_obj" (the platform's destination_object_name "users_obj")`) {
+		t.Errorf("the plan log does not say where the collection's name comes from:\n%s", r.logs())
 	}
 }
 

@@ -1,8 +1,13 @@
 // Package catalog compiles the configured catalog, once, before any network
-// call, into one Plan per stream: its Keen collection, whether the sync
-// truncates it, and where its keen.timestamp comes from. Every problem is
-// reported together as one config_error. The per-record path only looks
-// plans up; it never reads the catalog or a JSON schema.
+// call, into one Plan per stream: its Keen collection (from the
+// destination_object_name the platform set, else the stream's name),
+// whether the sync truncates it, and where its keen.timestamp comes from.
+// Every problem is reported together as one config_error. The catalog is
+// read as liberally as Airbyte's own destinations read it: members the
+// connector never reads (schemas.NotRead, unknown members, enum values of
+// later releases where it does not act on them) are not checked; what it
+// acts on is. The per-record path only looks plans up; it never reads the
+// catalog or a JSON schema.
 package catalog
 
 import (
@@ -46,6 +51,10 @@ type Plan struct {
 	Stream     string
 	Namespace  string
 	Collection string
+	// ObjectName is the destination_object_name the platform set: the name
+	// the user chose for the destination object, which Collection follows;
+	// "" when the platform set none (Collection follows the stream's name).
+	ObjectName string
 	// Truncate: the sync replaces the collection's events: its events carry
 	// Generation in GenerationProperty, and once the stream has ended well
 	// the events of every other generation are deleted.
@@ -221,9 +230,14 @@ func compileStream(s *protocol.ConfiguredAirbyteStream, o Options) (*Plan, error
 	if s.Stream.Namespace != nil {
 		p.Namespace = *s.Stream.Namespace
 	}
-	coll, err := keen.CollectionName(p.Stream)
+	named, what := p.Stream, ""
+	if s.DestinationObjectName != nil && *s.DestinationObjectName != "" {
+		p.ObjectName = *s.DestinationObjectName
+		named, what = p.ObjectName, fmt.Sprintf(" (destination_object_name %q)", p.ObjectName)
+	}
+	coll, err := keen.CollectionName(named)
 	if err != nil {
-		return nil, fmt.Errorf("stream %q: %w", p.Name(), err)
+		return nil, fmt.Errorf("stream %q%s: %w", p.Name(), what, err)
 	}
 	p.Collection = coll
 

@@ -15,6 +15,7 @@ type stream struct {
 	cursor         []string
 	schema         string
 	gen, minGen    int
+	object         string     // destination_object_name
 	syncMode       string     // default incremental
 	key, srcKey    [][]string // primary_key, source_defined_primary_key
 	syncID         int
@@ -43,6 +44,9 @@ func doc(streams ...stream) []byte {
 		}
 		if s.syncID != 0 {
 			cs["sync_id"] = s.syncID
+		}
+		if s.object != "" {
+			cs["destination_object_name"] = s.object
 		}
 		if s.cursor != nil {
 			cs["cursor_field"] = s.cursor
@@ -124,6 +128,20 @@ func TestCompileErrors(t *testing.T) {
 		{"truncate collision", doc(stream{name: "my stream", mode: "overwrite"}, stream{name: "my_stream", mode: "append"}),
 			[]string{`streams "my stream", "my_stream" all map to collection "my_stream" and one of them truncates it`}},
 		{"duplicate", doc(stream{name: "a", mode: "append"}, stream{name: "a", mode: "append"}), []string{`stream "a" appears twice`}},
+		// What the connector acts on is still checked, however liberal the reading.
+		{"no stream name", []byte(`{"streams":[{"stream":{"json_schema":{}},"sync_mode":"incremental","destination_sync_mode":"append"}]}`),
+			[]string{"/streams/0/stream: missing properties: 'name'"}},
+		{"no sync modes", []byte(`{"streams":[{"stream":{"name":"a"}}]}`), []string{"/streams/0: missing properties: 'sync_mode', 'destination_sync_mode'"}},
+		{"a cursor that is not a path", []byte(`{"streams":[{"stream":{"name":"a"},"sync_mode":"incremental","destination_sync_mode":"append","cursor_field":"updated_at"}]}`),
+			[]string{"/streams/0/cursor_field: expected array"}},
+		{"a primary key that is not a list of paths", []byte(`{"streams":[{"stream":{"name":"a"},"sync_mode":"incremental","destination_sync_mode":"append","primary_key":["id"]}]}`),
+			[]string{"/streams/0/primary_key/0: expected array"}},
+		{"supported_sync_modes present but not a list", []byte(`{"streams":[{"stream":{"name":"a","supported_sync_modes":"incremental"},"sync_mode":"incremental","destination_sync_mode":"append"}]}`),
+			[]string{"/streams/0/stream/supported_sync_modes: expected array"}},
+		{"a destination_object_name with no usable character", doc(stream{name: "a", mode: "append", object: "$$$"}),
+			[]string{`stream "a" (destination_object_name "$$$"): no character`}},
+		{"destination_object_names that collide", doc(stream{name: "a", mode: "overwrite", object: "events"}, stream{name: "b", mode: "append", object: "events"}),
+			[]string{`streams "a", "b" all map to collection "events" and one of them truncates it`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -199,6 +217,25 @@ func TestLiberalReading(t *testing.T) {
 					t.Errorf("plans %+v", c.Plans)
 				}
 			}},
+		// Airbyte's own acceptance-test catalogs: a name and a schema, nothing more.
+		{"a stream without supported_sync_modes", `{"streams":[{"stream":{"name":"exchange_rate","json_schema":{"properties":{"date":{"type":"string","format":"date-time"}}}},"sync_mode":"full_refresh","destination_sync_mode":"overwrite","cursor_field":["date"]}]}`,
+			func(t *testing.T, c *Catalog) {
+				if p := c.Plans[0]; !p.Truncate || p.CursorKind != CursorDate {
+					t.Errorf("plan %+v: an overwrite with a date-time cursor expected", p)
+				}
+			}},
+		{"a stream without a json_schema", `{"streams":[{"stream":{"name":"a"},"sync_mode":"incremental","destination_sync_mode":"append","cursor_field":["u"]}]}`,
+			func(t *testing.T, c *Catalog) {
+				if p := c.Plans[0]; p.CursorKind != CursorUnknown || p.Collection != "a" {
+					t.Errorf("plan %+v", p)
+				}
+			}},
+		{"an empty supported_sync_modes", `{"streams":[{"stream":{"name":"a","json_schema":{},"supported_sync_modes":[]},"sync_mode":"incremental","destination_sync_mode":"append"}]}`,
+			func(t *testing.T, c *Catalog) {
+				if len(c.Plans) != 1 {
+					t.Errorf("plans %+v", c.Plans)
+				}
+			}},
 		{"generation ids written as floats", `{"streams":[{"stream":{"name":"a","json_schema":{},"supported_sync_modes":["full_refresh"]},"sync_mode":"full_refresh","destination_sync_mode":"append","generation_id":3.0,"minimum_generation_id":3e0,"sync_id":1.7e1}]}`,
 			func(t *testing.T, c *Catalog) {
 				if p := c.Plans[0]; !p.Truncate || p.Generation != "3" {
@@ -221,4 +258,29 @@ func TestLiberalReading(t *testing.T) {
 			t.Fatalf("want a config_error naming generation_id, got %v", err)
 		}
 	})
+}
+
+// TestDestinationObjectName: the name the platform gives the destination
+// object names the collection, after Keen's and Kafka's rules; without it
+// the stream's name does.
+func TestDestinationObjectName(t *testing.T) {
+	tests := []struct {
+		s                  stream
+		collection, object string
+	}{
+		{stream{name: "users", mode: "append", object: "users_obj"}, "users_obj", "users_obj"},
+		{stream{name: "users", mode: "append", object: "Crm Users (prod)"}, "Crm_Users_prod", "Crm Users (prod)"},
+		{stream{name: "users", mode: "append"}, "users", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.collection, func(t *testing.T) {
+			c, err := Compile(doc(tt.s), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p := c.Plans[0]; p.Collection != tt.collection || p.ObjectName != tt.object || p.Stream != "users" {
+				t.Fatalf("collection %q object %q stream %q, want %q %q users", p.Collection, p.ObjectName, p.Stream, tt.collection, tt.object)
+			}
+		})
+	}
 }

@@ -350,6 +350,21 @@ func StreamStatus(trace []byte) (name, namespace string, complete, ok bool) {
 	return name, namespace, complete, name != ""
 }
 
+// TraceError reads a TRACE of type ERROR: a failure upstream of the
+// destination (older platforms forwarded the source's). name is the stream
+// its stream_descriptor names, "" when it names none; ok is false for any
+// other trace.
+func TraceError(trace []byte) (name, namespace string, ok bool) {
+	typ, _ := jsonx.Unquote(jsonx.Lookup(trace, "type"))
+	if typ != string(protocol.AirbyteTraceMessageTypeERROR) {
+		return "", "", false
+	}
+	if desc := jsonx.Lookup(trace, "error", "stream_descriptor"); jsonx.KindOf(desc) == jsonx.Object {
+		name, namespace = StreamDescriptor(desc)
+	}
+	return name, namespace, true
+}
+
 // StreamDescriptor reads a valid stream_descriptor object: its name and its
 // namespace ("" when absent or null).
 func StreamDescriptor(desc []byte) (name, namespace string) {

@@ -260,3 +260,27 @@ func TestStreamStatus(t *testing.T) {
 		}
 	}
 }
+
+func TestTraceError(t *testing.T) {
+	tests := []struct {
+		name, line, want string
+	}{
+		{"a stream's", `{"type":"TRACE","trace":{"type":"ERROR","emitted_at":1,"error":{"message":"m","failure_type":"system_error","stream_descriptor":{"name":"users","namespace":"pub"}}}}`, "users pub true"},
+		{"the sync's", `{"type":"TRACE","trace":{"type":"ERROR","emitted_at":1,"error":{"message":"m"}}}`, "  true"},
+		{"a descriptor that is not an object", `{"type":"TRACE","trace":{"type":"ERROR","emitted_at":1,"error":{"message":"m","stream_descriptor":null}}}`, "  true"},
+		{"a stream status", `{"type":"TRACE","trace":{"type":"STREAM_STATUS","emitted_at":1,"stream_status":{"stream_descriptor":{"name":"users"},"status":"COMPLETE"}}}`, "  false"},
+		{"an estimate", `{"type":"TRACE","trace":{"type":"ESTIMATE","emitted_at":1,"estimate":{"name":"users","type":"STREAM"}}}`, "  false"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var m Message
+			if err := Decode([]byte(tt.line), &m); err != nil {
+				t.Fatal(err)
+			}
+			name, ns, ok := TraceError(m.Trace)
+			if got := fmt.Sprintf("%s %s %v", name, ns, ok); got != tt.want {
+				t.Errorf("%q, want %q", got, tt.want)
+			}
+		})
+	}
+}

@@ -77,7 +77,7 @@ func (pl *Pipeline) conformed(p *catalog.Plan, changes []keen.Change) {
 // rule names the property.
 func (pl *Pipeline) reject(it *item) error {
 	p := it.plan
-	pl.count(p, true)
+	pl.count(p, true, it.no)
 	pl.streams[p.Index].Nonconforming.Add(1)
 	c := it.changes[0]
 	pl.conform.mu.Lock()

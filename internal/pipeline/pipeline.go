@@ -61,6 +61,8 @@ type Pipeline struct {
 	sinceState    []int64 // per plan, for STREAM states
 	rejectedSince []int64
 	unknownTypes  map[string]bool // message types warned about; the sequencer's
+	unknownEnds   map[string]bool // streams not in the catalog whose status was warned about
+	statuses      atomic.Bool     // a COMPLETE or INCOMPLETE came, for any stream
 	total         int64           // all streams, for GLOBAL and LEGACY states
 	rejectedTotal int64
 }
@@ -78,23 +80,38 @@ type Stream struct {
 	Tokens          atomic.Int64 // events with a uniqueness token derived here
 	SourceTokens    atomic.Int64 // events whose source set its own token
 	Untokened       atomic.Int64 // of a stream with tokens, but a key value or the cursor and sync_id missing
-	// Status is the stream's last STREAM_STATUS: 0 none seen,
-	// StatusComplete or StatusIncomplete.
-	Status atomic.Int32
+	// completion is how the stream ended so far (a Completion), by the
+	// rule of completion.go; the sequencer writes it.
+	completion atomic.Int32
 }
 
-// Stream statuses the source reported.
-const (
-	StatusComplete   = 1
-	StatusIncomplete = 2
-)
+// Sent is how many of the stream's records were sent as events: those read
+// less those skipped on purpose.
+func (s *Stream) Sent() int64 {
+	return s.Records.Load() - s.Oversized.Load() - s.Nonconforming.Load()
+}
+
+// Completion is how the stream ended, as far as the platform said; final
+// once Run has returned.
+func (s *Stream) Completion() Completion { return Completion(s.completion.Load()) }
+
+// apply moves the stream's completion on by e and says whether it was
+// Completed before e and is no longer.
+func (s *Stream) apply(e end) (reopened bool) {
+	was := s.Completion()
+	now := was.next(e)
+	if now != was {
+		s.completion.Store(int32(now))
+	}
+	return was == Completed && now == Reopened
+}
 
 // New returns the pipeline of a sync.
 func New(cat *catalog.Catalog, cfg *config.Config, s *sink.Sink, tr *checkpoint.Tracker, em *airbyte.Emitter) *Pipeline {
 	n := len(cat.Plans)
 	p := &Pipeline{cat: cat, cfg: cfg, sink: s, tracker: tr, em: em,
 		streams: make([]Stream, n), gens: make([]*keen.Generation, n), conform: newConformLog(n),
-		sinceState: make([]int64, n), rejectedSince: make([]int64, n), unknownTypes: map[string]bool{}}
+		sinceState: make([]int64, n), rejectedSince: make([]int64, n), unknownTypes: map[string]bool{}, unknownEnds: map[string]bool{}}
 	for _, plan := range cat.Plans {
 		if plan.Truncate {
 			p.gens[plan.Index] = &keen.Generation{Name: catalog.GenerationProperty, Value: []byte(plan.Generation)}
@@ -114,6 +131,11 @@ func (p *Pipeline) Skipped() int64 {
 	}
 	return n
 }
+
+// StatusesSeen says whether the input held a COMPLETE or INCOMPLETE stream
+// status at all: a platform that reports completion sends one for every
+// stream when the source succeeds, and none when it fails.
+func (p *Pipeline) StatusesSeen() bool { return p.statuses.Load() }
 
 // Progress returns how many records and states were read so far.
 func (p *Pipeline) Progress() (records, states int64) { return p.records.Load(), p.states.Load() }
@@ -210,7 +232,7 @@ const (
 	itemState                    // line holds the STATE message
 	itemFail                     // err ends the sync here
 	itemRejected                 // a record left out (nonconforming_records: skip)
-	itemStatus                   // a STREAM_STATUS of plan: COMPLETE when complete
+	itemEnd                      // a TRACE saying how a stream ended (end), of plan (nil: not in the catalog, or none named)
 	itemUnknown                  // a message type the protocol schema does not list: typeName
 )
 
@@ -224,10 +246,10 @@ type item struct {
 	fromCursor bool          // keen.timestamp came from the cursor
 	droppedKey int           // keys of the source's keen object dropped
 	token      tokenOutcome  // what became of the record's uniqueness token
-	complete   bool          // STREAM_STATUS
+	end        end           // itemEnd
 	typeName   string        // an unknown message type
 	changes    []keen.Change // what conforming changed; for itemRejected, why
-	// STATE
+	// STATE, and the stream an itemEnd names
 	stateKind checkpoint.Kind
 	name, ns  string
 	err       error
@@ -331,11 +353,7 @@ func (p *Pipeline) shape(work <-chan *batch) {
 				p.shapeRecord(wk, it)
 			case message.Other:
 				if wk.m.Trace != nil {
-					if name, ns, complete, ok := message.StreamStatus(wk.m.Trace); ok {
-						if plan := p.cat.Lookup(ns, name); plan != nil {
-							it.kind, it.plan, it.complete = itemStatus, plan, complete
-						}
-					}
+					p.shapeTrace(wk.m.Trace, it)
 				}
 			case message.State:
 				kind, name, ns, err := checkpoint.Describe(wk.m.State)
@@ -351,6 +369,25 @@ func (p *Pipeline) shape(work <-chan *batch) {
 			}
 		}
 		close(b.done)
+	}
+}
+
+// shapeTrace reads what a TRACE says about how a stream ended: a
+// STREAM_STATUS COMPLETE or INCOMPLETE, or an ERROR. Other traces are
+// skipped.
+func (p *Pipeline) shapeTrace(trace []byte, it *item) {
+	if name, ns, complete, ok := message.StreamStatus(trace); ok {
+		it.kind, it.end, it.name, it.ns, it.plan = itemEnd, endIncomplete, name, ns, p.cat.Lookup(ns, name)
+		if complete {
+			it.end = endComplete
+		}
+		return
+	}
+	if name, ns, ok := message.TraceError(trace); ok {
+		it.kind, it.end, it.name, it.ns, it.plan = itemEnd, endError, name, ns, nil
+		if name != "" {
+			it.plan = p.cat.Lookup(ns, name)
+		}
 	}
 }
 
@@ -493,12 +530,8 @@ func (p *Pipeline) sequence(ctx context.Context, ordered <-chan *batch) error {
 				err = p.state(it)
 			case itemRejected:
 				err = p.reject(it)
-			case itemStatus:
-				status := int32(StatusIncomplete)
-				if it.complete {
-					status = StatusComplete
-				}
-				p.streams[it.plan.Index].Status.Store(status)
+			case itemEnd:
+				p.ended(it)
 			case itemUnknown:
 				if !p.unknownTypes[it.typeName] && len(p.unknownTypes) < 100 {
 					p.unknownTypes[it.typeName] = true
@@ -524,9 +557,45 @@ func (p *Pipeline) sequence(ctx context.Context, ordered <-chan *batch) error {
 	}
 }
 
+// ended applies what a TRACE says about how streams ended (see
+// completion.go).
+func (p *Pipeline) ended(it *item) {
+	if it.end != endError {
+		p.statuses.Store(true)
+	}
+	targets := p.streams // an ERROR of the whole sync, or of a stream not in the catalog
+	if it.plan != nil {
+		targets = p.streams[it.plan.Index : it.plan.Index+1]
+	} else if it.end != endError {
+		name := it.name
+		if it.ns != "" {
+			name = it.ns + "." + it.name
+		}
+		if !p.unknownEnds[name] && len(p.unknownEnds) < 100 {
+			p.unknownEnds[name] = true
+			_ = p.em.Logf(airbyte.Warn, "Input line %d: a stream status for stream %.100q, which is not in the configured catalog; ignored", it.no, name)
+		}
+		return
+	}
+	if it.end == endError {
+		which := "no stream replaces its collection's earlier events"
+		if it.plan != nil {
+			which = fmt.Sprintf("stream %q does not replace its collection's earlier events", it.plan.Name())
+		}
+		_ = p.em.Logf(airbyte.Warn, "Input line %d is an ERROR trace, a failure upstream of the connector: %s in this sync", it.no, which)
+	}
+	for i := range targets {
+		targets[i].apply(it.end)
+	}
+}
+
 // count counts a record for its stream and its next state.
-func (p *Pipeline) count(plan *catalog.Plan, rejected bool) {
-	p.streams[plan.Index].Records.Add(1)
+func (p *Pipeline) count(plan *catalog.Plan, rejected bool, line int) {
+	st := &p.streams[plan.Index]
+	if st.apply(endRecord) {
+		_ = p.em.Logf(airbyte.Warn, "Input line %d is a record of stream %q after the platform reported the stream COMPLETE: the stream counts as complete again only after another COMPLETE", line, plan.Name())
+	}
+	st.Records.Add(1)
 	p.records.Add(1)
 	p.sinceState[plan.Index]++
 	p.total++
@@ -563,16 +632,16 @@ func (p *Pipeline) send(ctx context.Context, it *item) error {
 	}
 	if size := len(env.Buf); size > p.sink.MaxMessageBytes() {
 		if !p.cfg.SkipOversized {
-			p.count(plan, false)
+			p.count(plan, false, it.no)
 			return &failure.Error{Kind: failure.System, Stream: plan.Stream, Namespace: plan.Namespace,
 				Message: fmt.Sprintf("Input line %d: a record of stream %q makes an event of %d bytes, over Keen's limit of %d; set oversized_records to skip to leave such records out", it.no, plan.Name(), size, p.sink.MaxMessageBytes())}
 		}
-		p.count(plan, true)
+		p.count(plan, true, it.no)
 		st.Oversized.Add(1)
 		_ = p.em.Logf(airbyte.Warn, "Skipped the record on input line %d of stream %q: its event of %d bytes is over Keen's limit of %d", it.no, plan.Name(), size, p.sink.MaxMessageBytes())
 		return p.tracker.Done(p.tracker.Next())
 	}
-	p.count(plan, false)
+	p.count(plan, false, it.no)
 	env.Seq = p.tracker.Next()
 	// When ctx ends first, the sync is ending: this record is not
 	// delivered, nor any state after it.

@@ -16,10 +16,11 @@
 // Running: the pipeline reads and sends, the watchdog watches the
 // acknowledgements, the owner (run) logs progress. Draining: the input
 // ended; the tracker is sealed and its Drained channel says when the last
-// record is acknowledged (no polling). Replacing: only then, and only when
-// nothing failed, the events of truncating streams' collections from other
-// generations are deleted (see replaceGenerations); a sync that fails or is
-// killed deletes nothing. Stopping: the first failure (the pipeline's, a
+// record is acknowledged (no polling). Replacing: only then, only when
+// nothing failed, and only for the truncating streams the platform reported
+// COMPLETE (pipeline.Completion: the end of the input alone is no success),
+// the events of their collections from other generations are deleted (see
+// replaceGenerations); a sync that fails or is killed deletes nothing. Stopping: the first failure (the pipeline's, a
 // producer error, the watchdog's) or a signal is recorded once, by fail,
 // and cancels the run's context; the pipeline stops reading and returns,
 // and so does the watchdog. Closing: the producer is closed once the
@@ -128,7 +129,11 @@ func logPlan(em *airbyte.Emitter, cfg *config.Config, cat *catalog.Catalog) {
 		if p.TimestampFromCursor {
 			ts = fmt.Sprintf("cursor %s (%s), else emitted_at", strings.Join(p.Cursor, "."), p.CursorKind)
 		}
-		_ = em.Logf(airbyte.Info, "Stream %q -> collection %q: %s; keen.timestamp from %s; keen.uniqueness_token from %s", p.Name(), p.Collection, p.Reason, ts, p.Token.Why)
+		named := ""
+		if p.ObjectName != "" {
+			named = fmt.Sprintf(" (the platform's destination_object_name %q)", p.ObjectName)
+		}
+		_ = em.Logf(airbyte.Info, "Stream %q -> collection %q%s: %s; keen.timestamp from %s; keen.uniqueness_token from %s", p.Name(), p.Collection, named, p.Reason, ts, p.Token.Why)
 	}
 	for _, warning := range cat.Warnings {
 		_ = em.Logf(airbyte.Warn, "Namespaces are not part of collection names: %s", warning)
@@ -230,20 +235,29 @@ func (s *syncRun) checkTruncate(ctx context.Context) error {
 	return nil
 }
 
-// replaceGenerations ends every truncating stream whose records were all
-// acknowledged: the events of its collection from any other generation (or
+// replaceGenerations ends every truncating stream that the platform
+// reported COMPLETE and whose records were all acknowledged (run calls it
+// only then): the events of its collection from any other generation (or
 // from none: events written before generations) are deleted, with Keen's
-// filtered delete. A stream the source reported INCOMPLETE keeps its old
-// events. A delete that fails is a transient_error: the old events stay,
-// and the next sync that ends well removes them.
+// filtered delete. Every other truncating stream keeps its old events, and
+// the log says why (pipeline.Completion). A delete that fails is a
+// transient_error: the old events stay, and the next sync that ends well
+// removes them.
 func (s *syncRun) replaceGenerations(ctx context.Context) error {
 	api := s.api()
+	warnedSilence := false
 	for _, p := range s.cat.Plans {
 		if !p.Truncate {
 			continue
 		}
-		if s.pipe.Stream(p).Status.Load() == pipeline.StatusIncomplete {
-			_ = s.em.Logf(airbyte.Warn, "Stream %q ended INCOMPLETE: the earlier events of collection %q are kept next to the %d new ones of generation %s; the next sync that completes replaces them", p.Name(), p.Collection, s.pipe.Stream(p).Records.Load(), p.Generation)
+		st := s.pipe.Stream(p)
+		if c := st.Completion(); c != pipeline.Completed {
+			if !s.pipe.StatusesSeen() && !warnedSilence {
+				warnedSilence = true
+				_ = s.em.Logf(airbyte.Warn, "The platform sent no stream status in this sync. Airbyte platforms that report completion send a STREAM_STATUS COMPLETE for every stream when the source succeeds, and none when it fails: either the source failed, or this platform is too old to report completion. Overwrite and refresh streams keep their earlier events either way; on an old platform, upgrade Airbyte so that a successful sync replaces them")
+			}
+			n := st.Sent()
+			_ = s.em.Logf(airbyte.Warn, "Stream %q did not complete: %s. The earlier events of collection %q are kept next to its %d new %s of generation %s; the next sync that completes replaces them", p.Name(), c.Why(), p.Collection, n, plural(n, "event", "events"), p.Generation)
 			continue
 		}
 		began := time.Now()
