@@ -199,6 +199,10 @@ type cstream struct {
 	gen, minGen    int
 	key            [][]string // primary_key
 	syncID         int
+	syncMode       string // default incremental
+	// bare: the stream has only a name and a json_schema, as in Airbyte's
+	// own acceptance-test catalogs (no supported_sync_modes).
+	bare bool
 }
 
 func catalogDoc(streams ...cstream) map[string]any {
@@ -208,11 +212,18 @@ func catalogDoc(streams ...cstream) map[string]any {
 		if s.schema != "" {
 			schema = json.RawMessage(s.schema)
 		}
-		st := map[string]any{"name": s.name, "json_schema": schema, "supported_sync_modes": []string{"full_refresh", "incremental"}}
+		st := map[string]any{"name": s.name, "json_schema": schema}
+		if !s.bare {
+			st["supported_sync_modes"] = []string{"full_refresh", "incremental"}
+		}
 		if s.ns != "" {
 			st["namespace"] = s.ns
 		}
-		cs := map[string]any{"stream": st, "sync_mode": "incremental", "destination_sync_mode": s.mode}
+		syncMode := "incremental"
+		if s.syncMode != "" {
+			syncMode = s.syncMode
+		}
+		cs := map[string]any{"stream": st, "sync_mode": syncMode, "destination_sync_mode": s.mode}
 		if s.cursor != nil {
 			cs["cursor_field"] = s.cursor
 		}

@@ -429,7 +429,8 @@ func (e *Emulator) sync(ctx context.Context) (kadm.ListedOffsets, error) {
 	}
 }
 
-// Events returns the stored events of a collection, after a Sync.
+// Events returns copies of the stored events of a collection, after a Sync:
+// a caller may change them without changing what the emulator holds.
 func (e *Emulator) Events(ctx context.Context, collection string) ([]Event, error) {
 	if err := e.Sync(ctx); err != nil {
 		return nil, err
@@ -438,9 +439,29 @@ func (e *Emulator) Events(ctx context.Context, collection string) ([]Event, erro
 	defer e.mu.Unlock()
 	out := make([]Event, 0, len(e.events[collection]))
 	for _, s := range e.events[collection] {
-		out = append(out, s.event)
+		out = append(out, deepCopy(s.event).(Event))
 	}
 	return out, nil
+}
+
+// deepCopy copies a decoded JSON value, so that what a caller does with an
+// event it read leaves the stored one as it is.
+func deepCopy(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		c := make(map[string]any, len(v))
+		for k, x := range v {
+			c[k] = deepCopy(x)
+		}
+		return c
+	case []any:
+		c := make([]any, len(v))
+		for i, x := range v {
+			c[i] = deepCopy(x)
+		}
+		return c
+	}
+	return v
 }
 
 // Collections returns every collection with its event count, after a Sync.

@@ -748,3 +748,33 @@ func TestDelayedConn(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestEventsAreCopies: a caller that changes the events it read (a test
+// that sets metadata aside before comparing) changes nothing the emulator
+// holds, nor what a later filtered delete matches.
+func TestEventsAreCopies(t *testing.T) {
+	e := start(t, Options{Partitions: 1})
+	if err := send(producer(t, e), "c", `{"g":1,"user":{"plan":"pro"},"tags":["a"]}`); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := e.Events(ctx(t), "c")
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("%d events, %v", len(evs), err)
+	}
+	delete(evs[0], "g")
+	delete(evs[0]["user"].(map[string]any), "plan")
+	evs[0]["tags"].([]any)[0] = "changed"
+	again, err := e.Events(ctx(t), "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprintf("%v %v %v", again[0]["g"], again[0]["user"], again[0]["tags"]); got != "1 map[plan:pro] [a]" {
+		t.Fatalf("the stored event changed with the copy: %s", got)
+	}
+	if err := e.DeleteEvents(ctx(t), "c", []Filter{{PropertyName: "g", Operator: "exists", PropertyValue: false}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(extract(t, e, "c")); n != 1 {
+		t.Fatalf("a delete of events without g removed the one that has it: %d left", n)
+	}
+}
