@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"destination-keen/internal/keen"
 	"destination-keen/tools/keenlocal/emulator"
 )
 
@@ -126,7 +127,8 @@ func stopMidway(t *testing.T, e *env, cat string, config map[string]any, lines [
 }
 
 // resume runs the retried attempt: every line after the state that covers
-// lastState, to the end.
+// lastState, to the end. The source reads the records again, so they come
+// with a later emitted_at, as in a real retry.
 func resume(t *testing.T, e *env, cat string, config map[string]any, lines []string, stateAt map[int]int, lastState int) result {
 	t.Helper()
 	from := 0
@@ -135,7 +137,8 @@ func resume(t *testing.T, e *env, cat string, config map[string]any, lines []str
 			from = i + 1
 		}
 	}
-	r := e.run(strings.Join(lines[from:], "\n")+"\n", "write", "--config", e.config(config), "--catalog", cat)
+	again := strings.ReplaceAll(strings.Join(lines[from:], "\n")+"\n", `"emitted_at":1700000000000`, `"emitted_at":1700000099999`)
+	r := e.run(again, "write", "--config", e.config(config), "--catalog", cat)
 	if r.code != 0 {
 		t.Fatalf("the retried sync failed: exit %d\n%s", r.code, r.stdout)
 	}
@@ -230,7 +233,7 @@ func TestRetriedSyncAfterOutage(t *testing.T) {
 
 // TestUpdatedRows: a row's new version (same key, new cursor) is a new
 // event; the same version sent again is not; with tokens off every record
-// is an event.
+// is an event. The value of earlier versions (primary_key) still works.
 func TestUpdatedRows(t *testing.T) {
 	in := lines(rec("a", `{"id":1,"u":1}`, 1), rec("a", `{"id":1,"u":2}`, 1), rec("a", `{"id":1,"u":2}`, 1), rec("a", `{"id":2,"u":2}`, 1),
 		rec("a", `{"u":3}`, 1), // no key value: no token
@@ -238,7 +241,7 @@ func TestUpdatedRows(t *testing.T) {
 	for _, tt := range []struct {
 		policy string
 		want   int
-	}{{"primary_key", 4}, {"off", 5}} {
+	}{{"keyed_streams", 4}, {"primary_key", 4}, {"off", 5}} {
 		t.Run(tt.policy, func(t *testing.T) {
 			e := newEnv(t, emulator.Options{})
 			cat := e.write("catalog.json", keyedCatalog())
@@ -249,8 +252,11 @@ func TestUpdatedRows(t *testing.T) {
 			if n := len(e.events("a")); n != tt.want {
 				t.Fatalf("%d events, want %d", n, tt.want)
 			}
-			if tt.policy == "primary_key" && !strings.Contains(r.logs(), "uniqueness tokens from the primary key [id] and the cursor u") {
+			if tt.policy != "off" && !strings.Contains(r.logs(), "uniqueness tokens from the primary key [id], the cursor u and the record's content") {
 				t.Fatalf("the summary does not say where tokens come from:\n%s", r.logs())
+			}
+			if deprecated := strings.Contains(r.logs(), `Config: uniqueness_token: "primary_key" is the value of an earlier version and now means "keyed_streams"`); deprecated != (tt.policy == "primary_key") {
+				t.Fatalf("a WARN for the earlier value: %v\n%s", deprecated, r.logs())
 			}
 		})
 	}
@@ -308,6 +314,99 @@ func TestRealSourcesTwice(t *testing.T) {
 				}
 			}
 			t.Logf("%d of %d streams have a primary key", len(keyed), len(perStream))
+		})
+	}
+}
+
+// TestChangedRowsLand: a token drops only a record sent again unchanged.
+// Two versions of a row under the same key and cursor value both reach
+// Keen: inside one sync (Airbyte's own acceptance data has two rates of
+// id 2 on one date), and across syncs (a report re-read with a corrected
+// figure, the common case for ad and analytics sources whose key holds
+// the date they use as cursor). The unchanged rows read again add nothing.
+func TestChangedRowsLand(t *testing.T) {
+	exchange := cstream{name: "exchange_rate", mode: "append", key: [][]string{{"id"}}, cursor: []string{"date"}, syncID: 1}
+	ads := func(sync int) cstream {
+		return cstream{name: "ads_insights", mode: "append", key: [][]string{{"date_start"}, {"ad_id"}}, cursor: []string{"date_start"}, syncID: sync}
+	}
+	tests := []struct {
+		name       string
+		collection string
+		syncs      []struct {
+			s  cstream
+			in []string
+		}
+		want []string // the rows Keen holds, by their data
+		dups int      // events Keen dropped by their token
+	}{
+		{"inside one sync", "exchange_rate", []struct {
+			s  cstream
+			in []string
+		}{{exchange, []string{
+			rec("exchange_rate", `{"id":1,"currency":"USD","date":"2020-08-29T00:00:00Z","NZD":1.14}`, 1),
+			rec("exchange_rate", `{"id":2,"currency":"EUR","date":"2020-08-31T00:00:00Z","NZD":3.89}`, 1),
+			rec("exchange_rate", `{"id":2,"currency":"EUR","date":"2020-08-31T00:00:00Z","NZD":3.99}`, 1),
+			rec("exchange_rate", `{"id":1,"currency":"USD","date":"2020-08-29T00:00:00Z","NZD":1.14}`, 2), // read again: a duplicate
+		}}}, []string{`{"NZD":1.14,"currency":"USD","date":"2020-08-29T00:00:00Z","id":1}`, `{"NZD":3.89,"currency":"EUR","date":"2020-08-31T00:00:00Z","id":2}`, `{"NZD":3.99,"currency":"EUR","date":"2020-08-31T00:00:00Z","id":2}`}, 1},
+		{"across syncs", "ads_insights", []struct {
+			s  cstream
+			in []string
+		}{
+			{ads(1), []string{rec("ads_insights", `{"date_start":"2024-01-01","ad_id":"a1","clicks":5}`, 1), rec("ads_insights", `{"date_start":"2024-01-01","ad_id":"a2","clicks":3}`, 1)}},
+			{ads(2), []string{rec("ads_insights", `{"date_start":"2024-01-01","ad_id":"a1","clicks":7}`, 2), rec("ads_insights", `{"date_start":"2024-01-01","ad_id":"a2","clicks":3}`, 2)}},
+		}, []string{`{"ad_id":"a1","clicks":5,"date_start":"2024-01-01"}`, `{"ad_id":"a1","clicks":7,"date_start":"2024-01-01"}`, `{"ad_id":"a2","clicks":3,"date_start":"2024-01-01"}`}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, emulator.Options{})
+			for _, sync := range tt.syncs {
+				e.accept(t, []cstream{sync.s}, append(sync.in, streamState(sync.s.name, "1"), complete(sync.s.name)))
+			}
+			sameRecords(t, tt.collection, tt.want, e.stored(tt.collection))
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			dups, err := e.emu.Duplicates(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if dups[tt.collection] != tt.dups {
+				t.Fatalf("%d events dropped by their token, want %d (the unchanged rows read again)", dups[tt.collection], tt.dups)
+			}
+		})
+	}
+}
+
+// TestTokenInputs: the connector derives each token from the documented
+// fields (keen's TokenInput) of the record as the source sent it: the
+// collection, the key values, the cursor value and the content, and the
+// sync's ID for a snapshot.
+func TestTokenInputs(t *testing.T) {
+	data := `{"id":1,"currency":"USD","date":"2020-08-29T00:00:00Z","NZD":1.14}`
+	tests := []struct {
+		name string
+		s    cstream
+		in   keen.TokenInput
+	}{
+		{"incremental", cstream{name: "exchange_rate", mode: "append", key: [][]string{{"id"}}, cursor: []string{"date"}, syncID: 5},
+			keen.TokenInput{Collection: "exchange_rate", Key: [][]byte{[]byte(`1`)}, Cursor: []byte(`"2020-08-29T00:00:00Z"`), Content: []byte(data)}},
+		{"full refresh snapshot", cstream{name: "exchange_rate", mode: "append", key: [][]string{{"id"}}, syncMode: "full_refresh", syncID: 5},
+			keen.TokenInput{Collection: "exchange_rate", SyncID: "5", Key: [][]byte{[]byte(`1`)}, Content: []byte(data)}},
+		{"refresh generation", cstream{name: "exchange_rate", mode: "append", key: [][]string{{"id"}}, cursor: []string{"date"}, syncID: 5, gen: 3, minGen: 3},
+			keen.TokenInput{Collection: "exchange_rate", Generation: "3", Key: [][]byte{[]byte(`1`)}, Cursor: []byte(`"2020-08-29T00:00:00Z"`), Content: []byte(data)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, emulator.Options{})
+			e.accept(t, []cstream{tt.s}, []string{rec("exchange_rate", data, 1), complete("exchange_rate")})
+			var tk keen.Tokener
+			want := string(tk.Append(nil, &tt.in))
+			evs := e.events("exchange_rate")
+			if len(evs) != 1 {
+				t.Fatalf("%d events", len(evs))
+			}
+			if got := evs[0]["keen"].(map[string]any)["uniqueness_token"]; got != want {
+				t.Fatalf("token %v, want %s", got, want)
+			}
 		})
 	}
 }

@@ -69,15 +69,18 @@ type Config struct {
 	// copy the Project ID from the Access tab.
 	ProjectID string `json:"project_id"`
 
-	// How each event gets a keen.uniqueness_token, with which Keen keeps only the
-	// first event of a token in a collection for 31 days, so that a failed sync
-	// retried by Airbyte adds no duplicates. primary_key: for streams with a primary
-	// key, a hash of the collection, the key's values and the cursor value (a row's
-	// new version is a new event; a resent one is not); full-refresh snapshots also
-	// hash the sync's ID; streams without a primary key get no token. record: the
-	// same, with a hash of the whole record where there is no primary key (identical
-	// records then count as one event). off: no token. A token the source sets itself
-	// is always kept. Default: primary_key.
+	// Which streams' events get a keen.uniqueness_token, with which Keen keeps only
+	// the first event of a token in a collection for 31 days, so that records sent
+	// again unchanged (a failed sync retried by Airbyte, a cursor that reads the last
+	// rows again) add no duplicates. A token hashes the collection, the record's
+	// primary key, its cursor value and its content, so a row whose data changed is
+	// always a new event; full-refresh snapshots also hash the sync's ID, so each
+	// sync's snapshot is kept whole. keyed_streams: streams with a primary key; the
+	// others get no token. all_streams: streams without a primary key too, from the
+	// whole record (identical records then count as one event). off: no token. A
+	// token the source sets itself is always kept. The values primary_key and record
+	// of earlier versions still work and mean keyed_streams and all_streams. Default:
+	// keyed_streams.
 	UniquenessToken ConfigUniquenessToken `json:"uniqueness_token,omitempty,omitzero"`
 }
 
@@ -181,13 +184,13 @@ func (j *ConfigOversizedRecords) UnmarshalJSON(value []byte) error {
 
 type ConfigUniquenessToken string
 
+const ConfigUniquenessTokenAllStreams ConfigUniquenessToken = "all_streams"
+const ConfigUniquenessTokenKeyedStreams ConfigUniquenessToken = "keyed_streams"
 const ConfigUniquenessTokenOff ConfigUniquenessToken = "off"
-const ConfigUniquenessTokenPrimaryKey ConfigUniquenessToken = "primary_key"
-const ConfigUniquenessTokenRecord ConfigUniquenessToken = "record"
 
 var enumValues_ConfigUniquenessToken = []interface{}{
-	"primary_key",
-	"record",
+	"keyed_streams",
+	"all_streams",
 	"off",
 }
 
@@ -283,7 +286,7 @@ func (j *Config) UnmarshalJSON(value []byte) error {
 		return fmt.Errorf("field %s length: must be <= %d", "project_id", 128)
 	}
 	if v, ok := raw["uniqueness_token"]; !ok || v == nil {
-		plain.UniquenessToken = "primary_key"
+		plain.UniquenessToken = "keyed_streams"
 	}
 	*j = Config(plain)
 	return nil

@@ -83,8 +83,8 @@ type TokenKind uint8
 // Token kinds.
 const (
 	TokenNone   TokenKind = iota // no token
-	TokenKey                     // the primary key's values (and the cursor, or the sync)
-	TokenRecord                  // the whole record (uniqueness_token: record, no primary key)
+	TokenKey                     // the primary key's values, the cursor (or the sync) and the record's content
+	TokenRecord                  // the whole record (uniqueness_token: all_streams, no primary key)
 )
 
 // TokenRule is how one stream's events get a uniqueness token.
@@ -310,20 +310,20 @@ func tokenRule(s *protocol.ConfiguredAirbyteStream, p *Plan, policy config.Token
 		r.Kind = TokenKey
 		switch {
 		case r.Snapshot:
-			r.Why = fmt.Sprintf("the sync's ID and the primary key %s (a full-refresh snapshot)", key)
+			r.Why = fmt.Sprintf("the sync's ID, the primary key %s and the record's content (a full-refresh snapshot)", key)
 		case p.Cursor != nil:
-			r.Why = fmt.Sprintf("the primary key %s and the cursor %s (the sync's ID for a record without a cursor value)", key, strings.Join(p.Cursor, "."))
+			r.Why = fmt.Sprintf("the primary key %s, the cursor %s and the record's content (and the sync's ID for a record without a cursor value)", key, strings.Join(p.Cursor, "."))
 		default:
 			r.Snapshot = true // no cursor: every row could come again
-			r.Why = fmt.Sprintf("the sync's ID and the primary key %s (no cursor)", key)
+			r.Why = fmt.Sprintf("the sync's ID, the primary key %s and the record's content (no cursor)", key)
 		}
-	case policy == config.TokensRecord:
+	case policy == config.TokensAll:
 		r.Kind, r.Why = TokenRecord, "the whole record"
 		if r.Snapshot {
 			r.Why = "the sync's ID and the whole record (a full-refresh snapshot)"
 		}
 	default:
-		r.Kind, r.Why = TokenNone, "none (no primary key; uniqueness_token record would hash the whole record)"
+		r.Kind, r.Why = TokenNone, "none (no primary key; uniqueness_token all_streams would hash the whole record)"
 		return r
 	}
 	if r.Snapshot && r.SyncID == "" {

@@ -167,18 +167,18 @@ func TestTokenRules(t *testing.T) {
 		policy config.TokenPolicy
 		want   string // kind key snapshot sync generation
 	}{
-		{"incremental with a key and a cursor", stream{mode: "append", key: id, cursor: []string{"updated"}}, config.TokensPrimaryKey, "1 [[id]] false  "},
-		{"the source's key", stream{mode: "append", srcKey: [][]string{{"a"}, {"b", "c"}}, cursor: []string{"u"}}, config.TokensPrimaryKey, "1 [[a] [b c]] false  "},
-		{"the configured key first", stream{mode: "append", key: id, srcKey: [][]string{{"a"}}, cursor: []string{"u"}}, config.TokensPrimaryKey, "1 [[id]] false  "},
-		{"full refresh", stream{mode: "append", key: id, syncMode: "full_refresh", syncID: 42}, config.TokensPrimaryKey, "1 [[id]] true 42 "},
-		{"full refresh without a sync_id", stream{mode: "append", key: id, syncMode: "full_refresh"}, config.TokensPrimaryKey, "0 [[id]] true  "},
-		{"no cursor", stream{mode: "append", key: id, syncID: 7}, config.TokensPrimaryKey, "1 [[id]] true 7 "},
-		{"no key", stream{mode: "append", cursor: []string{"u"}}, config.TokensPrimaryKey, "0 [] false  "},
-		{"no key, record", stream{mode: "append", cursor: []string{"u"}}, config.TokensRecord, "2 [] false  "},
+		{"incremental with a key and a cursor", stream{mode: "append", key: id, cursor: []string{"updated"}}, config.TokensKeyed, "1 [[id]] false  "},
+		{"the source's key", stream{mode: "append", srcKey: [][]string{{"a"}, {"b", "c"}}, cursor: []string{"u"}}, config.TokensKeyed, "1 [[a] [b c]] false  "},
+		{"the configured key first", stream{mode: "append", key: id, srcKey: [][]string{{"a"}}, cursor: []string{"u"}}, config.TokensKeyed, "1 [[id]] false  "},
+		{"full refresh", stream{mode: "append", key: id, syncMode: "full_refresh", syncID: 42}, config.TokensKeyed, "1 [[id]] true 42 "},
+		{"full refresh without a sync_id", stream{mode: "append", key: id, syncMode: "full_refresh"}, config.TokensKeyed, "0 [[id]] true  "},
+		{"no cursor", stream{mode: "append", key: id, syncID: 7}, config.TokensKeyed, "1 [[id]] true 7 "},
+		{"no key", stream{mode: "append", cursor: []string{"u"}}, config.TokensKeyed, "0 [] false  "},
+		{"no key, record", stream{mode: "append", cursor: []string{"u"}}, config.TokensAll, "2 [] false  "},
 		{"off", stream{mode: "append", key: id, cursor: []string{"u"}}, config.TokensOff, "0 [[id]] false  "},
-		{"a key with an empty path", stream{mode: "append", key: [][]string{{}}, cursor: []string{"u"}}, config.TokensPrimaryKey, "0 [] false  "},
-		{"truncating, generation hashed", stream{mode: "overwrite", key: id, syncMode: "full_refresh", syncID: 9, gen: 3, minGen: 3}, config.TokensPrimaryKey, "1 [[id]] true 9 3"},
-		{"appending, generation not hashed", stream{mode: "append", key: id, cursor: []string{"u"}, gen: 3, minGen: 0}, config.TokensPrimaryKey, "1 [[id]] false  "},
+		{"a key with an empty path", stream{mode: "append", key: [][]string{{}}, cursor: []string{"u"}}, config.TokensKeyed, "0 [] false  "},
+		{"truncating, generation hashed", stream{mode: "overwrite", key: id, syncMode: "full_refresh", syncID: 9, gen: 3, minGen: 3}, config.TokensKeyed, "1 [[id]] true 9 3"},
+		{"appending, generation not hashed", stream{mode: "append", key: id, cursor: []string{"u"}, gen: 3, minGen: 0}, config.TokensKeyed, "1 [[id]] false  "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -47,8 +47,8 @@ type Config struct {
 	// Nonconforming says what to do with a record that breaks Keen's event
 	// rules; default Fix.
 	Nonconforming Policy
-	// Tokens says how events get a keen.uniqueness_token; default
-	// TokensPrimaryKey.
+	// Tokens says which streams' events get a keen.uniqueness_token;
+	// default TokensKeyed.
 	Tokens TokenPolicy
 	// DeliveryTimeout bounds how long the brokers may acknowledge nothing.
 	DeliveryTimeout time.Duration
@@ -80,22 +80,62 @@ var policies = map[genconfig.ConfigNonconformingRecords]Policy{
 	genconfig.ConfigNonconformingRecordsFail: Fail,
 }
 
-// TokenPolicy is how events get a keen.uniqueness_token (uniqueness_token).
+// TokenPolicy is which streams' events get a keen.uniqueness_token
+// (uniqueness_token).
 type TokenPolicy uint8
 
 // Token policies.
 const (
-	TokensPrimaryKey TokenPolicy = iota // from the primary key and the cursor (default)
-	TokensRecord                        // as TokensPrimaryKey, and from the whole record without a key
-	TokensOff                           // no token
+	TokensKeyed TokenPolicy = iota // streams with a primary key: key, cursor and content (default)
+	TokensAll                      // as TokensKeyed, and streams without a key from the whole record
+	TokensOff                      // no token
 )
 
-func (p TokenPolicy) String() string { return [...]string{"primary_key", "record", "off"}[p] }
+func (p TokenPolicy) String() string { return [...]string{"keyed_streams", "all_streams", "off"}[p] }
 
 var tokenPolicies = map[genconfig.ConfigUniquenessToken]TokenPolicy{
-	genconfig.ConfigUniquenessTokenPrimaryKey: TokensPrimaryKey,
-	genconfig.ConfigUniquenessTokenRecord:     TokensRecord,
-	genconfig.ConfigUniquenessTokenOff:        TokensOff,
+	genconfig.ConfigUniquenessTokenKeyedStreams: TokensKeyed,
+	genconfig.ConfigUniquenessTokenAllStreams:   TokensAll,
+	genconfig.ConfigUniquenessTokenOff:          TokensOff,
+}
+
+// deprecatedValues are option values of earlier versions, still accepted so
+// that a saved config keeps working: field -> old value -> the value it
+// means now. Parse maps them before validation, with a warning.
+var deprecatedValues = map[string]map[string]string{
+	"uniqueness_token": {
+		"primary_key": string(genconfig.ConfigUniquenessTokenKeyedStreams),
+		"record":      string(genconfig.ConfigUniquenessTokenAllStreams),
+	},
+}
+
+// mapDeprecated rewrites the deprecated values of doc's fields into the
+// values they mean now, and says so for each. A doc that is not a JSON
+// object is returned as it is, for validation to describe.
+func mapDeprecated(doc []byte) ([]byte, []string) {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(doc, &fields) != nil {
+		return doc, nil
+	}
+	var warnings []string
+	for field, values := range deprecatedValues {
+		var v string
+		if json.Unmarshal(fields[field], &v) != nil {
+			continue
+		}
+		if now, ok := values[v]; ok {
+			fields[field], _ = json.Marshal(now)
+			warnings = append(warnings, fmt.Sprintf("%s: %q is the value of an earlier version and now means %q; set it to %q (it works as it is)", field, v, now, now))
+		}
+	}
+	if len(warnings) == 0 {
+		return doc, nil
+	}
+	out, err := json.Marshal(fields)
+	if err != nil {
+		return doc, nil
+	}
+	return out, warnings
 }
 
 // Load reads and parses the config file at path.
@@ -111,7 +151,9 @@ func Load(path string) (*Config, error) {
 // config with defaults applied. Its errors are config_errors that list every
 // problem, sorted, each naming the field.
 func Parse(doc []byte) (*Config, error) {
+	doc, deprecated := mapDeprecated(doc)
 	warnings, nearMiss := unknownFields(doc)
+	warnings = append(deprecated, warnings...)
 	if err := schemas.Validate(schemas.Config, doc); err != nil {
 		var se *schemas.SyntaxError
 		if errors.As(err, &se) {

@@ -79,6 +79,44 @@ func TestParseNonconformingRecords(t *testing.T) {
 	}
 }
 
+// TestParseUniquenessToken: the values of this version, and those of
+// earlier versions mapped to what they mean now, with a warning that names
+// the new value; a saved config keeps working.
+func TestParseUniquenessToken(t *testing.T) {
+	for _, tt := range []struct {
+		value string
+		want  TokenPolicy
+		warn  string
+	}{
+		{"", TokensKeyed, ""},
+		{`"keyed_streams"`, TokensKeyed, ""},
+		{`"all_streams"`, TokensAll, ""},
+		{`"off"`, TokensOff, ""},
+		{`"primary_key"`, TokensKeyed, `uniqueness_token: "primary_key" is the value of an earlier version and now means "keyed_streams"`},
+		{`"record"`, TokensAll, `uniqueness_token: "record" is the value of an earlier version and now means "all_streams"`},
+	} {
+		t.Run(tt.want.String()+tt.value, func(t *testing.T) {
+			doc := `{"project_id":"p1","api_key":"k","delivery_timeout_seconds":3600`
+			if tt.value != "" {
+				doc += `,"uniqueness_token":` + tt.value
+			}
+			c, err := Parse([]byte(doc + "}"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Tokens != tt.want || c.DeliveryTimeout != time.Hour {
+				t.Fatalf("got %v and %s, want %v and the other fields as given", c.Tokens, c.DeliveryTimeout, tt.want)
+			}
+			if got := strings.Join(c.Warnings, "\n"); !strings.Contains(got, tt.warn) || (tt.warn == "") != (got == "") {
+				t.Fatalf("warnings %q, want %q", got, tt.warn)
+			}
+		})
+	}
+	if _, err := Parse([]byte(`{"project_id":"p1","api_key":"k","uniqueness_token":"key"}`)); err == nil || !strings.Contains(err.Error(), "uniqueness_token") {
+		t.Fatalf("an unknown value: %v", err)
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	tests := []struct {
 		name string

@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+
+	"github.com/zeebo/xxh3"
 )
 
 // tokenHashBytes of the hash make the token: 30 bytes, 40 characters of
@@ -11,19 +13,29 @@ import (
 const tokenHashBytes = 30
 
 // Uniqueness tokens. Keen keeps only the first event it collects with a
-// given keen.uniqueness_token in a collection, for 31 days; a token derived
-// from the record alone makes the same record sent again (a retried sync)
-// add nothing.
+// given keen.uniqueness_token in a collection, for 31 days. A token derived
+// from the record makes the same record sent again (a retried sync, an
+// inclusive cursor reading the last row again) add nothing; the record's
+// content is part of it, so that a row whose data changed under the same
+// key and cursor value (a figure corrected by the source) is a new event.
 //
-// A token is "dk1_" and the first 30 bytes (240 bits) of a SHA-256 in
-// unpadded base64url: 44 characters, within Keen's 64. SHA-256 rather than a
-// faster non-cryptographic hash (xxh3 takes 14 ns where SHA-256 takes 120 on
-// the development machine): a source row crafted to collide with another's
-// token would make Keen drop that other event, and Keen counts events for
-// billing. The hash is taken over a canonical sequence that never changes
-// within version 1 (a test pins known records to their tokens): the text
-// "dk1", then each field that is present, in this order, as one tag byte,
-// the field's length as a uvarint and its bytes:
+// A token is "dk2_" and the first 30 bytes (240 bits) of a SHA-256 in
+// unpadded base64url: 44 characters, within Keen's 64. SHA-256 rather than
+// a faster non-cryptographic hash for what identifies a row (collection,
+// generation, sync, key, cursor): a source row crafted to collide with
+// another row's token would make Keen drop that other event, and Keen counts
+// events for billing. The record's content enters as its 128-bit XXH3
+// digest ('d' below): hashing a whole record with SHA-256 costs four times
+// the token (measured: BenchmarkToken), and a crafted collision of the
+// digest can only merge two versions of the crafter's own row, as the key
+// and cursor around it are hashed by SHA-256. A stream without a primary
+// key (uniqueness_token all_streams) has nothing else to identify its rows,
+// so there the whole record is hashed by SHA-256 ('r').
+//
+// The hash is taken over a canonical sequence that never changes within
+// version 2 (a test pins known records to their tokens): the text "dk2",
+// then each field that is present, in this order, as one tag byte, the
+// field's length as a uvarint and its bytes:
 //
 //	'c' the collection's name
 //	'g' the generation (decimal), for a truncating stream with a generation_id
@@ -32,21 +44,24 @@ const tokenHashBytes = 30
 //	    after it, then for each value 'v', its length and its JSON text as the
 //	    source sent it
 //	'u' the cursor value's JSON text as the source sent it
-//	'r' the record's data as the source sent it (uniqueness_token: record)
+//	'd' the XXH3 128-bit digest (seed 0, big-endian) of the record's data as
+//	    the source sent it (streams with a primary key)
+//	'r' the record's data as the source sent it (streams without one)
 //
 // JSON text "as the source sent it" means that a source that writes the
-// same value differently (1 and 1.0) makes a different token; a source
-// resending a record sends the same text.
+// same value differently (1 and 1.0, or members in another order) makes a
+// different token; a source resending a record sends the same text.
+// Version 1 ("dk1_") hashed the key and cursor without the content, so a
+// changed row under the same key and cursor was dropped by Keen.
 
-// TokenPrefix starts every token the connector derives (version 1).
-const TokenPrefix = "dk1_"
+// TokenPrefix starts every token the connector derives (version 2).
+const TokenPrefix = "dk2_"
 
 // TokenLen is the length of a token: well within Keen's 64.
 const TokenLen = len(TokenPrefix) + tokenHashBytes/3*4
 
-// tokenDomain starts the hashed sequence; short, so that a typical key and
-// cursor fit SHA-256's one block of 55 bytes.
-const tokenDomain = "dk1"
+// tokenDomain starts the hashed sequence.
+const tokenDomain = "dk2"
 
 // TokenInput is what one event's token is derived from.
 type TokenInput struct {
@@ -55,7 +70,8 @@ type TokenInput struct {
 	SyncID     string   // "" for none
 	Key        [][]byte // the primary key's values; nil for no key
 	Cursor     []byte   // nil for none
-	Record     []byte   // nil unless the token hashes the whole record
+	Content    []byte   // the record's data, digested; nil for none
+	Record     []byte   // the record's data, hashed whole; nil for none
 }
 
 // Tokener derives tokens; it is not safe for concurrent use (one per
@@ -83,6 +99,10 @@ func (t *Tokener) Append(dst []byte, in *TokenInput) []byte {
 	}
 	if in.Cursor != nil {
 		b = field(b, 'u', in.Cursor)
+	}
+	if in.Content != nil {
+		d := xxh3.Hash128(in.Content).Bytes()
+		b = field(b, 'd', d[:])
 	}
 	if in.Record != nil {
 		b = field(b, 'r', in.Record)

@@ -3,9 +3,12 @@ package keen
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/zeebo/xxh3"
 )
 
 // TestTokensPinned: the derivation is part of the connector's contract
@@ -18,14 +21,14 @@ func TestTokensPinned(t *testing.T) {
 		in   TokenInput
 		want string
 	}{
-		{"key and cursor", TokenInput{Collection: "orders", Key: [][]byte{[]byte(`1001`)}, Cursor: []byte(`"2024-03-01T10:15:00Z"`)},
-			"dk1_Mnpe4y9tfxtt_ls3fLwJkoICnEvALSvhwuZ9fXTO"},
-		{"snapshot", TokenInput{Collection: "users", SyncID: "42", Key: [][]byte{[]byte(`"u-1"`)}},
-			"dk1_JjiLkDdv8WEKnLC52SibCqoj5Cd1ZYiXp2EHb2FR"},
-		{"composite key, generation", TokenInput{Collection: "c", Generation: "3", SyncID: "9", Key: [][]byte{[]byte(`1`), []byte(`"a"`)}},
-			"dk1_6IhZI6rl7LPNq6I1P6QzTt9aVrmcVU-RVQNQN6tI"},
+		{"key, cursor and content", TokenInput{Collection: "orders", Key: [][]byte{[]byte(`1001`)}, Cursor: []byte(`"2024-03-01T10:15:00Z"`), Content: []byte(`{"id":1001,"total":9.5,"updated_at":"2024-03-01T10:15:00Z"}`)},
+			"dk2_HnwXtbeHk-37BtKZJivagEF4EL_Cexjdm5b0ZxBu"},
+		{"snapshot", TokenInput{Collection: "users", SyncID: "42", Key: [][]byte{[]byte(`"u-1"`)}, Content: []byte(`{"id":"u-1"}`)},
+			"dk2_QJgskrfcCNCDWmZNjKsGqkleMzMu1N7y614ekDNi"},
+		{"composite key, generation", TokenInput{Collection: "c", Generation: "3", SyncID: "9", Key: [][]byte{[]byte(`1`), []byte(`"a"`)}, Content: []byte(`{"k1":1,"k2":"a"}`)},
+			"dk2_nPs9sdya8R06dGAQDmlNCO8lBDOxceSsbfdAkBeg"},
 		{"record", TokenInput{Collection: "events", Record: []byte(`{"a":1,"b":[1,2]}`)},
-			"dk1_tEwrbQfze876Y6ymxBzFiB72MvZ9qK5_-IlGacM4"},
+			"dk2_bAZboCjoVKEs0pKt2zEf-Y5HfTxNyVAp8P07uDW9"},
 	}
 	var tk Tokener
 	for _, tt := range tests {
@@ -45,18 +48,52 @@ func TestTokensPinned(t *testing.T) {
 // byte sequence, apart from the code.
 func TestTokenAsDocumented(t *testing.T) {
 	cursor := `"2024-03-01T10:15:00Z"`
-	seq := "dk1" +
+	content := `{"id":1001,"total":9.5,"updated_at":"2024-03-01T10:15:00Z"}`
+	digest := xxh3.Hash128([]byte(content)).Bytes()
+	seq := "dk2" +
 		"c\x06orders" + // the collection
 		"k\x01" + "v\x041001" + // one key value
-		"u" + string(rune(len(cursor))) + cursor // the cursor
+		"u" + string(rune(len(cursor))) + cursor + // the cursor
+		"d\x10" + string(digest[:]) // the content's digest
 	sum := sha256.Sum256([]byte(seq))
 	want := TokenPrefix + base64.RawURLEncoding.EncodeToString(sum[:30])
 	var tk Tokener
-	got := string(tk.Append(nil, &TokenInput{Collection: "orders", Key: [][]byte{[]byte(`1001`)}, Cursor: []byte(cursor)}))
+	got := string(tk.Append(nil, &TokenInput{Collection: "orders", Key: [][]byte{[]byte(`1001`)}, Cursor: []byte(cursor), Content: []byte(content)}))
 	if got != want {
 		t.Fatalf("token %s, by hand %s", got, want)
 	}
 }
+
+// TestContentDigestIsXXH3: the content digest is XXH3's 128-bit hash, by
+// the value the XXH3 specification gives for the empty input, so that a
+// library change that alters it (and so every token) cannot pass unseen.
+func TestContentDigestIsXXH3(t *testing.T) {
+	d := xxh3.Hash128(nil).Bytes()
+	if got := fmt.Sprintf("%x", d); got != "99aa06d3014798d86001c324468d497f" {
+		t.Fatalf("XXH3-128 of the empty input is %s", got)
+	}
+}
+
+// TestTokensKeepVersions: a row whose content changed under the same key
+// and cursor is a new event (its token differs); the same row sent again
+// is not.
+func TestTokensKeepVersions(t *testing.T) {
+	row := func(content string) TokenInput {
+		return TokenInput{Collection: "ads", Key: [][]byte{[]byte(`"2024-01-01"`), []byte(`"a1"`)}, Cursor: []byte(`"2024-01-01"`), Content: []byte(content)}
+	}
+	var tk Tokener
+	v1 := string(tk.Append(nil, ptr(row(`{"date_start":"2024-01-01","ad_id":"a1","clicks":5}`))))
+	again := string(tk.Append(nil, ptr(row(`{"date_start":"2024-01-01","ad_id":"a1","clicks":5}`))))
+	v2 := string(tk.Append(nil, ptr(row(`{"date_start":"2024-01-01","ad_id":"a1","clicks":7}`))))
+	if v1 != again {
+		t.Fatal("the same row sent again got another token")
+	}
+	if v1 == v2 {
+		t.Fatal("a corrected row got the token of its first version: Keen would drop it")
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
 
 // TestTokensTellApart: every field counts, and no two ways of cutting the
 // same bytes into fields give one token.
@@ -73,6 +110,9 @@ func TestTokensTellApart(t *testing.T) {
 		{Collection: "c", Key: [][]byte{[]byte(`15`)}},
 		{Collection: "c1", Key: [][]byte{[]byte(`5`)}},
 		{Collection: "c", Record: []byte(`15`)},
+		{Collection: "c", Key: [][]byte{[]byte(`1`)}, Cursor: []byte(`5`), Content: []byte(`{}`)},
+		{Collection: "c", Key: [][]byte{[]byte(`1`)}, Cursor: []byte(`5`), Content: []byte(`{"a":1}`)},
+		{Collection: "c", Key: [][]byte{[]byte(`1`)}, Cursor: []byte(`5`), Record: []byte(`{}`)},
 	}
 	var tk Tokener
 	seen := map[string]int{}
@@ -90,12 +130,12 @@ func TestTokensTellApart(t *testing.T) {
 
 func TestAppendEventToken(t *testing.T) {
 	ts := time.UnixMilli(1628080068000)
-	tok := []byte("dk1_x")
+	tok := []byte("dk2_x")
 	for _, tt := range []struct{ data, want string }{
-		{`{"a":1}`, `{"a":1,"keen":{"timestamp":"2021-08-04T12:27:48Z","uniqueness_token":"dk1_x"}}`},
-		{`{}`, `{"keen":{"timestamp":"2021-08-04T12:27:48Z","uniqueness_token":"dk1_x"}}`},
-		{`{"keen":{"location":{}}}`, `{"keen":{"timestamp":"2021-08-04T12:27:48Z","location":{},"uniqueness_token":"dk1_x"}}`},
-		{`{"keen":5}`, `{"keen":{"timestamp":"2021-08-04T12:27:48Z","uniqueness_token":"dk1_x"}}`},
+		{`{"a":1}`, `{"a":1,"keen":{"timestamp":"2021-08-04T12:27:48Z","uniqueness_token":"dk2_x"}}`},
+		{`{}`, `{"keen":{"timestamp":"2021-08-04T12:27:48Z","uniqueness_token":"dk2_x"}}`},
+		{`{"keen":{"location":{}}}`, `{"keen":{"timestamp":"2021-08-04T12:27:48Z","location":{},"uniqueness_token":"dk2_x"}}`},
+		{`{"keen":5}`, `{"keen":{"timestamp":"2021-08-04T12:27:48Z","uniqueness_token":"dk2_x"}}`},
 		{`{"keen":{"uniqueness_token":"mine"}}`, `{"keen":{"timestamp":"2021-08-04T12:27:48Z","uniqueness_token":"mine"}}`},
 	} {
 		r, err := capture([]byte(tt.data), nil)
@@ -130,12 +170,25 @@ func TestAppendEventGeneration(t *testing.T) {
 	}
 }
 
+// BenchmarkToken measures a token with and without the record's content,
+// and the content hashed whole by SHA-256 instead of digested by XXH3 (the
+// choice token.go explains), on a record of about 450 bytes.
 func BenchmarkToken(b *testing.B) {
-	b.ReportAllocs()
-	var tk Tokener
-	in := TokenInput{Collection: "orders", Key: [][]byte{[]byte(`123456`)}, Cursor: []byte(`"2024-03-01T10:15:00.123Z"`)}
-	buf := make([]byte, 0, TokenLen)
-	for b.Loop() {
-		buf = tk.Append(buf[:0], &in)
+	content := []byte(`{"id":123456,"name":"` + strings.Repeat("x", 380) + `","updated_at":"2024-03-01T10:15:00.123Z"}`)
+	key := TokenInput{Collection: "orders", Key: [][]byte{[]byte(`123456`)}, Cursor: []byte(`"2024-03-01T10:15:00.123Z"`)}
+	withDigest, withSHA := key, key
+	withDigest.Content, withSHA.Record = content, content
+	for _, v := range []struct {
+		name string
+		in   TokenInput
+	}{{"key-cursor", key}, {"key-cursor-content-xxh3", withDigest}, {"key-cursor-content-sha256", withSHA}} {
+		b.Run(v.name, func(b *testing.B) {
+			b.ReportAllocs()
+			var tk Tokener
+			buf := make([]byte, 0, TokenLen)
+			for b.Loop() {
+				buf = tk.Append(buf[:0], &v.in)
+			}
+		})
 	}
 }

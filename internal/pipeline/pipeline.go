@@ -475,7 +475,7 @@ func (p *Pipeline) token(wk *worker, plan *catalog.Plan, rec *keen.Record, data 
 				return nil, tokenMissing
 			}
 		}
-		in.Key, in.Cursor = rec.Key, rec.Cursor
+		in.Key, in.Cursor, in.Content = rec.Key, rec.Cursor, data
 		if r.Snapshot || rec.Cursor == nil {
 			if r.SyncID == "" {
 				return nil, tokenMissing // no cursor value and no sync to tell versions apart
