@@ -397,6 +397,40 @@ func TestStateCounting(t *testing.T) {
 	e.noRejections()
 }
 
+// TestRejectedCounts: records left out on purpose (nonconforming_records:
+// skip) count in the rejectedRecordCount of the state they belong to, for
+// every kind of state: per stream for a STREAM state, all streams since the
+// previous state for GLOBAL and LEGACY; written only when not zero.
+func TestRejectedCounts(t *testing.T) {
+	e := newEnv(t, emulator.Options{})
+	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}, cstream{name: "b", mode: "append"}))
+	in := lines(
+		rec("a", `{"ok":1}`, 1), rec("a", `{"$bad":1}`, 1),
+		streamState("a", "1"), // a: 2 records, 1 rejected
+		rec("b", `{"$bad":2}`, 1), rec("a", `{"$bad":3}`, 1), rec("b", `{"ok":2}`, 1),
+		`{"type":"STATE","state":{"type":"GLOBAL","global":{"shared_state":{"c":2},"stream_states":[]}}}`, // all: 3, 2 rejected
+		rec("a", `{"$bad":4}`, 1),
+		`{"type":"STATE","state":{"data":{"c":3}}}`, // LEGACY: 1, 1 rejected
+		rec("b", `{"ok":3}`, 1),
+		`{"type":"STATE","state":{"type":"LEGACY","data":{"c":4}}}`, // LEGACY: 1, none rejected
+	)
+	r := e.run(in, "write", "--config", e.config(map[string]any{"nonconforming_records": "skip"}), "--catalog", cat)
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stdout)
+	}
+	var got []string
+	for _, s := range r.states() {
+		ds := s["destinationStats"].(map[string]any)
+		got = append(got, fmt.Sprintf("%v/%v", ds["recordCount"], ds["rejectedRecordCount"]))
+	}
+	if want := "2.0/1.0,3.0/2.0,1.0/1.0,1.0/<nil>"; strings.Join(got, ",") != want {
+		t.Fatalf("recordCount/rejectedRecordCount %s, want %s", strings.Join(got, ","), want)
+	}
+	if n := len(e.events("a")) + len(e.events("b")); n != 3 {
+		t.Fatalf("%d events, want the 3 that follow Keen's rules", n)
+	}
+}
+
 // seed produces events into collections as an earlier sync would have.
 func (e *env) seed(collection string, n int) {
 	e.t.Helper()

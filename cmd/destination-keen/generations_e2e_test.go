@@ -2,8 +2,12 @@ package main
 
 import (
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"destination-keen/tools/keenlocal/emulator"
 )
@@ -27,7 +31,7 @@ func TestReplaceWithoutAGap(t *testing.T) {
 		stream cstream
 		gen    string // the generation the new events carry
 	}{
-		{"overwrite", cstream{name: "users", mode: "overwrite"}, ""},
+		{"overwrite", cstream{name: "users", mode: "overwrite", syncMode: "full_refresh", key: [][]string{{"new"}}, syncID: 3}, "3"},
 		// The attempts of a refresh share its generation: the retried
 		// attempt's records are told from the killed one's by their tokens.
 		{"refresh", cstream{name: "users", mode: "append", gen: 7, minGen: 7, key: [][]string{{"new"}}, syncID: 99}, "7"},
@@ -176,8 +180,10 @@ func TestOldEventsKeptWithoutCompletion(t *testing.T) {
 		records = append(records, rec("users", fmt.Sprintf(`{"new":%d}`, i), 1))
 	}
 	body := lines(append(records, streamState("users", "40"))...)
+	// Fixed generations (an overwrite's is its sync_id): the old one is 1,
+	// below the new one; a case below has it above.
 	refresh := cstream{name: "users", mode: "append", gen: 2, minGen: 2}
-	overwrite := cstream{name: "users", mode: "overwrite"}
+	overwrite := cstream{name: "users", mode: "overwrite", syncID: 2}
 	other := cstream{name: "other", mode: "append"}
 	tests := []struct {
 		name    string
@@ -186,27 +192,30 @@ func TestOldEventsKeptWithoutCompletion(t *testing.T) {
 		kept    bool   // the old events are still there
 		why     string // in the log when they are
 		silence bool   // the log says the platform sent no status at all
+		oldGen  int    // the generation of the old events; 1 when 0
 	}{
-		{"refresh that completed", []cstream{refresh}, body + lines(complete("users")), false, "", false},
-		{"overwrite that completed", []cstream{overwrite}, body + lines(complete("users")), false, "", false},
-		{"refresh whose input ends (a failed source)", []cstream{refresh}, body, true, "the platform sent no COMPLETE for it", true},
-		{"overwrite whose input ends (a failed source)", []cstream{overwrite}, body, true, "the platform sent no COMPLETE for it", true},
-		{"refresh with no records whose input ends", []cstream{refresh}, lines(streamState("users", "0")), true, "the platform sent no COMPLETE for it", true},
-		{"overwrite with no input at all", []cstream{overwrite}, "", true, "the platform sent no COMPLETE for it", true},
+		{"refresh to a generation below the old one's", []cstream{refresh}, body + lines(complete("users")), false, "", false, 9},
+		{"refresh that completed", []cstream{refresh}, body + lines(complete("users")), false, "", false, 0},
+		{"overwrite that completed", []cstream{overwrite}, body + lines(complete("users")), false, "", false, 0},
+		{"refresh whose input ends (a failed source)", []cstream{refresh}, body, true, "the platform sent no COMPLETE for it", true, 0},
+		{"overwrite whose input ends (a failed source)", []cstream{overwrite}, body, true, "the platform sent no COMPLETE for it", true, 0},
+		{"refresh with no records whose input ends", []cstream{refresh}, lines(streamState("users", "0")), true, "the platform sent no COMPLETE for it", true, 0},
+		{"overwrite with no input at all", []cstream{overwrite}, "", true, "the platform sent no COMPLETE for it", true, 0},
 		{"a record, then the source's ERROR trace", []cstream{refresh},
-			lines(records[0], `{"type":"TRACE","trace":{"type":"ERROR","emitted_at":1,"error":{"message":"source failed","failure_type":"system_error"}}}`), true, "the input holds an ERROR trace", true},
+			lines(records[0], `{"type":"TRACE","trace":{"type":"ERROR","emitted_at":1,"error":{"message":"source failed","failure_type":"system_error"}}}`), true, "the input holds an ERROR trace", true, 0},
 		{"an ERROR trace after COMPLETE", []cstream{refresh},
-			body + lines(complete("users"), `{"type":"TRACE","trace":{"type":"ERROR","emitted_at":1,"error":{"message":"x","stream_descriptor":{"name":"users"}}}}`), true, "ERROR trace", false},
-		{"COMPLETE for another stream only", []cstream{refresh, other}, body + lines(complete("other")), true, "the platform sent no COMPLETE for it", false},
-		{"COMPLETE for a stream not in the catalog", []cstream{refresh}, body + lines(complete("userz")), true, "the platform sent no COMPLETE for it", false},
-		{"a record after COMPLETE", []cstream{refresh}, lines(records[:fresh-1]...) + lines(complete("users"), records[fresh-1]), true, "records of it came after the platform reported it COMPLETE", false},
-		{"a record after COMPLETE, then COMPLETE again", []cstream{refresh}, lines(records[:fresh-1]...) + lines(complete("users"), records[fresh-1], complete("users")), false, "", false},
-		{"INCOMPLETE then COMPLETE", []cstream{overwrite}, body + lines(status("users", "INCOMPLETE"), complete("users")), true, "the platform reported it INCOMPLETE", false},
+			body + lines(complete("users"), `{"type":"TRACE","trace":{"type":"ERROR","emitted_at":1,"error":{"message":"x","stream_descriptor":{"name":"users"}}}}`), true, "ERROR trace", false, 0},
+		{"COMPLETE for another stream only", []cstream{refresh, other}, body + lines(complete("other")), true, "the platform sent no COMPLETE for it", false, 0},
+		{"COMPLETE for a stream not in the catalog", []cstream{refresh}, body + lines(complete("userz")), true, "the platform sent no COMPLETE for it", false, 0},
+		{"a record after COMPLETE", []cstream{refresh}, lines(records[:fresh-1]...) + lines(complete("users"), records[fresh-1]), true, "records of it came after the platform reported it COMPLETE", false, 0},
+		{"a record after COMPLETE, then COMPLETE again", []cstream{refresh}, lines(records[:fresh-1]...) + lines(complete("users"), records[fresh-1], complete("users")), false, "", false, 0},
+		{"INCOMPLETE then COMPLETE", []cstream{overwrite}, body + lines(status("users", "INCOMPLETE"), complete("users")), true, "the platform reported it INCOMPLETE", false, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, emulator.Options{})
-			e.seedGeneration("users", 1, old)
+			oldGen := max(tt.oldGen, 1)
+			e.seedGeneration("users", oldGen, old)
 			cat := e.write("catalog.json", catalogDoc(tt.streams...))
 			r := e.run(tt.input, "write", "--config", e.config(nil), "--catalog", cat)
 			if r.code != 0 {
@@ -217,22 +226,75 @@ func TestOldEventsKeptWithoutCompletion(t *testing.T) {
 			}
 			sent := strings.Count(tt.input, `"type":"RECORD"`)
 			gens := generations(e.events("users"))
+			oldKey := fmt.Sprint(oldGen)
 			if tt.kept {
-				if gens["1"] != old {
-					t.Fatalf("generations %v: the %d old events of generation 1 must be kept", gens, old)
+				if gens[oldKey] != old {
+					t.Fatalf("generations %v: the %d old events of generation %d must be kept", gens, old, oldGen)
 				}
 				if !strings.Contains(r.logs(), tt.why) || !strings.Contains(r.logs(), fmt.Sprintf("are kept next to its %d new event", sent)) {
 					t.Fatalf("the log does not say that the old events were kept, how many new ones sit beside them, and why (%q):\n%s", tt.why, r.logs())
 				}
-			} else if gens["1"] != 0 || len(gens) != 1 {
-				t.Fatalf("generations %v: only the new generation must be left", gens)
+			} else if gens[oldKey] != 0 || len(gens) != 1 || gens["2"] != sent {
+				t.Fatalf("generations %v: only the %d events of the new generation 2 must be left", gens, sent)
 			}
-			if n := len(e.events("users")); n != sent+gens["1"] {
-				t.Fatalf("%d events, want the %d sent and %d old", n, sent, gens["1"])
+			if n := len(e.events("users")); n != sent+gens[oldKey] {
+				t.Fatalf("%d events, want the %d sent and %d old", n, sent, gens[oldKey])
 			}
 			if got := strings.Contains(r.logs(), "The platform sent no stream status in this sync"); got != tt.silence {
 				t.Fatalf("a WARN about a platform that sent no status at all: %v, want %v\n%s", got, tt.silence, r.logs())
 			}
 		})
+	}
+}
+
+// TestRefreshOfTheSameRows: two truncate refreshes of an incremental stream
+// send the same rows (same keys, cursors and content). Every row of the
+// second generation lands (its tokens hold the generation, so Keen does not
+// take them for the first one's), and once it completes the collection
+// holds exactly the second generation's events.
+func TestRefreshOfTheSameRows(t *testing.T) {
+	e := newEnv(t, emulator.Options{})
+	var rows []string
+	for i := range 5 {
+		rows = append(rows, rec("users", fmt.Sprintf(`{"id":%d,"u":"2024-01-0%d"}`, i, i+1), 1))
+	}
+	refresh := func(gen int) cstream {
+		return cstream{name: "users", mode: "append", gen: gen, minGen: gen, syncID: gen, key: [][]string{{"id"}}, cursor: []string{"u"}}
+	}
+	e.accept(t, []cstream{refresh(1)}, append(rows, complete("users")))
+	e.accept(t, []cstream{refresh(2)}, append(rows, complete("users")))
+	if gens := generations(e.events("users")); len(gens) != 1 || gens["2"] != len(rows) {
+		t.Fatalf("generations %v, want the %d rows of generation 2 alone", gens, len(rows))
+	}
+}
+
+// TestDeleteWaitsForEveryAcknowledgement: an overwrite whose input ended
+// with COMPLETE, but whose records the brokers then refuse, fails and
+// deletes nothing: the old events are replaced only once every record of
+// the stream is acknowledged.
+func TestDeleteWaitsForEveryAcknowledgement(t *testing.T) {
+	e := newEnv(t, emulator.Options{})
+	e.seedGeneration("users", 1, 10)
+	before := len(e.emu.Requests())
+	// The brokers hold the first produce request a while, then refuse it and
+	// the next ones: the refusal comes after the input has ended.
+	e.emu.FailProduce("users", 1000, kerr.PolicyViolation)
+	e.emu.DelayProduce(300*time.Millisecond, 1)
+	cat := e.write("catalog.json", catalogDoc(cstream{name: "users", mode: "overwrite", syncID: 2}))
+	r := e.run(lines(rec("users", `{"new":1}`, 1), rec("users", `{"new":2}`, 1), streamState("users", "2"), complete("users")),
+		"write", "--config", e.config(nil), "--catalog", cat)
+	if tr := r.trace(t); r.code != 1 || tr["failure_type"] != "system_error" {
+		t.Fatalf("exit %d, trace %v: a refused record must fail the sync", r.code, tr)
+	}
+	if len(r.states()) != 0 {
+		t.Fatalf("a state of refused records was echoed: %v", r.states())
+	}
+	if gens := generations(e.events("users")); gens["1"] != 10 {
+		t.Fatalf("generations %v: the 10 old events must be kept", gens)
+	}
+	for _, req := range e.emu.Requests()[before:] {
+		if req.Method == http.MethodDelete {
+			t.Fatalf("a delete was sent: %s", req.Path)
+		}
 	}
 }

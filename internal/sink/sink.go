@@ -621,16 +621,25 @@ func Classify(err error, topic, stream string, brokers []string) *failure.Error 
 	return failure.Systemf(err, "Keen's Kafka brokers refused records for collection %q", topic)
 }
 
-func retriable(k sarama.KError) bool {
-	switch k {
-	case sarama.ErrNotLeaderForPartition, sarama.ErrLeaderNotAvailable, sarama.ErrRequestTimedOut,
-		sarama.ErrNotEnoughReplicas, sarama.ErrNotEnoughReplicasAfterAppend, sarama.ErrNetworkException,
-		sarama.ErrBrokerNotAvailable, sarama.ErrUnknownTopicOrPartition, sarama.ErrKafkaStorageError,
-		sarama.ErrOffsetsLoadInProgress, sarama.ErrNotController, sarama.ErrThrottlingQuotaExceeded:
-		return true
-	}
-	return false
+// retriableCodes are the error codes Kafka marks retriable (a
+// RetriableException in Kafka's Errors.java), by number: a broker answering
+// one of them may well accept the same records later, so a sync that gives
+// up on them is a transient_error. TestRetriableCodes holds the list to
+// franz-go's kerr, which marks the same codes.
+var retriableCodes = map[sarama.KError]string{
+	2: "CORRUPT_MESSAGE", 3: "UNKNOWN_TOPIC_OR_PARTITION", 5: "LEADER_NOT_AVAILABLE",
+	6: "NOT_LEADER_FOR_PARTITION", 7: "REQUEST_TIMED_OUT", 8: "BROKER_NOT_AVAILABLE",
+	9: "REPLICA_NOT_AVAILABLE", 13: "NETWORK_EXCEPTION", 14: "COORDINATOR_LOAD_IN_PROGRESS",
+	15: "COORDINATOR_NOT_AVAILABLE", 16: "NOT_COORDINATOR", 19: "NOT_ENOUGH_REPLICAS",
+	20: "NOT_ENOUGH_REPLICAS_AFTER_APPEND", 41: "NOT_CONTROLLER", 56: "KAFKA_STORAGE_ERROR",
+	70: "FETCH_SESSION_ID_NOT_FOUND", 71: "INVALID_FETCH_SESSION_EPOCH", 72: "LISTENER_NOT_FOUND",
+	74: "FENCED_LEADER_EPOCH", 75: "UNKNOWN_LEADER_EPOCH", 78: "OFFSET_NOT_AVAILABLE",
+	80: "PREFERRED_LEADER_NOT_AVAILABLE", 83: "ELIGIBLE_LEADERS_NOT_AVAILABLE", 84: "ELECTION_NOT_NEEDED",
+	88: "UNSTABLE_OFFSET_COMMIT", 89: "THROTTLING_QUOTA_EXCEEDED", 100: "UNKNOWN_TOPIC_ID",
+	103: "INCONSISTENT_TOPIC_ID", 106: "FETCH_SESSION_TOPIC_ID_ERROR", 133: "SHARE_SESSION_LIMIT_REACHED",
 }
+
+func retriable(k sarama.KError) bool { return retriableCodes[k] != "" }
 
 func isNetwork(err error) bool {
 	var ne net.Error

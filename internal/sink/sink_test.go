@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"destination-keen/internal/config"
 	"destination-keen/internal/failure"
@@ -174,6 +175,35 @@ func TestClassify(t *testing.T) {
 	}
 }
 
+// TestRetriableCodes: every error code Kafka marks retriable is retriable
+// here, and no other, by an independent reference: franz-go's kerr, which
+// marks each code as Kafka does. A retriable code the brokers kept
+// answering past the retries is a transient_error.
+func TestRetriableCodes(t *testing.T) {
+	checked := 0
+	for code := int16(-1); code < 1000; code++ {
+		ke, ok := kerr.ErrorForCode(code).(*kerr.Error)
+		if !ok {
+			continue
+		}
+		checked++
+		if got := retriable(sarama.KError(code)); got != ke.Retriable {
+			t.Errorf("%s (%d): retriable %v, Kafka says %v", ke.Message, code, got, ke.Retriable)
+		}
+		if ke.Retriable && retriableCodes[sarama.KError(code)] != ke.Message {
+			t.Errorf("code %d is named %q here, %s in Kafka", code, retriableCodes[sarama.KError(code)], ke.Message)
+		}
+		if ke.Retriable {
+			if f := Classify(sarama.KError(code), "c", "s", []string{"b1:9092"}); f.Kind != failure.Transient || !strings.Contains(f.Message, "kept failing") {
+				t.Errorf("%s: %s %q, want a transient_error", ke.Message, f.Kind, f.Message)
+			}
+		}
+	}
+	if checked < 100 {
+		t.Fatalf("only %d codes known to kerr: the reference is missing", checked)
+	}
+}
+
 func TestAutoLanes(t *testing.T) {
 	tests := []struct {
 		rtt  time.Duration
@@ -295,6 +325,13 @@ func TestLanesOverALink(t *testing.T) {
 	for i := uint64(1); i <= n; i++ {
 		if acked[i] != 1 {
 			t.Fatalf("record %d acknowledged %d times", i, acked[i])
+		}
+	}
+	// Each acknowledgement gave its bytes back to the lane that held them:
+	// once the sink is closed, every lane's share is whole again.
+	for k, used := range s.budget.used {
+		if used != 0 {
+			t.Errorf("lane %d: %d bytes still counted in flight after the close", k, used)
 		}
 	}
 	ids, err := e.Producers(context.Background(), "lanes")
