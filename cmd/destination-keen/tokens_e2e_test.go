@@ -355,6 +355,15 @@ func TestChangedRowsLand(t *testing.T) {
 			{ads(1), []string{rec("ads_insights", `{"date_start":"2024-01-01","ad_id":"a1","clicks":5}`, 1), rec("ads_insights", `{"date_start":"2024-01-01","ad_id":"a2","clicks":3}`, 1)}},
 			{ads(2), []string{rec("ads_insights", `{"date_start":"2024-01-01","ad_id":"a1","clicks":7}`, 2), rec("ads_insights", `{"date_start":"2024-01-01","ad_id":"a2","clicks":3}`, 2)}},
 		}, []string{`{"ad_id":"a1","clicks":5,"date_start":"2024-01-01"}`, `{"ad_id":"a1","clicks":7,"date_start":"2024-01-01"}`, `{"ad_id":"a2","clicks":3,"date_start":"2024-01-01"}`}, 1},
+		// A keyed record without a cursor value: its token holds the sync
+		// and the content, never the key alone.
+		{"a keyed record without a cursor value", "users", []struct {
+			s  cstream
+			in []string
+		}{
+			{cstream{name: "users", mode: "append", key: [][]string{{"id"}}, cursor: []string{"u"}, syncID: 1}, []string{rec("users", `{"id":1,"v":1}`, 1), rec("users", `{"id":1,"v":1}`, 1)}},
+			{cstream{name: "users", mode: "append", key: [][]string{{"id"}}, cursor: []string{"u"}, syncID: 2}, []string{rec("users", `{"id":1,"v":2}`, 2)}},
+		}, []string{`{"id":1,"v":1}`, `{"id":1,"v":2}`}, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

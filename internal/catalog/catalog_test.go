@@ -284,3 +284,38 @@ func TestDestinationObjectName(t *testing.T) {
 		})
 	}
 }
+
+// TestTruncation: which streams replace their collection's events. An
+// append of generation 0 with minimum 0 (a platform's first generation of
+// a stream, or one that sends zeros) never does.
+func TestTruncation(t *testing.T) {
+	tests := []struct {
+		name     string
+		extra    string // members of the configured stream
+		mode     string
+		truncate bool
+		gen      string
+	}{
+		{"append without generations", ``, "append", false, ""},
+		{"append of generation 0, minimum 0", `,"generation_id":0,"minimum_generation_id":0`, "append", false, ""},
+		{"append of generation 0 with a sync_id", `,"generation_id":0,"minimum_generation_id":0,"sync_id":8`, "append", false, ""},
+		{"refresh and keep (generation above the minimum)", `,"generation_id":4,"minimum_generation_id":1`, "append", false, ""},
+		{"refresh and keep from 0", `,"generation_id":1,"minimum_generation_id":0`, "append", false, ""},
+		{"refresh and remove (generation = minimum > 0)", `,"generation_id":3,"minimum_generation_id":3`, "append", true, "3"},
+		{"a minimum above the generation", `,"generation_id":2,"minimum_generation_id":3`, "append", false, ""},
+		{"overwrite of generation 0", `,"generation_id":0,"minimum_generation_id":0,"sync_id":8`, "overwrite", true, "0"},
+		{"overwrite without a generation_id", `,"sync_id":8`, "overwrite", true, "8"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			doc := `{"streams":[{"stream":{"name":"a"},"sync_mode":"incremental","destination_sync_mode":"` + tt.mode + `"` + tt.extra + `}]}`
+			c, err := Compile([]byte(doc), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p := c.Plans[0]; p.Truncate != tt.truncate || p.Generation != tt.gen {
+				t.Fatalf("truncate %v generation %q, want %v %q", p.Truncate, p.Generation, tt.truncate, tt.gen)
+			}
+		})
+	}
+}

@@ -212,3 +212,29 @@ func TestUnknownFields(t *testing.T) {
 		t.Fatal("a value was quoted")
 	}
 }
+
+// TestNearest: a field is taken for a typo of an option at an edit distance
+// of 1, 2 or 3, and only when the distance is at most a third of the
+// option's length; 4 is never a typo.
+func TestNearest(t *testing.T) {
+	tests := []struct{ name, want string }{
+		{"compression", "compression"},        // 0: an option (never asked, but the nearest is itself)
+		{"compresion", "compression"},         // 1
+		{"comprssin", "compression"},          // 2
+		{"cmprssin", "compression"},           // 3, within a third of 11
+		{"cmprssi", ""},                       // 4
+		{"api_ky", "api_key"},                 // 1
+		{"ap_ky", "api_key"},                  // 2, within a third of 7
+		{"a_ky", ""},                          // 3, over a third of 7
+		{"kafka_producer", "kafka_producers"}, // 1
+		{"delivery_timeout", ""},              // 8 from the option: none
+		{"xyz", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := nearest(tt.name); got != tt.want {
+				t.Fatalf("nearest(%q) = %q, want %q", tt.name, got, tt.want)
+			}
+		})
+	}
+}

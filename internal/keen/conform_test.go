@@ -98,6 +98,44 @@ func TestFixName(t *testing.T) {
 	}
 }
 
+// TestFixNameLongHash: a name of 256 bytes or more keeps its first 246
+// bytes after the other fixes and gets "_" and the FNV-1a (32-bit, hex) of
+// the original name, computed here apart from the code: two originals that
+// the fixes make alike ("a.b…" and "a_b…", "$x…" and "_x…") keep apart.
+func TestFixNameLongHash(t *testing.T) {
+	fnv1a := func(s string) string {
+		h := uint32(2166136261)
+		for i := 0; i < len(s); i++ {
+			h ^= uint32(s[i])
+			h *= 16777619
+		}
+		return fmt.Sprintf("%08x", h)
+	}
+	xs := strings.Repeat("x", 300)
+	tests := []struct{ in, want string }{
+		{"a.b" + xs, "a_b" + xs[:243] + "_" + fnv1a("a.b"+xs)},
+		{"a_b" + xs, "a_b" + xs[:243] + "_" + fnv1a("a_b"+xs)},
+		{"$x" + xs, "_x" + xs[:244] + "_" + fnv1a("$x"+xs)},
+		{"_x" + xs, "_x" + xs[:244] + "_" + fnv1a("_x"+xs)},
+		{xs[:100] + ".é" + xs, xs[:100] + "_é" + xs[:143] + "_" + fnv1a(xs[:100]+".é"+xs)},
+		{xs[:245] + "é" + xs, xs[:245] + "_" + fnv1a(xs[:245]+"é"+xs)}, // é would end past byte 246: cut before it
+	}
+	seen := map[string]string{}
+	for _, tt := range tests {
+		got := FixName(tt.in)
+		if got != tt.want {
+			t.Errorf("FixName(%.12q…) = …%q, want …%q", tt.in, got[len(got)-20:], tt.want[len(tt.want)-20:])
+		}
+		if len(got) > MaxPropertyName || BrokenNameRule(got) != 0 {
+			t.Errorf("FixName(%.12q…) breaks a rule: %d bytes", tt.in, len(got))
+		}
+		if other, dup := seen[got]; dup {
+			t.Errorf("%.12q… and %.12q… share the name %q", other, tt.in, got)
+		}
+		seen[got] = tt.in
+	}
+}
+
 // TestConformFixture: a record that breaks each rule alone and all together,
 // against golden files (go test -update rewrites them).
 func TestConformFixture(t *testing.T) {

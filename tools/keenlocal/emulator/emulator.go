@@ -102,6 +102,7 @@ type Emulator struct {
 	tokens    map[string]map[string]bool // uniqueness tokens of the stored events, per collection
 	dups      map[string]int             // events dropped as duplicates, per collection
 	producers map[string]map[int64]int   // stored events per Kafka producer id, per collection
+	codecs    map[string]map[string]int  // stored events per batch compression, per collection
 	rejected  []Rejection
 	consumed  map[string]map[int32]int64 // next offset to consume, per topic partition
 	cutoff    map[string]map[int32]int64 // offsets below are deleted, per collection partition
@@ -150,6 +151,7 @@ func Start(opts Options) (*Emulator, error) {
 		tokens:    map[string]map[string]bool{},
 		dups:      map[string]int{},
 		producers: map[string]map[int64]int{},
+		codecs:    map[string]map[string]int{},
 		consumed:  map[string]map[int32]int64{},
 		cutoff:    map[string]map[int32]int64{},
 		deletes:   map[string][]deleteRule{},
@@ -373,6 +375,10 @@ func (e *Emulator) file(r *kgo.Record) {
 		e.producers[r.Topic] = map[int64]int{}
 	}
 	e.producers[r.Topic][r.ProducerID]++
+	if e.codecs[r.Topic] == nil {
+		e.codecs[r.Topic] = map[string]int{}
+	}
+	e.codecs[r.Topic][codecNames[r.Attrs.CompressionType()]]++
 }
 
 // Sync waits until everything the brokers have acknowledged so far has been
@@ -496,6 +502,25 @@ func (e *Emulator) Producers(ctx context.Context, collection string) (map[int64]
 	return out, nil
 }
 
+// codecNames name Kafka's batch compression codecs by their attribute bits.
+var codecNames = [8]string{"none", "gzip", "snappy", "lz4", "zstd", "5", "6", "7"}
+
+// Codecs counts the stored events of a collection per compression of the
+// batch that carried them (none, gzip, snappy, lz4, zstd), once everything
+// acknowledged so far is filed.
+func (e *Emulator) Codecs(ctx context.Context, collection string) (map[string]int, error) {
+	if err := e.Sync(ctx); err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := map[string]int{}
+	for c, n := range e.codecs[collection] {
+		out[c] = n
+	}
+	return out, nil
+}
+
 // Duplicates returns, per collection, how many events were dropped because
 // an earlier event of the collection had the same keen.uniqueness_token,
 // after a Sync.
@@ -541,6 +566,7 @@ func (e *Emulator) DeleteCollection(ctx context.Context, collection string) erro
 	delete(e.events, collection)
 	delete(e.tokens, collection) // the tokens of deleted events go with them
 	delete(e.producers, collection)
+	delete(e.codecs, collection)
 	e.opts.Logf("deleted collection %s", collection)
 	return nil
 }
@@ -848,6 +874,7 @@ func (e *Emulator) StartKafka() error {
 	e.mu.Lock()
 	e.events, e.rejected, e.consumed = map[string][]stored{}, nil, map[string]map[int32]int64{}
 	e.tokens, e.dups, e.producers = map[string]map[string]bool{}, map[string]int{}, map[string]map[int64]int{}
+	e.codecs = map[string]map[string]int{}
 	e.mu.Unlock()
 	var err error
 	for attempt := 0; attempt < 50; attempt++ { // the old sockets may take a moment to free their ports

@@ -778,3 +778,25 @@ func TestEventsAreCopies(t *testing.T) {
 		t.Fatalf("a delete of events without g removed the one that has it: %d left", n)
 	}
 }
+
+// TestCodecs: the emulator counts stored events by the compression of the
+// batch that carried them, so a test can see which codec a client used.
+func TestCodecs(t *testing.T) {
+	e := start(t, Options{})
+	for _, c := range []struct {
+		name  string
+		codec sarama.CompressionCodec
+	}{{"none", sarama.CompressionNone}, {"gzip", sarama.CompressionGZIP}, {"snappy", sarama.CompressionSnappy}, {"lz4", sarama.CompressionLZ4}, {"zstd", sarama.CompressionZSTD}} {
+		p := producer(t, e, func(sc *sarama.Config) { sc.Producer.Compression = c.codec })
+		if err := send(p, "codec_"+c.name, `{"n":1}`, `{"n":2}`); err != nil {
+			t.Fatal(err)
+		}
+		got, err := e.Codecs(ctx(t), "codec_"+c.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || got[c.name] != 2 {
+			t.Errorf("%s: codecs %v, want 2 events of %s", c.name, got, c.name)
+		}
+	}
+}
