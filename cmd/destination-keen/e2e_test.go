@@ -450,7 +450,7 @@ func TestOverwriteDeletesOnlyItsOwnCollection(t *testing.T) {
 	e.seed("orders", 2)
 	e.seed("refreshed", 4)
 	cat := e.write("catalog.json", catalogDoc(
-		cstream{name: "users", mode: "overwrite"},
+		cstream{name: "users", mode: "overwrite", syncID: 4},
 		cstream{name: "orders", mode: "append"},
 		cstream{name: "refreshed", mode: "append", gen: 5, minGen: 5},
 	))
@@ -489,7 +489,7 @@ func TestDeleteRetriedAfter429(t *testing.T) {
 	e := newEnv(t, emulator.Options{})
 	e.emu.FailDeletes(1, http.StatusTooManyRequests, "1")
 	e.emu.FailDeletes(1, http.StatusServiceUnavailable, "")
-	cat := e.write("catalog.json", catalogDoc(cstream{name: "users", mode: "overwrite"}))
+	cat := e.write("catalog.json", catalogDoc(cstream{name: "users", mode: "overwrite", syncID: 4}))
 	r := e.run(lines(rec("users", `{"a":1}`, 1), complete("users")), "write", "--config", e.config(nil), "--catalog", cat)
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stdout)
@@ -1453,7 +1453,7 @@ func TestBrokerTooLargeWithSkip(t *testing.T) {
 // brokers accept but the API refuses fails before anything is written.
 func TestOverwriteWithAWriteKey(t *testing.T) {
 	e := newEnv(t, emulator.Options{WriteKey: "write-only-" + secretKey})
-	cat := e.write("catalog.json", catalogDoc(cstream{name: "users", mode: "overwrite"}))
+	cat := e.write("catalog.json", catalogDoc(cstream{name: "users", mode: "overwrite", syncID: 4}))
 	r := e.run(lines(rec("users", `{"a":1}`, 1)), "write", "--config", e.config(map[string]any{"api_key": "write-only-" + secretKey}), "--catalog", cat)
 	tr := r.trace(t)
 	if r.code != 1 || tr["failure_type"] != "config_error" || !strings.Contains(tr["message"].(string), `Stream "users" replaces collection "users", which needs the master key`) || !strings.Contains(tr["message"].(string), "the API key is not the project's master key") {

@@ -110,7 +110,7 @@ func TestIncompleteStreamKeepsOldEvents(t *testing.T) {
 	e := newEnv(t, emulator.Options{})
 	e.seed("a", 2)
 	e.seed("b", 2)
-	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "overwrite"}, cstream{name: "b", mode: "overwrite"}))
+	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "overwrite", syncID: 4}, cstream{name: "b", mode: "overwrite", syncID: 4}))
 	r := e.run(lines(rec("a", `{"new":1}`, 1), status("a", "INCOMPLETE"), rec("b", `{"new":1}`, 1), status("b", "COMPLETE")),
 		"write", "--config", e.config(nil), "--catalog", cat)
 	if r.code != 0 {
@@ -134,7 +134,7 @@ func TestFailedDeleteAfterTheStream(t *testing.T) {
 	e := newEnv(t, emulator.Options{})
 	e.seed("users", 2)
 	e.emu.FailDeletes(1, 400, "") // refused at once: 5xx would be retried for minutes
-	cat := e.write("catalog.json", catalogDoc(cstream{name: "users", mode: "overwrite"}))
+	cat := e.write("catalog.json", catalogDoc(cstream{name: "users", mode: "overwrite", syncID: 4}))
 	r := e.run(lines(rec("users", `{"new":1}`, 1), streamState("users", "1"), complete("users")), "write",
 		"--config", e.config(nil), "--catalog", cat)
 	tr := r.trace(t)
