@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -568,6 +569,47 @@ func TestUnreachableBrokers(t *testing.T) {
 	}
 	if d := time.Since(began); d > 30*time.Second {
 		t.Errorf("took %v", d)
+	}
+}
+
+// TestDeadSeed: one bootstrap address that refuses connections, in any
+// position of the list, next to the three live brokers: check succeeds and
+// every write syncs, each with a WARN naming the dead address; Keen's
+// inbound cluster has three brokers, and one down for maintenance must not
+// stop a sync that the others can serve.
+func TestDeadSeed(t *testing.T) {
+	e := newEnv(t, emulator.Options{})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := l.Addr().String()
+	l.Close()
+	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}))
+	live := e.emu.BrokerAddrs()
+	synced := 0
+	for pos := 0; pos <= len(live); pos++ {
+		seeds := slices.Insert(slices.Clone(live), pos, dead)
+		cfg := e.config(map[string]any{"kafka_bootstrap_servers": strings.Join(seeds, ",")})
+		t.Run(fmt.Sprintf("dead seed at %d", pos), func(t *testing.T) {
+			r := e.run("", "check", "--config", cfg)
+			if !strings.Contains(r.stdout, `"status":"SUCCEEDED"`) || !strings.Contains(r.logs(), dead) {
+				t.Fatalf("check must succeed and name the dead seed in a WARN:\n%s", r.stdout)
+			}
+			for range 3 { // sarama picks its first seed at random: try several
+				r := e.run(lines(rec("a", fmt.Sprintf(`{"n":%d}`, synced), 1), streamState("a", "1")), "write", "--config", cfg, "--catalog", cat)
+				if r.code != 0 {
+					t.Fatalf("write: exit %d\n%s", r.code, r.stdout)
+				}
+				if !strings.Contains(r.logs(), "Kafka bootstrap server "+dead+" cannot be reached") {
+					t.Fatalf("no WARN names the dead seed:\n%s", r.logs())
+				}
+				synced++
+			}
+		})
+	}
+	if n := len(e.events("a")); n != synced {
+		t.Fatalf("%d events, want %d", n, synced)
 	}
 }
 

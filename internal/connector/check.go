@@ -18,12 +18,12 @@ const CheckTimeout = 20 * time.Second
 // system trust store (tests only; nil in production).
 func OnlineProbes(rootCAs *x509.CertPool) []Probe {
 	return []Probe{
-		func(ctx context.Context, cfg *config.Config) error {
+		func(ctx context.Context, cfg *config.Config, warn func(string, ...any)) error {
 			ctx, cancel := context.WithTimeout(ctx, CheckTimeout)
 			defer cancel()
-			return sink.Check(ctx, cfg, sink.Options{RootCAs: rootCAs, ConnectTimeout: CheckTimeout})
+			return sink.Check(ctx, cfg, sink.Options{RootCAs: rootCAs, ConnectTimeout: CheckTimeout, Logf: warn})
 		},
-		func(ctx context.Context, cfg *config.Config) error {
+		func(ctx context.Context, cfg *config.Config, _ func(string, ...any)) error {
 			ctx, cancel := context.WithTimeout(ctx, CheckTimeout)
 			defer cancel()
 			api := keenapi.New(cfg)

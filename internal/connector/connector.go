@@ -57,8 +57,9 @@ func RunSpec(em *airbyte.Emitter) error {
 
 // Probe is one online check of a valid config (Kafka, HTTP API). It returns
 // nil when the check passes, or an error whose failure.Error message tells the
-// user what to fix.
-type Probe func(ctx context.Context, cfg *config.Config) error
+// user what to fix; warn logs what the user should know of a check that
+// passes (a Kafka seed that cannot be reached).
+type Probe func(ctx context.Context, cfg *config.Config, warn func(format string, args ...any)) error
 
 // RunCheck prints one CONNECTION_STATUS: FAILED with what to fix when the
 // config is invalid or a probe fails, SUCCEEDED otherwise. The returned error
@@ -70,8 +71,9 @@ func RunCheck(ctx context.Context, em *airbyte.Emitter, configPath string, probe
 	}
 	em.Redact(cfg.APIKey.Reveal())
 	LogConfigWarnings(em, cfg)
+	warn := func(format string, args ...any) { _ = em.Logf(airbyte.Warn, format, args...) }
 	for _, probe := range probes {
-		if err := probe(ctx, cfg); err != nil {
+		if err := probe(ctx, cfg, warn); err != nil {
 			f := failure.As(err)
 			msg := f.Message
 			if f.Cause != nil {

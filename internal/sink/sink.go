@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -275,25 +276,35 @@ func Open(ctx context.Context, cfg *config.Config, o Options, onAck func(*Envelo
 	}
 	lanesCh := make(chan connected, 1)
 	go func(o Options) {
-		lanes, err := connectLanes(ctx, cfg, o, true, n)
+		lanes, err := connectLanes(ctx, cfg, cfg.Brokers, o, true, n)
 		lanesCh <- connected{lanes, err}
 	}(o)
-	rtt, err := probe(ctx, cfg.Brokers, sc, o.ConnectTimeout)
+	seeds, err := probe(ctx, cfg.Brokers, sc, o.ConnectTimeout)
 	if err != nil {
 		go func() { closeLanes((<-lanesCh).lanes) }()
 		return nil, err
 	}
-	s.RoundTrip = rtt
+	seeds.warn(o.Logf)
+	s.RoundTrip = seeds.RoundTrip
 	if o.Lanes <= 0 {
-		o.Lanes = AutoLanes(rtt)
+		o.Lanes = AutoLanes(seeds.RoundTrip)
 	}
 	s.opts = o
-	r := <-lanesCh
+	var r connected
+	if len(seeds.Dead) == 0 {
+		r = <-lanesCh
+	} else {
+		// A client takes its first seed at random and may keep asking a
+		// dead one for its producer id: the lanes connect again through
+		// the seeds that answered.
+		go func() { closeLanes((<-lanesCh).lanes) }()
+		r.lanes, r.err = connectLanes(ctx, cfg, seeds.Live, o, true, n)
+	}
 	s.Idempotent = true
 	if r.err != nil && refusedIdempotence(r.err) {
 		o.Logf("The brokers refused the idempotent producer (%v); continuing without it: a retried batch may then be written twice", r.err)
 		s.Idempotent = false
-		r.lanes, r.err = connectLanes(ctx, cfg, o, false, o.Lanes)
+		r.lanes, r.err = connectLanes(ctx, cfg, seeds.Live, o, false, o.Lanes)
 	}
 	if r.err != nil {
 		return nil, r.err
@@ -325,12 +336,12 @@ func Open(ctx context.Context, cfg *config.Config, o Options, onAck func(*Envelo
 
 // connectLanes opens n lanes at once; on any failure it closes those that
 // opened and returns the first lane's error, or else another's.
-func connectLanes(ctx context.Context, cfg *config.Config, o Options, idempotent bool, n int) ([]lane, error) {
+func connectLanes(ctx context.Context, cfg *config.Config, brokers []string, o Options, idempotent bool, n int) ([]lane, error) {
 	lanes := make([]lane, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range lanes {
-		wg.Go(func() { lanes[i], errs[i] = connect(ctx, cfg, o, idempotent) })
+		wg.Go(func() { lanes[i], errs[i] = connect(ctx, cfg, brokers, o, idempotent) })
 	}
 	wg.Wait()
 	for _, err := range errs {
@@ -354,13 +365,13 @@ func closeLanes(lanes []lane) {
 	}
 }
 
-// connect opens one lane.
-func connect(ctx context.Context, cfg *config.Config, o Options, idempotent bool) (lane, error) {
+// connect opens one lane through brokers.
+func connect(ctx context.Context, cfg *config.Config, brokers []string, o Options, idempotent bool) (lane, error) {
 	sc, err := saramaConfig(cfg, &o, idempotent)
 	if err != nil {
 		return lane{}, failure.Configf(err, "The producer cannot be configured")
 	}
-	c, err := dial(ctx, cfg.Brokers, sc, o.ConnectTimeout)
+	c, err := dial(ctx, brokers, sc, o.ConnectTimeout)
 	if err != nil {
 		return lane{}, err
 	}
@@ -370,15 +381,15 @@ func connect(ctx context.Context, cfg *config.Config, o Options, idempotent bool
 		if idempotent && refusedIdempotenceRaw(err) {
 			return lane{}, &idempotenceRefused{err}
 		}
-		return lane{}, Classify(err, "", "", cfg.Brokers)
+		return lane{}, Classify(err, "", "", brokers)
 	}
 	return lane{c, p}, nil
 }
 
 // probe runs Probe within timeout and ctx: a rejected key or an untrusted
 // certificate shows at once, where a client would retry every broker.
-func probe(ctx context.Context, brokers []string, sc *sarama.Config, timeout time.Duration) (time.Duration, error) {
-	return within(ctx, brokers, timeout, func() (time.Duration, error) { return Probe(brokers, sc) }, nil)
+func probe(ctx context.Context, brokers []string, sc *sarama.Config, timeout time.Duration) (Seeds, error) {
+	return within(ctx, brokers, timeout, func() (Seeds, error) { return Probe(brokers, sc) }, nil)
 }
 
 // dial opens a client within timeout and ctx.
@@ -424,39 +435,116 @@ func within[T any](ctx context.Context, brokers []string, timeout time.Duration,
 	}
 }
 
-// Probe opens one connection (TLS, SASL, API versions) to the first broker
-// that answers, times one request round trip on it, and closes it. A
-// refused key or certificate fails at once; a broker that cannot be reached
-// is skipped.
-func Probe(brokers []string, sc *sarama.Config) (time.Duration, error) {
-	var errs []error
-	for _, addr := range brokers {
-		b := sarama.NewBroker(addr)
-		if err := b.Open(sc); err != nil {
-			errs = append(errs, err)
+// Seeds is what probing the bootstrap servers found.
+type Seeds struct {
+	// RoundTrip is the shortest request round trip measured on a seed.
+	RoundTrip time.Duration
+	Live      []string   // the seeds that took a connection, in the order given
+	Dead      []DeadSeed // the others
+}
+
+// DeadSeed is a bootstrap server that could not be reached, and why.
+type DeadSeed struct {
+	Addr string
+	Err  error
+}
+
+// warn logs each dead seed.
+func (s Seeds) warn(logf func(string, ...any)) {
+	for _, d := range s.Dead {
+		logf("Kafka bootstrap server %s cannot be reached (%v); connecting through %s", d.Addr, d.Err, strings.Join(s.Live, ","))
+	}
+}
+
+// seedGrace is how long the other seeds may take to answer once one has:
+// a seed that blackholes connections must not hold up a sync that another
+// serves.
+var seedGrace = 5 * time.Second
+
+// Probe opens one connection (TLS, SASL, API versions) to every seed at
+// once, times one request round trip on each that answers, and closes them.
+// It fails when the key or the certificate is refused (at once), or when no
+// seed can be reached; a seed that cannot be reached while another can is
+// in Seeds.Dead: one broker down must not stop a sync.
+func Probe(brokers []string, sc *sarama.Config) (Seeds, error) {
+	type answer struct {
+		i   int
+		rtt time.Duration
+		err error
+	}
+	answers := make(chan answer, len(brokers))
+	for i, addr := range brokers {
+		go func() {
+			rtt, err := probeOne(addr, sc)
+			answers <- answer{i, rtt, err}
+		}()
+	}
+	errs := make([]error, len(brokers))
+	live := make([]bool, len(brokers))
+	var rtts []time.Duration
+	var grace <-chan time.Time
+collect:
+	for range brokers {
+		var a answer
+		select {
+		case a = <-answers:
+		case <-grace:
+			break collect
+		}
+		if a.err != nil {
+			if errors.Is(a.err, sarama.ErrSASLAuthenticationFailed) || failure.IsTLSTrust(a.err) {
+				return Seeds{}, a.err
+			}
+			errs[a.i] = a.err
 			continue
 		}
-		ok, err := b.Connected()
-		if ok {
-			// One request's round trip: the connection is warm (TLS and
-			// SASL took several), and every further one costs a round trip
-			// of startup.
-			began := time.Now()
-			_, err := b.ApiVersions(&sarama.ApiVersionsRequest{})
-			rtt := time.Since(began)
-			_ = b.Close()
-			if err != nil {
-				rtt = 0 // a broker that does not answer it: assume near
-			}
-			return rtt, nil
+		live[a.i] = true
+		if a.rtt > 0 {
+			rtts = append(rtts, a.rtt)
 		}
-		_ = b.Close()
-		if errors.Is(err, sarama.ErrSASLAuthenticationFailed) || failure.IsTLSTrust(err) {
-			return 0, err
+		if grace == nil {
+			grace = time.After(seedGrace)
 		}
-		errs = append(errs, err)
 	}
-	return 0, errors.Join(errs...)
+	for i := range errs {
+		if !live[i] && errs[i] == nil {
+			errs[i] = fmt.Errorf("no answer within %s of another seed's", seedGrace)
+		}
+	}
+	var s Seeds
+	for i, addr := range brokers {
+		if live[i] {
+			s.Live = append(s.Live, addr)
+		} else {
+			s.Dead = append(s.Dead, DeadSeed{addr, errs[i]})
+		}
+	}
+	if len(s.Live) == 0 {
+		return Seeds{}, errors.Join(errs...)
+	}
+	if len(rtts) > 0 {
+		s.RoundTrip = slices.Min(rtts)
+	}
+	return s, nil
+}
+
+// probeOne opens one connection to addr, times one request's round trip
+// on it (the connection is warm: TLS and SASL took several), and closes it.
+// A broker that does not answer that request counts as near (0).
+func probeOne(addr string, sc *sarama.Config) (time.Duration, error) {
+	b := sarama.NewBroker(addr)
+	if err := b.Open(sc); err != nil {
+		return 0, err
+	}
+	defer func() { _ = b.Close() }()
+	if ok, err := b.Connected(); !ok {
+		return 0, err
+	}
+	began := time.Now()
+	if _, err := b.ApiVersions(&sarama.ApiVersionsRequest{}); err != nil {
+		return 0, nil
+	}
+	return time.Since(began), nil
 }
 
 type idempotenceRefused struct{ error }
@@ -648,7 +736,8 @@ func isNetwork(err error) bool {
 }
 
 // Check proves the config on the brokers: TLS, SASL and a metadata request,
-// within o.ConnectTimeout, without producing anything.
+// within o.ConnectTimeout, without producing anything. It decides as Open
+// does: one seed that answers is enough; each that does not is logged.
 func Check(ctx context.Context, cfg *config.Config, o Options) error {
 	o.defaults()
 	sc, err := saramaConfig(cfg, &o, false)
@@ -657,10 +746,12 @@ func Check(ctx context.Context, cfg *config.Config, o Options) error {
 	}
 	sc.Metadata.Retry.Max = 0
 	sc.Metadata.Full = true // a metadata request for the whole cluster
-	if _, err := probe(ctx, cfg.Brokers, sc, o.ConnectTimeout); err != nil {
+	seeds, err := probe(ctx, cfg.Brokers, sc, o.ConnectTimeout)
+	if err != nil {
 		return err
 	}
-	c, err := dial(ctx, cfg.Brokers, sc, o.ConnectTimeout)
+	seeds.warn(o.Logf)
+	c, err := dial(ctx, seeds.Live, sc, o.ConnectTimeout)
 	if err != nil {
 		return err
 	}

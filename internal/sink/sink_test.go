@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -347,5 +349,69 @@ func TestLanesOverALink(t *testing.T) {
 	}
 	if len(ids) != len(s.lanes) || total != n {
 		t.Errorf("events per producer id %v: want %d producers and %d events", ids, len(s.lanes), n)
+	}
+}
+
+// TestProbeSeeds: every seed is probed at once. A seed that refuses
+// connections, or one that takes them and never answers (after the others
+// have answered, for seedGrace), is dead; the others are live, in the order
+// given; no seed answering fails; a refused key fails whatever the seeds.
+func TestProbeSeeds(t *testing.T) {
+	e := emu(t)
+	refused, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusedAddr := refused.Addr().String()
+	refused.Close()
+	silent, err := net.Listen("tcp", "127.0.0.1:0") // accepts, never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	t.Cleanup(func() {
+		silent.Close()
+		<-done
+		close(accepted)
+		for c := range accepted {
+			c.Close()
+		}
+	})
+	old := seedGrace
+	seedGrace = 300 * time.Millisecond
+	t.Cleanup(func() { seedGrace = old })
+
+	live := e.BrokerAddrs()
+	sc, err := SaramaConfig(cfgFor(e, e.APIKey()), Options{RootCAs: pool(t, e)}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seeds, err := Probe([]string{refusedAddr, live[0], silent.Addr().String(), live[1], live[2]}, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(seeds.Live, live) || len(seeds.Dead) != 2 || seeds.Dead[0].Addr != refusedAddr || seeds.Dead[1].Addr != silent.Addr().String() {
+		t.Fatalf("live %v dead %+v", seeds.Live, seeds.Dead)
+	}
+	if !strings.Contains(seeds.Dead[1].Err.Error(), "no answer within") || seeds.RoundTrip <= 0 {
+		t.Fatalf("the silent seed: %v; round trip %v", seeds.Dead[1].Err, seeds.RoundTrip)
+	}
+	if _, err := Probe([]string{refusedAddr}, sc); err == nil {
+		t.Fatal("no seed answered, and the probe passed")
+	}
+	bad, _ := SaramaConfig(cfgFor(e, "wrong-key"), Options{RootCAs: pool(t, e)}, false)
+	if _, err := Probe([]string{refusedAddr, live[0]}, bad); !errors.Is(err, sarama.ErrSASLAuthenticationFailed) {
+		t.Fatalf("a refused key: %v", err)
 	}
 }
