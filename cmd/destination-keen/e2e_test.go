@@ -572,6 +572,45 @@ func TestUnreachableBrokers(t *testing.T) {
 	}
 }
 
+// TestConfigMistakes: an address or URL that cannot be right, or a key no
+// HTTP header can carry, is a config_error naming the field, from check and
+// from write alike, before anything reaches the network; a scheme in
+// capitals is no mistake.
+func TestConfigMistakes(t *testing.T) {
+	e := newEnv(t, emulator.Options{})
+	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}))
+	for _, tt := range []struct {
+		name string
+		over map[string]any
+		want string
+	}{
+		{"broker port out of range", map[string]any{"kafka_bootstrap_servers": "127.0.0.1:99999"}, "kafka_bootstrap_servers: address 1 of 1 has a port out of range"},
+		{"IPv6 without brackets", map[string]any{"kafka_bootstrap_servers": "::1:9092"}, "kafka_bootstrap_servers: address 1 of 1 is not host:port"},
+		{"a scheme", map[string]any{"kafka_bootstrap_servers": "https://127.0.0.1:9092"}, "kafka_bootstrap_servers: address 1 of 1 has a scheme"},
+		{"semicolons", map[string]any{"kafka_bootstrap_servers": "a:9092;b:9093"}, "addresses are separated by commas"},
+		{"API port out of range", map[string]any{"api_url": "https://127.0.0.1:99999/3.0"}, "api_url: has a port out of range"},
+		{"a key with a line break", map[string]any{"api_key": secretKey + "\n"}, "api_key: holds a line break"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := e.config(tt.over)
+			r := e.run("", "check", "--config", cfg)
+			if !strings.Contains(r.stdout, `"status":"FAILED"`) || !strings.Contains(r.stdout, tt.want) {
+				t.Fatalf("check: %s", r.stdout)
+			}
+			r = e.run(lines(rec("a", `{}`, 1)), "write", "--config", cfg, "--catalog", cat)
+			if tr := r.trace(t); r.code != 1 || tr["failure_type"] != "config_error" || !strings.Contains(tr["message"].(string), tt.want) {
+				t.Fatalf("write: exit %d %v", r.code, tr)
+			}
+		})
+	}
+	t.Run("HTTPS in capitals", func(t *testing.T) {
+		cfg := e.config(map[string]any{"api_url": strings.Replace(e.emu.APIURL(), "https://", "HTTPS://", 1)})
+		if r := e.run("", "check", "--config", cfg); !strings.Contains(r.stdout, `"status":"SUCCEEDED"`) {
+			t.Fatalf("check: %s", r.stdout)
+		}
+	})
+}
+
 // TestDeadSeed: one bootstrap address that refuses connections, in any
 // position of the list, next to the three live brokers: check succeeds and
 // every write syncs, each with a WARN naming the dead address; Keen's

@@ -237,8 +237,8 @@ func (j *Config) UnmarshalJSON(value []byte) error {
 	if v, ok := raw["api_url"]; !ok || v == nil {
 		plain.APIURL = "https://api.keen.io/3.0"
 	}
-	if matched, _ := regexp.MatchString(`^https://[^\s]+$`, string(plain.APIURL)); !matched {
-		return fmt.Errorf("field %s pattern match: must match %s", "APIURL", `^https://[^\s]+$`)
+	if matched, _ := regexp.MatchString(`^[Hh][Tt][Tt][Pp][Ss]://[^\s]+$`, string(plain.APIURL)); !matched {
+		return fmt.Errorf("field %s pattern match: must match %s", "APIURL", `^[Hh][Tt][Tt][Pp][Ss]://[^\s]+$`)
 	}
 	if v, ok := raw["compression"]; !ok || v == nil {
 		plain.Compression = "lz4"

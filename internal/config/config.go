@@ -9,8 +9,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -171,17 +174,87 @@ func Parse(doc []byte) (*Config, error) {
 		// The schema accepted what the generated type refuses: the two drifted.
 		return nil, failure.Systemf(errors.New(redactValues(err.Error())), "The config passed validation but could not be decoded")
 	}
+	if problems := checkValues(&g); len(problems) > 0 {
+		return nil, &failure.Error{Kind: failure.Config, Message: "The config is invalid: " + strings.Join(problems, "; ")}
+	}
 	c := adapt(&g)
 	c.Warnings = warnings
 	return c, nil
 }
 
+// checkValues finds what the schema's patterns cannot: addresses that are
+// not host:port, ports out of range, a URL without a host, a key that no
+// HTTP header or SASL exchange can carry. Each problem names its field and
+// what is wrong, never the value; sorted by field.
+func checkValues(g *genconfig.Config) []string {
+	var problems []string
+	if i := strings.IndexFunc(g.APIKey, func(r rune) bool { return r < 0x20 || r == 0x7f }); i >= 0 {
+		problems = append(problems, "api_key: holds a line break or another control character, which an HTTP header cannot carry; copy the key again from the Access tab")
+	}
+	if u, err := url.Parse(g.APIURL); err != nil {
+		problems = append(problems, "api_url: is not a URL")
+	} else if u.Hostname() == "" {
+		problems = append(problems, "api_url: has no host")
+	} else if p := u.Port(); p != "" && !validPort(p) {
+		problems = append(problems, "api_url: has a port out of range (1-65535)")
+	}
+	brokers := splitBrokers(g.KafkaBootstrapServers)
+	for i, b := range brokers {
+		where := fmt.Sprintf("kafka_bootstrap_servers: address %d of %d", i+1, len(brokers))
+		if strings.Contains(b, "://") {
+			problems = append(problems, where+" has a scheme; give host:port only (the connection is always TLS)")
+			continue
+		}
+		if strings.ContainsAny(b, "; \t|") {
+			problems = append(problems, where+" holds a ';', '|' or a space: addresses are separated by commas")
+			continue
+		}
+		host, port, err := net.SplitHostPort(b)
+		switch {
+		case err != nil:
+			problems = append(problems, where+" is not host:port (an IPv6 address goes in brackets: [::1]:9092)")
+		case host == "":
+			problems = append(problems, where+" has no host")
+		case net.ParseIP(host) == nil && !hostnameRE.MatchString(host):
+			problems = append(problems, where+" has a host name with characters no host name holds")
+		case !validPort(port):
+			problems = append(problems, where+" has a port out of range (1-65535)")
+		}
+	}
+	return problems
+}
+
+// hostnameRE is what a host name may hold: letters, digits, '-', '_' and
+// dots between labels.
+var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$`)
+
+func validPort(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 1 && n <= 65535
+}
+
+// splitBrokers splits the bootstrap servers at commas, trimmed, empty
+// entries left out.
+func splitBrokers(s string) []string {
+	var out []string
+	for _, b := range strings.Split(s, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
 func adapt(g *genconfig.Config) *Config {
+	apiURL := strings.TrimRight(g.APIURL, "/")
+	if u, err := url.Parse(apiURL); err == nil {
+		apiURL = u.String() // the scheme in lower case: HTTPS:// works as https://
+	}
 	c := &Config{
 		ProjectID:       g.ProjectID,
 		APIKey:          Secret(g.APIKey),
 		InferTimestamp:  g.InferTimestamp,
-		APIURL:          strings.TrimRight(g.APIURL, "/"),
+		APIURL:          apiURL,
 		Compression:     string(g.Compression),
 		SkipOversized:   g.OversizedRecords == genconfig.ConfigOversizedRecordsSkip,
 		Nonconforming:   policies[g.NonconformingRecords],
@@ -189,11 +262,7 @@ func adapt(g *genconfig.Config) *Config {
 		DeliveryTimeout: time.Duration(g.DeliveryTimeoutSeconds) * time.Second,
 		Producers:       g.KafkaProducers,
 	}
-	for _, b := range strings.Split(g.KafkaBootstrapServers, ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			c.Brokers = append(c.Brokers, b)
-		}
-	}
+	c.Brokers = splitBrokers(g.KafkaBootstrapServers)
 	return c
 }
 

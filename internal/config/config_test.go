@@ -136,6 +136,27 @@ func TestParseErrors(t *testing.T) {
 			"The config is invalid: compression: value must be one of \"none\", \"gzip\", \"snappy\", \"lz4\", \"zstd\"; oversized_records: value must be one of \"fail\", \"skip\""},
 		{"bad brokers", `{"project_id":"p","api_key":"k","kafka_bootstrap_servers":"` + key + `"}`,
 			"The config is invalid: kafka_bootstrap_servers: has the wrong form: give a comma-separated list of host:port"},
+		// What the patterns let through, each a config_error naming the field.
+		{"a port out of range", `{"project_id":"p","api_key":"k","kafka_bootstrap_servers":"127.0.0.1:9092,127.0.0.1:99999"}`,
+			"The config is invalid: kafka_bootstrap_servers: address 2 of 2 has a port out of range (1-65535)"},
+		{"port 0", `{"project_id":"p","api_key":"k","kafka_bootstrap_servers":"b1:0"}`,
+			"The config is invalid: kafka_bootstrap_servers: address 1 of 1 has a port out of range (1-65535)"},
+		{"IPv6 without brackets", `{"project_id":"p","api_key":"k","kafka_bootstrap_servers":"::1:9092"}`,
+			"The config is invalid: kafka_bootstrap_servers: address 1 of 1 is not host:port (an IPv6 address goes in brackets: [::1]:9092)"},
+		{"a scheme", `{"project_id":"p","api_key":"k","kafka_bootstrap_servers":"https://b1.kafka-in.keen.io:9092"}`,
+			"The config is invalid: kafka_bootstrap_servers: address 1 of 1 has a scheme; give host:port only (the connection is always TLS)"},
+		{"semicolons", `{"project_id":"p","api_key":"k","kafka_bootstrap_servers":"a:9092;b:9093"}`,
+			"The config is invalid: kafka_bootstrap_servers: address 1 of 1 holds a ';', '|' or a space: addresses are separated by commas"},
+		{"a host name with a slash", `{"project_id":"p","api_key":"k","kafka_bootstrap_servers":"b1/x:9092"}`,
+			"The config is invalid: kafka_bootstrap_servers: address 1 of 1 has a host name with characters no host name holds"},
+		{"an API port out of range", `{"project_id":"p","api_key":"k","api_url":"https://127.0.0.1:99999/3.0"}`,
+			"The config is invalid: api_url: has a port out of range (1-65535)"},
+		{"an API URL without a host", `{"project_id":"p","api_key":"k","api_url":"https:///3.0"}`,
+			"The config is invalid: api_url: has no host"},
+		{"a key with a line break", `{"project_id":"p","api_key":"` + key + `\n"}`,
+			"The config is invalid: api_key: holds a line break or another control character, which an HTTP header cannot carry; copy the key again from the Access tab"},
+		{"every problem at once", `{"project_id":"p","api_key":"` + key + `\u0000","api_url":"https://h:0","kafka_bootstrap_servers":"h:1,h:70000"}`,
+			"The config is invalid: api_key: holds a line break or another control character, which an HTTP header cannot carry; copy the key again from the Access tab; api_url: has a port out of range (1-65535); kafka_bootstrap_servers: address 2 of 2 has a port out of range (1-65535)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -236,5 +257,20 @@ func TestNearest(t *testing.T) {
 				t.Fatalf("nearest(%q) = %q, want %q", tt.name, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestParseAddresses: well-formed addresses and URLs pass, written in any
+// accepted way; the API URL's scheme may be in capitals.
+func TestParseAddresses(t *testing.T) {
+	c, err := Parse([]byte(`{"project_id":"p","api_key":"k","api_url":"HTTPS://API.example:8443/3.0/","kafka_bootstrap_servers":"[::1]:9092, b1.kafka-in.keen.io:9092 ,10.0.0.1:1,my_host.internal.:65535"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.APIURL != "https://API.example:8443/3.0" {
+		t.Errorf("api_url %q", c.APIURL)
+	}
+	if want := []string{"[::1]:9092", "b1.kafka-in.keen.io:9092", "10.0.0.1:1", "my_host.internal.:65535"}; !reflect.DeepEqual(c.Brokers, want) {
+		t.Errorf("brokers %q, want %q", c.Brokers, want)
 	}
 }

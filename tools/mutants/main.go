@@ -83,6 +83,11 @@ var mutants = []mutant{
 		"v, ok := ParseInteger(b)", "v, err := strconv.ParseInt(string(b), 10, 64); ok := err == nil", "./internal/catalog", "TestLiberalReading"},
 	{"the namespace left out of a TRACE's stream descriptor", "internal/airbyte/emitter.go",
 		"te.StreamDescriptor.Namespace = &f.Namespace", "_ = f.Namespace", "./cmd/destination-keen", "TestTraceNamesTheNamespace"},
+	// Config mistakes are config_errors.
+	{"a broker port out of range let through", "internal/config/config.go",
+		"case !validPort(port):", "case !validPort(port) && false:", "./internal/config", "TestParseErrors"},
+	{"a key with a line break let through", "internal/config/config.go",
+		"return r < 0x20 || r == 0x7f", "return r < 0x09", "./internal/config", "TestParseErrors"},
 	// Options reach their components.
 	{"the compression option not passed to the producer", "internal/write/write.go",
 		"so.Compression = cfg.Compression", `so.Compression = "lz4"`, "./cmd/destination-keen", "TestEveryOptionReachesItsComponent/compression"},
