@@ -215,9 +215,9 @@ func TestUnknownFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
-		`"airbyte_internal" is not an option of this connector; it is ignored`,
 		`"compresion" is not an option of this connector; did you mean "compression"? It is ignored, and compression takes its default unless set`,
 		`"infer_timestmap" is not an option of this connector; did you mean "infer_timestamp"? It is ignored, and infer_timestamp takes its default unless set`,
+		`"airbyte_internal" is not an option of this connector; it is ignored`,
 	}
 	if !reflect.DeepEqual(c.Warnings, want) {
 		t.Fatalf("warnings:\n%q\nwant\n%q", c.Warnings, want)
@@ -272,5 +272,26 @@ func TestParseAddresses(t *testing.T) {
 	}
 	if want := []string{"[::1]:9092", "b1.kafka-in.keen.io:9092", "10.0.0.1:1", "my_host.internal.:65535"}; !reflect.DeepEqual(c.Brokers, want) {
 		t.Errorf("brokers %q, want %q", c.Brokers, want)
+	}
+}
+
+// TestUnknownFieldsCapped: thousands of fields that are not options give 20
+// warnings and one that counts the rest, not a line each.
+func TestUnknownFieldsCapped(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{"project_id":"p1","api_key":"k","compresion":"zstd"`)
+	for i := range 10000 {
+		fmt.Fprintf(&b, `,"zz_field_%05d":1`, i)
+	}
+	b.WriteString("}")
+	c, err := Parse([]byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Warnings) != 21 || c.Warnings[20] != "and 9981 more fields that are not options of this connector are ignored" {
+		t.Fatalf("%d warnings, the last %q", len(c.Warnings), c.Warnings[len(c.Warnings)-1])
+	}
+	if !strings.Contains(c.Warnings[0], `did you mean "compression"`) {
+		t.Fatalf("the likely typo is not the first warning: %q", c.Warnings[0])
 	}
 }

@@ -32,13 +32,16 @@ var options = func() []string {
 }()
 
 // unknownFields returns a warning for each top-level field of doc that is
-// not an option, sorted, and the near-misses by the option they miss.
+// not an option, the likely typos first, each group sorted, at most
+// maxFieldWarnings and a count of the rest; and the near-misses by the
+// option they miss.
 func unknownFields(doc []byte) (warnings []string, nearMiss map[string]string) {
 	var fields map[string]json.RawMessage
 	if json.Unmarshal(doc, &fields) != nil {
 		return nil, nil
 	}
 	nearMiss = map[string]string{}
+	var others []string
 	for name := range fields {
 		if slices.Contains(options, name) {
 			continue
@@ -47,12 +50,22 @@ func unknownFields(doc []byte) (warnings []string, nearMiss map[string]string) {
 			nearMiss[near] = name
 			warnings = append(warnings, fmt.Sprintf("%q is not an option of this connector; did you mean %q? It is ignored, and %s takes its default unless set", shortName(name), near, near))
 		} else {
-			warnings = append(warnings, fmt.Sprintf("%q is not an option of this connector; it is ignored", shortName(name)))
+			others = append(others, fmt.Sprintf("%q is not an option of this connector; it is ignored", shortName(name)))
 		}
 	}
+	// Likely typos first: they are what the user must fix.
 	sort.Strings(warnings)
+	sort.Strings(others)
+	warnings = append(warnings, others...)
+	if n := len(warnings) - maxFieldWarnings; n > 0 {
+		warnings = append(warnings[:maxFieldWarnings], fmt.Sprintf("and %d more fields that are not options of this connector are ignored", n))
+	}
 	return warnings, nearMiss
 }
+
+// maxFieldWarnings caps the warnings about fields that are not options: a
+// config with thousands of them gets this many lines and a count.
+const maxFieldWarnings = 20
 
 // nearest returns the option closest to name when it is close enough to be
 // a typo of it (an edit distance of at most a third of its length, and at
