@@ -984,6 +984,9 @@ func TestBadFiles(t *testing.T) {
 		{"empty config", write("c1.json", ""), good, "The config is not valid JSON"},
 		{"config of the wrong shape", write("c2.json", `[]`), good, "The config is invalid: config: expected object, but got array"},
 		{"missing catalog file", e.config(nil), filepath.Join(e.dir, "nope.json"), "Cannot read the catalog file"},
+		// Paths that never end: read up to a bound, not until memory runs out.
+		{"a config that never ends", "/dev/zero", good, "The config file /dev/zero is over 1 MiB"},
+		{"a catalog that never ends", e.config(nil), "/dev/zero", "The catalog file /dev/zero is over 64 MiB"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -993,6 +996,43 @@ func TestBadFiles(t *testing.T) {
 				t.Fatalf("exit %d trace %v", r.code, tr)
 			}
 		})
+	}
+}
+
+// TestSIGTERMWhileReadingTheConfig: a config path that blocks (a FIFO no
+// one writes) does not make the connector deaf to the platform's SIGTERM.
+func TestSIGTERMWhileReadingTheConfig(t *testing.T) {
+	e := newEnv(t, emulator.Options{})
+	fifo := filepath.Join(e.dir, "config.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "check", "--config", fifo)
+	cmd.Env = append(os.Environ(), runMainEnv+"=1")
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Once the connector holds the FIFO open for reading, opening it for
+	// writing no longer blocks: the connector is then blocked in its read.
+	w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	began := time.Now()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("SIGTERM did not end a check blocked reading its config")
+	}
+	if !strings.Contains(out.String(), `"status":"FAILED"`) || !strings.Contains(out.String(), "Stopped while reading the config file") {
+		t.Fatalf("after %v: %s", time.Since(began), out.String())
 	}
 }
 

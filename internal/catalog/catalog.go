@@ -11,12 +11,12 @@
 package catalog
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"sort"
 	"strconv"
@@ -168,11 +168,12 @@ func OptionsOf(cfg *config.Config) Options {
 	return Options{InferTimestamp: cfg.InferTimestamp, Tokens: cfg.Tokens}
 }
 
-// Load reads and compiles the catalog file at path.
-func Load(path string, o Options) (*Catalog, error) {
-	b, err := os.ReadFile(path)
+// Load reads (at most config.MaxCatalogBytes, until ctx ends) and compiles
+// the catalog file at path.
+func Load(ctx context.Context, path string, o Options) (*Catalog, error) {
+	b, err := config.ReadFile(ctx, path, "catalog", config.MaxCatalogBytes)
 	if err != nil {
-		return nil, failure.Configf(err, "Cannot read the catalog file %s", path)
+		return nil, err
 	}
 	return Compile(b, o)
 }

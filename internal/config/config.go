@@ -6,12 +6,12 @@
 package config
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -141,11 +141,12 @@ func mapDeprecated(doc []byte) ([]byte, []string) {
 	return out, warnings
 }
 
-// Load reads and parses the config file at path.
-func Load(path string) (*Config, error) {
-	b, err := os.ReadFile(path)
+// Load reads (at most MaxConfigBytes, until ctx ends) and parses the config
+// file at path.
+func Load(ctx context.Context, path string) (*Config, error) {
+	b, err := ReadFile(ctx, path, "config", MaxConfigBytes)
 	if err != nil {
-		return nil, failure.Configf(err, "Cannot read the config file %s", path)
+		return nil, err
 	}
 	return Parse(b)
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -176,7 +177,7 @@ func TestParseErrors(t *testing.T) {
 }
 
 func TestLoadMissingFile(t *testing.T) {
-	_, err := Load(filepath.Join(t.TempDir(), "nope.json"))
+	_, err := Load(context.Background(), filepath.Join(t.TempDir(), "nope.json"))
 	if f := failure.As(err); f.Kind != failure.Config || !strings.Contains(f.Message, "Cannot read the config file") {
 		t.Fatalf("got %v", err)
 	}
@@ -187,7 +188,7 @@ func TestLoadFile(t *testing.T) {
 	if err := os.WriteFile(p, []byte(`{"project_id":"p","api_key":"k"}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := Load(p)
+	c, err := Load(context.Background(), p)
 	if err != nil || c.ProjectID != "p" {
 		t.Fatalf("Load = %v, %v", c, err)
 	}

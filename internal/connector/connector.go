@@ -65,7 +65,7 @@ type Probe func(ctx context.Context, cfg *config.Config, warn func(format string
 // config is invalid or a probe fails, SUCCEEDED otherwise. The returned error
 // is only for a failure to write the status.
 func RunCheck(ctx context.Context, em *airbyte.Emitter, configPath string, probes ...Probe) error {
-	cfg, err := config.Load(configPath)
+	cfg, err := config.Load(ctx, configPath)
 	if err != nil {
 		return em.ConnectionStatus(false, failure.As(err).Message)
 	}

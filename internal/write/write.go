@@ -77,13 +77,13 @@ type Options struct {
 // valid), then the brokers, then the deletes of truncating collections, then
 // stdin until its end.
 func Run(ctx context.Context, em *airbyte.Emitter, configPath, catalogPath string, stdin io.Reader, opts Options) error {
-	cfg, err := config.Load(configPath)
+	cfg, err := config.Load(ctx, configPath)
 	if err != nil {
 		return err
 	}
 	em.Redact(cfg.APIKey.Reveal())
 	connector.LogConfigWarnings(em, cfg)
-	cat, err := catalog.Load(catalogPath, catalog.OptionsOf(cfg))
+	cat, err := catalog.Load(ctx, catalogPath, catalog.OptionsOf(cfg))
 	if err != nil {
 		return err
 	}
