@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -609,6 +610,31 @@ func TestConfigMistakes(t *testing.T) {
 			t.Fatalf("check: %s", r.stdout)
 		}
 	})
+}
+
+// TestBrokersThatAreNotKafka: kafka_bootstrap_servers pointed at a TLS
+// port that does not speak Kafka (here, the API's HTTPS port): check and
+// write say so as a config_error naming the setting, within seconds.
+func TestBrokersThatAreNotKafka(t *testing.T) {
+	e := newEnv(t, emulator.Options{})
+	u, err := url.Parse(e.emu.APIURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.config(map[string]any{"kafka_bootstrap_servers": u.Host})
+	began := time.Now()
+	r := e.run("", "check", "--config", cfg)
+	if !strings.Contains(r.stdout, `"status":"FAILED"`) || !strings.Contains(r.stdout, "kafka_bootstrap_servers") || !strings.Contains(r.stdout, "not as a Kafka broker") {
+		t.Fatalf("check: %s", r.stdout)
+	}
+	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}))
+	r = e.run(lines(rec("a", `{}`, 1)), "write", "--config", cfg, "--catalog", cat)
+	if tr := r.trace(t); r.code != 1 || tr["failure_type"] != "config_error" || !strings.Contains(tr["message"].(string), "kafka_bootstrap_servers") {
+		t.Fatalf("write: exit %d %v", r.code, tr)
+	}
+	if d := time.Since(began); d > 15*time.Second { // 3 s each, the wait for a first answer
+		t.Errorf("took %v to find out", d)
+	}
 }
 
 // TestDeadSeed: one bootstrap address that refuses connections, in any

@@ -30,6 +30,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"strings"
@@ -520,6 +521,9 @@ collect:
 		}
 	}
 	if len(s.Live) == 0 {
+		if !slices.ContainsFunc(errs, func(err error) bool { _, ok := errors.AsType[*notKafka](err); return !ok }) {
+			return Seeds{}, failure.Configf(errors.Join(errs...), "kafka_bootstrap_servers: %s took a connection but answered not as a Kafka broker; give the host:port of Keen's Kafka Inbound Cluster (port 9092), not an HTTPS or other address", strings.Join(brokers, ","))
+		}
 		return Seeds{}, errors.Join(errs...)
 	}
 	if len(rtts) > 0 {
@@ -528,16 +532,39 @@ collect:
 	return s, nil
 }
 
+// probeReadTimeout bounds the wait for a seed's first answer, once TLS is
+// up: a Kafka broker answers at once, even across the internet, and a
+// server of another protocol (an HTTPS port) waits for a request of its own
+// that never comes.
+const probeReadTimeout = 3 * time.Second
+
+// notKafka is a seed that took a connection and then answered not as a
+// Kafka broker: it closed it, sent what no Kafka broker sends, spoke no
+// TLS, or said nothing to the first request.
+type notKafka struct{ error }
+
+func (e *notKafka) Unwrap() error { return e.error }
+
 // probeOne opens one connection to addr, times one request's round trip
 // on it (the connection is warm: TLS and SASL took several), and closes it.
 // A broker that does not answer that request counts as near (0).
 func probeOne(addr string, sc *sarama.Config) (time.Duration, error) {
+	c := *sc
+	c.Net.ReadTimeout = min(c.Net.ReadTimeout, probeReadTimeout)
+	c.ApiVersionsRequest = false // SASL's handshake first: one wait, not three, on a server that is not Kafka
 	b := sarama.NewBroker(addr)
-	if err := b.Open(sc); err != nil {
+	if err := b.Open(&c); err != nil {
 		return 0, err
 	}
 	defer func() { _ = b.Close() }()
 	if ok, err := b.Connected(); !ok {
+		var oe *net.OpError
+		var rhe tls.RecordHeaderError
+		var pde sarama.PacketDecodingError
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &rhe) || errors.As(err, &pde) ||
+			errors.As(err, &oe) && oe.Op == "read" && oe.Timeout() {
+			return 0, &notKafka{err}
+		}
 		return 0, err
 	}
 	began := time.Now()
@@ -771,6 +798,11 @@ func (s *Sink) Diagnose(cfg *config.Config) error {
 	sc.Net.DialTimeout = 5 * time.Second
 	_, err = Probe(cfg.Brokers, sc)
 	if err == nil {
+		return nil
+	}
+	if _, slow := errors.AsType[*notKafka](err); slow {
+		// Mid-sync, brokers that took a connection and said nothing within
+		// probeReadTimeout are overloaded, not misconfigured: wait.
 		return nil
 	}
 	if f := Classify(err, "", "", cfg.Brokers); f.Kind == failure.Config {

@@ -67,6 +67,8 @@ var mutants = []mutant{
 		"c.Producer.Idempotent = true", "c.Producer.Idempotent = false", "./cmd/destination-keen", "TestRetriableBrokerErrors/REQUEST_TIMED_OUT"},
 	{"lanes kept on a dead seed", "internal/sink/sink.go",
 		"if len(seeds.Dead) == 0 {", "if true {", "./cmd/destination-keen", "TestDeadSeed"},
+	{"a TLS port that is not Kafka reported as a broker refusing records", "internal/sink/sink.go",
+		"			return 0, &notKafka{err}", "			return 0, err", "./cmd/destination-keen", "TestBrokersThatAreNotKafka"},
 	{"one dead seed fails the probe", "internal/sink/sink.go",
 		"if len(s.Live) == 0 {\n\t\treturn Seeds{}, errors.Join(errs...)", "if len(s.Dead) > 0 {\n\t\treturn Seeds{}, errors.Join(errs...)", "./cmd/destination-keen", "TestDeadSeed"},
 	{"a lane's bytes in flight not capped", "internal/sink/sink.go",
