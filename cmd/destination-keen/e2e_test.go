@@ -573,6 +573,16 @@ func TestUnreachableBrokers(t *testing.T) {
 	}
 }
 
+// TestAPIURLWithoutVersion: an api_url without /3.0 answers 404 for every
+// path: check blames api_url, not the (correct) Project ID.
+func TestAPIURLWithoutVersion(t *testing.T) {
+	e := newEnv(t, emulator.Options{})
+	r := e.run("", "check", "--config", e.config(map[string]any{"api_url": strings.TrimSuffix(e.emu.APIURL(), "/3.0")}))
+	if !strings.Contains(r.stdout, `"status":"FAILED"`) || !strings.Contains(r.stdout, "api_url: the address answers 404 for Keen's API paths: it should end in /3.0") || strings.Contains(r.stdout, "check the Project ID") {
+		t.Fatalf("check: %s", r.stdout)
+	}
+}
+
 // TestConfigMistakes: an address or URL that cannot be right, or a key no
 // HTTP header can carry, is a config_error naming the field, from check and
 // from write alike, before anything reaches the network; a scheme in
@@ -687,6 +697,7 @@ func TestBadInputStopsTheSync(t *testing.T) {
 		{"not json at all", `hello`, "Input line 3 is not a valid Airbyte message: the line is not JSON"},
 		{"json not an object", `["RECORD"]`, "Input line 3 is not a valid Airbyte message: the message is a JSON array, not an object"},
 		{"no type", `{"record":{"stream":"a","data":{},"emitted_at":1}}`, "Input line 3 is not a valid Airbyte message: the message has no type"},
+		{"a known type in lower case", `{"type":"record","record":{"stream":"a","data":{},"emitted_at":1}}`, `Input line 3 is not a valid Airbyte message: the message type "record" is not one of the protocol's`},
 		{"record without stream", `{"type":"RECORD","record":{"data":{},"emitted_at":1}}`, "the record has no stream"},
 		{"record without data", `{"type":"RECORD","record":{"stream":"a","emitted_at":1}}`, "the record has no data"},
 		{"record without emitted_at", `{"type":"RECORD","record":{"stream":"a","data":{}}}`, "the record has no emitted_at"},

@@ -419,3 +419,53 @@ func TestTokenInputs(t *testing.T) {
 		})
 	}
 }
+
+// TestTokenTally: the summary counts, per stream, the events with a token
+// derived here, with the source's own, and with none, for every mix.
+func TestTokenTally(t *testing.T) {
+	own := func(id string) string { return `"keen":{"uniqueness_token":"` + id + `"}` }
+	tests := []struct {
+		name   string
+		s      cstream
+		in     []string
+		want   string
+		absent []string
+	}{
+		{"no key, one record with its own token", cstream{name: "a", mode: "append"},
+			[]string{`{"n":1}`, `{"n":2,` + own("t2") + `}`, `{"n":3}`},
+			`Stream "a" -> "a": 3 records; uniqueness tokens: the source's own for 1, none for 2 (no primary key`, nil},
+		{"no key, no token", cstream{name: "a", mode: "append"},
+			[]string{`{"n":1}`},
+			`Stream "a" -> "a": 1 record; no uniqueness tokens (no primary key`, []string{"source's own"}},
+		{"a key: derived, the source's own, and none", cstream{name: "a", mode: "append", key: [][]string{{"id"}}, cursor: []string{"u"}},
+			[]string{`{"id":1,"u":1}`, `{"id":2,"u":1,` + own("t2") + `}`, `{"u":1}`},
+			`the cursor u and the record's content (and the sync's ID for a record without a cursor value) for 1, the source's own for 1, none for 1 (a key value, or the cursor and the sync_id, missing)`, nil},
+		{"a key: all derived", cstream{name: "a", mode: "append", key: [][]string{{"id"}}, cursor: []string{"u"}},
+			[]string{`{"id":1,"u":1}`, `{"id":2,"u":1}`},
+			`for a record without a cursor value) for 2`, []string{"source's own", "none for"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, emulator.Options{})
+			var in []string
+			for _, d := range tt.in {
+				in = append(in, rec("a", d, 1))
+			}
+			r := e.accept(t, []cstream{tt.s}, in)
+			var summary string
+			for l := range strings.Lines(r.logs()) {
+				if strings.HasPrefix(l, `Stream "a" -> "a": `) {
+					summary = l
+				}
+			}
+			if !strings.Contains(summary, tt.want) {
+				t.Fatalf("summary %q lacks %q", summary, tt.want)
+			}
+			for _, a := range tt.absent {
+				if strings.Contains(summary, a) {
+					t.Fatalf("summary %q holds %q", summary, a)
+				}
+			}
+		})
+	}
+}

@@ -8,6 +8,7 @@ package airbyte
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -92,13 +93,17 @@ func (e *Emitter) writeLine(b []byte) error {
 }
 
 func (e *Emitter) emit(m *protocol.AirbyteMessage) error {
-	b, err := json.Marshal(m)
-	if err != nil {
+	// Without HTML escaping: a log's "->" and ">=" stay as they are, for
+	// the people who read raw logs.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(m); err != nil {
 		return fmt.Errorf("encode %s message: %w", m.Type, err)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.writeLine(b)
+	return e.writeLine(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
 }
 
 // Spec writes one SPEC message.

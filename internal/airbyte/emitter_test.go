@@ -72,3 +72,16 @@ func TestRedact(t *testing.T) {
 		t.Fatalf("not redacted: %s", out.String())
 	}
 }
+
+// TestNoHTMLEscaping: what people read in raw logs keeps its arrows and
+// comparisons, not \u003e.
+func TestNoHTMLEscaping(t *testing.T) {
+	var out bytes.Buffer
+	em := NewEmitter(&out)
+	if err := em.Logf(Info, `Stream "a" -> collection "a": <b> & >=`); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); !strings.Contains(got, `Stream \"a\" -> collection \"a\": <b> & >=`) || strings.Contains(got, `\u003e`) {
+		t.Fatalf("escaped: %s", got)
+	}
+}

@@ -91,9 +91,12 @@ func (c *Client) DeleteEvents(ctx context.Context, collection string, filters []
 	return err == nil, err
 }
 
-// errResourceNotFound is Keen's error_code for an unknown resource, as
-// opposed to ProjectNotFoundError.
-const errResourceNotFound = "ResourceNotFoundError"
+// Keen's error_codes for an unknown resource (a collection) and an unknown
+// project.
+const (
+	errResourceNotFound = "ResourceNotFoundError"
+	errProjectNotFound  = "ProjectNotFoundError"
+)
 
 // CheckMasterKey makes one master-key call (listing the project's
 // collections) without retrying, for check.
@@ -182,8 +185,13 @@ func (c *Client) once(ctx context.Context, method, u string) (time.Duration, err
 		return 0, failure.Configf(se, "Keen rejected the API key; copy the Master API Key from the project's Access tab")
 	case s == http.StatusForbidden:
 		return 0, failure.Configf(se, "the API key is not the project's master key; overwrite syncs and check need the Master API Key from the project's Access tab")
-	case s == http.StatusNotFound:
+	case s == http.StatusNotFound && se.ErrorCode == errProjectNotFound:
 		return 0, failure.Configf(se, "Keen does not know project %q; check the Project ID", c.project)
+	case s == http.StatusNotFound && se.ErrorCode == "":
+		// Not Keen's JSON: the path is not Keen's API (api_url without /3.0).
+		return 0, failure.Configf(se, "api_url: the address answers 404 for Keen's API paths: it should end in /3.0, as https://api.keen.io/3.0 does")
+	case s == http.StatusNotFound:
+		return 0, failure.Configf(se, "Keen's API answered 404 (%s) for project %q; check the Project ID and api_url", se.ErrorCode, c.project)
 	case s == http.StatusTooManyRequests || s >= 500:
 		return retryAfter(resp.Header.Get("Retry-After")), se
 	default:

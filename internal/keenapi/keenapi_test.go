@@ -19,7 +19,8 @@ import (
 const key = "SECRET-key-7f3a9c"
 
 // server answers with the given statuses in turn (the last one repeats),
-// errors with Keen's error_code code (default SomeError).
+// errors with Keen's error_code code (default SomeError; "-" for a body
+// that is not Keen's, as a server that is not Keen's API sends).
 func server(t *testing.T, statuses []int, retryAfter string, code ...string) (*httptest.Server, *atomic.Int32) {
 	errorCode := "SomeError"
 	if len(code) > 0 {
@@ -38,7 +39,10 @@ func server(t *testing.T, statuses []int, retryAfter string, code ...string) (*h
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(s)
-		if s >= 400 {
+		switch {
+		case s >= 400 && errorCode == "-":
+			fmt.Fprint(w, "404 page not found")
+		case s >= 400:
 			fmt.Fprintf(w, `{"message":"Specified API Key is invalid. API Key: '%s'.","error_code":"%s"}`, key, errorCode)
 		}
 	}))
@@ -78,7 +82,8 @@ func TestDeleteCollection(t *testing.T) {
 		{"401", []int{401}, "", 1, failure.Config, "Keen rejected the API key", "", false},
 		{"403", []int{403}, "", 1, failure.Config, "not the project's master key", "", false},
 		{"404 unknown project", []int{404}, "", 1, failure.Config, `Keen does not know project "p1"`, "ProjectNotFoundError", false},
-		{"404 another error", []int{404}, "", 1, failure.Config, `Keen does not know project "p1"`, "", false},
+		{"404 another error", []int{404}, "", 1, failure.Config, `Keen's API answered 404 (SomeError) for project "p1"; check the Project ID and api_url`, "", false},
+		{"404 from a server that is not Keen's API", []int{404}, "", 1, failure.Config, "api_url: the address answers 404 for Keen's API paths: it should end in /3.0, as https://api.keen.io/3.0 does", "-", false},
 		{"404 unknown collection: nothing to delete", []int{404}, "", 1, 0, "", "ResourceNotFoundError", false},
 		{"400", []int{400}, "", 1, failure.System, "refused the request", "", false},
 	}

@@ -77,9 +77,8 @@ type Stream struct {
 	DroppedKeenKeys atomic.Int64
 	Oversized       atomic.Int64 // skipped as too large (oversized_records: skip)
 	Nonconforming   atomic.Int64 // skipped as breaking Keen's rules (nonconforming_records: skip)
-	Tokens          atomic.Int64 // events with a uniqueness token derived here
-	SourceTokens    atomic.Int64 // events whose source set its own token
-	Untokened       atomic.Int64 // of a stream with tokens, but a key value or the cursor and sync_id missing
+	Tokens          atomic.Int64 // events sent with a uniqueness token derived here
+	SourceTokens    atomic.Int64 // events sent with the token their source set
 	// completion is how the stream ended so far (a Completion), by the
 	// rule of completion.go; the sequencer writes it.
 	completion atomic.Int32
@@ -616,14 +615,6 @@ func (p *Pipeline) send(ctx context.Context, it *item) error {
 	case plan.TimestampFromCursor:
 		st.Fallbacks.Add(1)
 	}
-	switch it.token {
-	case tokenOurs:
-		st.Tokens.Add(1)
-	case tokenSource:
-		st.SourceTokens.Add(1)
-	case tokenMissing:
-		st.Untokened.Add(1)
-	}
 	if it.droppedKey > 0 {
 		st.DroppedKeenKeys.Add(int64(it.droppedKey))
 	}
@@ -642,6 +633,12 @@ func (p *Pipeline) send(ctx context.Context, it *item) error {
 		return p.tracker.Done(p.tracker.Next())
 	}
 	p.count(plan, false, it.no)
+	switch it.token { // of the events sent
+	case tokenOurs:
+		st.Tokens.Add(1)
+	case tokenSource:
+		st.SourceTokens.Add(1)
+	}
 	env.Seq = p.tracker.Next()
 	// When ctx ends first, the sync is ending: this record is not
 	// delivered, nor any state after it.

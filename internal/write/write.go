@@ -133,7 +133,11 @@ func logPlan(em *airbyte.Emitter, cfg *config.Config, cat *catalog.Catalog) {
 		if p.ObjectName != "" {
 			named = fmt.Sprintf(" (the platform's destination_object_name %q)", p.ObjectName)
 		}
-		_ = em.Logf(airbyte.Info, "Stream %q -> collection %q%s: %s; keen.timestamp from %s; keen.uniqueness_token from %s", p.Name(), p.Collection, named, p.Reason, ts, p.Token.Why)
+		tokens := "keen.uniqueness_token from " + p.Token.Why
+		if p.Token.Kind == catalog.TokenNone {
+			tokens = "no keen.uniqueness_token " + strings.TrimPrefix(p.Token.Why, "none ")
+		}
+		_ = em.Logf(airbyte.Info, "Stream %q -> collection %q%s: %s; keen.timestamp from %s; %s", p.Name(), p.Collection, named, p.Reason, ts, tokens)
 	}
 	for _, warning := range cat.Warnings {
 		_ = em.Logf(airbyte.Warn, "Namespaces are not part of collection names: %s", warning)
@@ -403,15 +407,12 @@ func (s *syncRun) summary(elapsed time.Duration, st checkpoint.Stats) {
 		read, int64(st.Finished)-skipped, skipped, states, st.Emitted, elapsed.Seconds(), float64(read)/secs)
 	for _, p := range s.cat.Plans {
 		c := s.pipe.Stream(p)
-		line := fmt.Sprintf("Stream %q -> %q: %d records", p.Name(), p.Collection, c.Records.Load())
+		n := c.Records.Load()
+		line := fmt.Sprintf("Stream %q -> %q: %d %s", p.Name(), p.Collection, n, plural(n, "record", "records"))
 		if p.TimestampFromCursor {
 			line += fmt.Sprintf("; keen.timestamp from the cursor for %d, from emitted_at for %d (cursor missing or not a time)", c.FromCursor.Load(), c.Fallbacks.Load())
 		}
-		if p.Token.Kind != catalog.TokenNone || c.SourceTokens.Load() > 0 {
-			line += fmt.Sprintf("; uniqueness tokens from %s for %d, the source's own kept for %d, none for %d (a key value, or the cursor and the sync_id, missing)", p.Token.Why, c.Tokens.Load(), c.SourceTokens.Load(), c.Untokened.Load())
-		} else {
-			line += "; no uniqueness tokens: " + strings.TrimPrefix(p.Token.Why, "none ")
-		}
+		line += "; " + tokenTally(p, c)
 		if n := c.DroppedKeenKeys.Load(); n > 0 {
 			line += fmt.Sprintf("; %d %s of the source's keen objects dropped (Keen accepts only addons, location, uniqueness_token)", n, plural(n, "key", "keys"))
 		}
@@ -423,6 +424,28 @@ func (s *syncRun) summary(elapsed time.Duration, st checkpoint.Stats) {
 		}
 		_ = s.em.Logf(airbyte.Info, "%s", line)
 	}
+}
+
+// tokenTally says, for the summary, how many of the stream's events carry a
+// uniqueness token derived here, the source's own, or none.
+func tokenTally(p *catalog.Plan, c *pipeline.Stream) string {
+	ours, theirs := c.Tokens.Load(), c.SourceTokens.Load()
+	none := max(c.Sent()-ours-theirs, 0)
+	if p.Token.Kind == catalog.TokenNone {
+		reason := strings.TrimPrefix(p.Token.Why, "none ")
+		if theirs == 0 {
+			return "no uniqueness tokens " + reason
+		}
+		return fmt.Sprintf("uniqueness tokens: the source's own for %d, none for %d %s", theirs, none, reason)
+	}
+	line := fmt.Sprintf("uniqueness tokens from %s for %d", p.Token.Why, ours)
+	if theirs > 0 {
+		line += fmt.Sprintf(", the source's own for %d", theirs)
+	}
+	if none > 0 {
+		line += fmt.Sprintf(", none for %d (a key value, or the cursor and the sync_id, missing)", none)
+	}
+	return line
 }
 
 // reportGoroutines logs the goroutine count at the start and, once the

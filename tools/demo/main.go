@@ -96,7 +96,7 @@ func run(out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "== Before the sync, Keen holds: %v (from an earlier sync)\n\n", before)
+	fmt.Fprintf(out, "== Before the sync, Keen holds (from an earlier sync): %s\n\n", describeCounts(before))
 
 	fmt.Fprintf(out, "== destination-keen check --config config.json\n")
 	msgs, took, err := exe(nil, "check", "--config", configPath)
@@ -163,6 +163,23 @@ func run(out io.Writer) error {
 		return errors.New("some events broke Keen's rules")
 	}
 	return nil
+}
+
+// describeCounts lists collections and their event counts, sorted.
+func describeCounts(counts map[string]int) string {
+	names := make([]string, 0, len(counts))
+	for c := range counts {
+		names = append(names, c)
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, c := range names {
+		parts[i] = fmt.Sprintf("%s (%d events)", c, counts[c])
+	}
+	if len(parts) == 0 {
+		return "nothing"
+	}
+	return strings.Join(parts, ", ")
 }
 
 func orEmpty(v any) string {
