@@ -1235,6 +1235,44 @@ func TestSilentStdin(t *testing.T) {
 	}
 }
 
+// TestFirstProgressLine: the first progress line comes about 5 s after the
+// start, not 30 s, with what was read, acknowledged and echoed.
+func TestFirstProgressLine(t *testing.T) {
+	e := newEnv(t, emulator.Options{})
+	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}))
+	began := time.Now()
+	cmd, stdin, stdout, _ := e.startSync(t, cat)
+	fmt.Fprint(stdin, lines(rec("a", `{"n":1}`, 1), streamState("a", "1")))
+	got := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "Progress: ") {
+				got <- sc.Text()
+				break
+			}
+		}
+		close(got)
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case line, ok := <-got:
+		if !ok {
+			t.Fatal("the output ended without a progress line")
+		}
+		if d := time.Since(began); d > 12*time.Second {
+			t.Errorf("the first progress line came after %v", d)
+		}
+		if !strings.Contains(line, "Progress: 1 record read") || !strings.Contains(line, "1 acknowledged by Keen's brokers, 1 state read, 1 echoed") {
+			t.Errorf("progress line: %s", line)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no progress line within 20 s")
+	}
+	stdin.Close()
+	_ = cmd.Wait()
+}
+
 // outage runs a sync through a broker outage of the given length; during,
 // when not nil, runs while the brokers are down.
 func outage(t *testing.T, down time.Duration, config map[string]any, during func(*env)) (string, *env, int) {

@@ -57,7 +57,8 @@ import (
 
 // Options are the knobs of a sync that are not in the user's config.
 type Options struct {
-	// Progress is the interval of progress logs; default 30 s.
+	// Progress is the interval of progress logs after the first, which
+	// comes after 5 s; default 30 s.
 	Progress time.Duration
 	// FlushTimeout bounds the final flush after a failure or a signal;
 	// default 20 s.
@@ -88,7 +89,7 @@ func Run(ctx context.Context, em *airbyte.Emitter, configPath, catalogPath strin
 		return err
 	}
 	if opts.Progress <= 0 {
-		opts.Progress = 30 * time.Second
+		opts.Progress = defaultProgress
 	}
 	if opts.FlushTimeout <= 0 {
 		opts.FlushTimeout = 20 * time.Second
@@ -314,8 +315,9 @@ func (s *syncRun) run(parent context.Context, stdin io.Reader) error {
 	}()
 
 	// running
-	progress := time.NewTicker(s.opts.Progress)
+	progress := time.NewTimer(min(firstProgress, s.opts.Progress))
 	defer progress.Stop()
+	last := s.snap(began)
 	pipelineDone := false
 running:
 	for {
@@ -330,9 +332,11 @@ running:
 			break running
 		case <-ctx.Done():
 			break running
-		case <-progress.C:
-			n, states := s.pipe.Progress()
-			_ = s.em.Logf(airbyte.Info, "Progress: %d records read (%.0f/s), %d states read, %d echoed", n, float64(n)/time.Since(began).Seconds(), states, s.tracker.Stats().Emitted)
+		case now := <-progress.C:
+			cur := s.snap(now)
+			_ = s.em.Logf(airbyte.Info, "%s", progressLine(last, cur))
+			last = cur
+			progress.Reset(s.opts.Progress)
 		}
 	}
 	if parent.Err() != nil && s.firstFailure() == nil {

@@ -70,7 +70,7 @@ func TestProgressLogs(t *testing.T) {
 	fmt.Fprintln(pw, `{"type":"RECORD","record":{"stream":"slow","data":{"n":1},"emitted_at":1}}`)
 	fmt.Fprintln(pw, `{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":{"name":"slow"},"stream_state":{"n":1}}}}`)
 	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(out.String(), `"type":"STATE"`) || !strings.Contains(out.String(), "Progress: 1 records read") {
+	for !strings.Contains(out.String(), `"type":"STATE"`) || !strings.Contains(out.String(), "Progress: 1 record read") {
 		if time.Now().After(deadline) {
 			t.Fatalf("no state or progress while the input is open:\n%s", out.String())
 		}
@@ -93,5 +93,41 @@ func TestRejectsBadConfig(t *testing.T) {
 	err := Run(context.Background(), airbyte.NewEmitter(&bytes.Buffer{}), cfg, "catalog.json", strings.NewReader(""), Options{})
 	if f := failure.As(err); f.Kind != failure.Config {
 		t.Fatalf("want config_error, got %v", err)
+	}
+}
+
+// TestProgressLine: each line says what was read, acknowledged and echoed,
+// the rate over its own interval, and what the sync waits for when nothing
+// moved.
+func TestProgressLine(t *testing.T) {
+	t0 := time.Unix(1700000000, 0)
+	start := progressSnap{at: t0}
+	tests := []struct {
+		name      string
+		prev, cur progressSnap
+		want, not string
+	}{
+		{"flowing", start, progressSnap{at: t0.Add(5 * time.Second), read: 5000, states: 50, acked: 4900, sent: 5000, echoed: 49},
+			"Progress: 5000 records read (1000/s over the last 5s), 4900 acknowledged by Keen's brokers, 50 states read, 49 echoed", "waiting"},
+		{"the rate is the interval's, not the sync's",
+			progressSnap{at: t0.Add(5 * time.Second), read: 5000, acked: 5000, sent: 5000},
+			progressSnap{at: t0.Add(35 * time.Second), read: 8000, acked: 8000, sent: 8000},
+			"8000 records read (100/s over the last 30s)", "waiting"},
+		{"brokers stalled",
+			progressSnap{at: t0, read: 100, acked: 40, sent: 100},
+			progressSnap{at: t0.Add(30 * time.Second), read: 100, acked: 40, sent: 100},
+			"; waiting for Keen's brokers: nothing acknowledged for 30s, 60 records in flight", "source"},
+		{"the source silent",
+			progressSnap{at: t0, read: 100, acked: 100, sent: 100},
+			progressSnap{at: t0.Add(30 * time.Second), read: 100, acked: 100, sent: 100},
+			"; waiting for the source: no input for 30s", "brokers:"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := progressLine(tt.prev, tt.cur)
+			if !strings.Contains(got, tt.want) || strings.Contains(got, tt.not) {
+				t.Fatalf("%q: want %q, not %q", got, tt.want, tt.not)
+			}
+		})
 	}
 }
