@@ -917,7 +917,7 @@ func TestSIGTERMFlushes(t *testing.T) {
 		t.Fatalf("%d events, want 1", n)
 	}
 	// The counts say what was applied: the one record read.
-	if !strings.Contains(s, `Stream \"a\" -\u003e \"a\": 1 records`) || !strings.Contains(s, "Sync summary: 1 records read, 1 acknowledged") {
+	if !strings.Contains(s, `Stream \"a\" -> \"a\": 1 record;`) || !strings.Contains(s, "Sync summary: 1 records read, 1 acknowledged") {
 		t.Fatalf("the counts after a signal:\n%s", s)
 	}
 }
