@@ -126,14 +126,19 @@ type Catalog struct {
 
 type key struct{ namespace, stream string }
 
-// Lookup returns the plan for a record's stream: an exact namespace match,
-// or, when the record's namespace is not in the catalog, the only stream of
-// that name. nil means the stream is not in the catalog.
+// Lookup returns the plan of a record's (or a state's, or a status's)
+// stream, by one rule: the stream of that name and namespace; or, for one
+// that names no namespace, the only stream of that name in the catalog
+// (sources that leave the namespace out of their records exist: the
+// Postgres source's records of a "public" stream). A namespace the catalog
+// does not have for that name matches nothing, however many streams bear
+// the name; so does a name without namespace that several namespaces share.
+// nil means the stream is not in the catalog.
 func (c *Catalog) Lookup(namespace, stream string) *Plan {
 	if p := c.byKey[key{namespace, stream}]; p != nil {
 		return p
 	}
-	if ps := c.byName[stream]; len(ps) == 1 {
+	if ps := c.byName[stream]; namespace == "" && len(ps) == 1 {
 		return ps[0]
 	}
 	return nil

@@ -85,7 +85,7 @@ func TestCompilePlans(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("plans:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if c.Lookup("", "users") == nil || c.Lookup("any_namespace", "users") == nil || c.Lookup("", "nope") != nil {
+	if c.Lookup("", "users") == nil || c.Lookup("any_namespace", "users") != nil || c.Lookup("", "nope") != nil {
 		t.Fatal("lookup")
 	}
 }
@@ -107,6 +107,46 @@ func TestNamespaces(t *testing.T) {
 	}
 	if c.Lookup("a", "users") == c.Lookup("b", "users") || c.Lookup("c", "users") != nil {
 		t.Fatal("namespaced lookup")
+	}
+}
+
+// TestLookup: one rule for namespaces, with one stream of a name or many:
+// the exact namespace; a record without one takes the only stream of its
+// name; a namespace the catalog lacks for that name matches nothing.
+func TestLookup(t *testing.T) {
+	one, err := Compile(doc(stream{name: "id_and_name", ns: "public", mode: "append"}, stream{name: "plain", mode: "append"}), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	two, err := Compile(doc(stream{name: "id_and_name", ns: "public", mode: "append"}, stream{name: "id_and_name", ns: "other", mode: "append"}), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		cat   *Catalog
+		ns, s string
+		want  string // the plan's namespace, or "-" for none
+	}{
+		{"exact, one", one, "public", "id_and_name", "public"},
+		{"no namespace, one of the name", one, "", "id_and_name", "public"},
+		{"another namespace, one of the name", one, "other", "id_and_name", "-"},
+		{"a namespace for a stream without one", one, "public", "plain", "-"},
+		{"exact, two", two, "other", "id_and_name", "other"},
+		{"no namespace, two of the name", two, "", "id_and_name", "-"},
+		{"a third namespace, two of the name", two, "third", "id_and_name", "-"},
+		{"an unknown name", one, "", "nope", "-"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := "-"
+			if p := tt.cat.Lookup(tt.ns, tt.s); p != nil {
+				got = p.Namespace
+			}
+			if got != tt.want {
+				t.Fatalf("Lookup(%q, %q) found %q, want %q", tt.ns, tt.s, got, tt.want)
+			}
+		})
 	}
 }
 

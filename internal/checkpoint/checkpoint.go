@@ -182,19 +182,37 @@ const (
 	Legacy = Kind(protocol.AirbyteStateTypeLEGACY)
 )
 
-// Describe reads a state object's kind and, for a STREAM state, its stream.
-// The state must be valid JSON, as every line the decoder accepted is.
+// Describe reads a state object's kind and, for a STREAM state, its stream,
+// by one rule for every kind, the protocol's: type is STREAM, GLOBAL or
+// LEGACY, or absent (or null) for LEGACY; a STREAM state has a stream object
+// whose stream_descriptor has a name and, if any, a namespace that is a
+// string (or null); a GLOBAL state has a global object, whose stream_states,
+// if present, is an array; a LEGACY state may hold anything in data. The
+// blobs themselves are the source's and are not read. The state must be
+// valid JSON, as every line the decoder accepted is.
 func Describe(state []byte) (kind Kind, name, namespace string, err error) {
 	kind = Legacy
-	if t := jsonx.Lookup(state, "type"); t != nil {
-		if s, err := jsonx.Unquote(t); err == nil {
-			kind = Kind(s)
-		}
+	switch t := jsonx.Lookup(state, "type"); jsonx.KindOf(t) {
+	case jsonx.Invalid, jsonx.Null: // absent or null: LEGACY
+	case jsonx.String:
+		s, _ := jsonx.Unquote(t)
+		kind = Kind(s)
+	default:
+		return "", "", "", fmt.Errorf("the state's type is a JSON %s, not STREAM, GLOBAL or LEGACY", jsonx.KindOf(t))
 	}
 	switch kind {
-	case Stream:
-	case Global, Legacy:
+	case Legacy:
 		return kind, "", "", nil
+	case Global:
+		global := jsonx.Lookup(state, "global")
+		if jsonx.KindOf(global) != jsonx.Object {
+			return "", "", "", errors.New("a GLOBAL state needs a global object")
+		}
+		if ss := jsonx.Lookup(global, "stream_states"); ss != nil && jsonx.KindOf(ss) != jsonx.Array {
+			return "", "", "", errors.New("a GLOBAL state's global.stream_states must be an array")
+		}
+		return kind, "", "", nil
+	case Stream:
 	default:
 		return "", "", "", fmt.Errorf("unknown state type %q", kind)
 	}
@@ -205,6 +223,9 @@ func Describe(state []byte) (kind Kind, name, namespace string, err error) {
 	desc := jsonx.Lookup(stream, "stream_descriptor")
 	if jsonx.KindOf(desc) != jsonx.Object {
 		return "", "", "", errors.New("a STREAM state needs stream.stream_descriptor")
+	}
+	if ns := jsonx.Lookup(desc, "namespace"); ns != nil && jsonx.KindOf(ns) != jsonx.String && jsonx.KindOf(ns) != jsonx.Null {
+		return "", "", "", errors.New("a STREAM state's stream.stream_descriptor.namespace must be a string")
 	}
 	name, namespace = message.StreamDescriptor(desc)
 	if name == "" {

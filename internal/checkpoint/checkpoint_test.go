@@ -129,6 +129,20 @@ func TestDescribe(t *testing.T) {
 		{`{"type":"STREAM"}`, "", "", "", "needs a stream object"},
 		{`{"type":"STREAM","stream":{}}`, "", "", "", "needs stream.stream_descriptor"},
 		{`{"type":"PER_STREAM"}`, "", "", "", "unknown state type"},
+		// One rule for every kind and field.
+		{`{"type":null,"data":{}}`, "LEGACY", "", "", ""},
+		{`{"type":"LEGACY"}`, "LEGACY", "", "", ""},
+		{`{"type":1}`, "", "", "", "the state's type is a JSON number, not STREAM, GLOBAL or LEGACY"},
+		{`{"type":[]}`, "", "", "", "the state's type is a JSON array"},
+		{`{"type":"FOO"}`, "", "", "", "unknown state type"},
+		{`{"type":"GLOBAL","global":{"shared_state":{"lsn":1},"stream_states":[]}}`, "GLOBAL", "", "", ""},
+		{`{"type":"GLOBAL"}`, "", "", "", "a GLOBAL state needs a global object"},
+		{`{"type":"GLOBAL","global":null}`, "", "", "", "a GLOBAL state needs a global object"},
+		{`{"type":"GLOBAL","global":"x"}`, "", "", "", "a GLOBAL state needs a global object"},
+		{`{"type":"GLOBAL","global":[]}`, "", "", "", "a GLOBAL state needs a global object"},
+		{`{"type":"GLOBAL","global":{"stream_states":{}}}`, "", "", "", "stream_states must be an array"},
+		{`{"type":"STREAM","stream":{"stream_descriptor":{"name":"u","namespace":1}}}`, "", "", "", "namespace must be a string"},
+		{`{"type":"STREAM","stream":{"stream_descriptor":{"name":""}}}`, "", "", "", "needs stream.stream_descriptor.name"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.state, func(t *testing.T) {
