@@ -16,7 +16,7 @@ import (
 
 var (
 	streamLine  = regexp.MustCompile(`Stream "orders" -> "orders": (\d+) records; keen.timestamp from the cursor for (\d+), from emitted_at for (\d+)`)
-	summaryLine = regexp.MustCompile(`Sync summary: (\d+) records read, (\d+) acknowledged by Keen's brokers, (\d+) skipped`)
+	summaryLine = regexp.MustCompile(`Sync summary: (\d+) records? read, (\d+) acknowledged by Keen's brokers, (\d+) skipped`)
 )
 
 func TestHonestCounts(t *testing.T) {

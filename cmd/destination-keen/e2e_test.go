@@ -920,7 +920,7 @@ func TestSIGTERMFlushes(t *testing.T) {
 		t.Fatalf("%d events, want 1", n)
 	}
 	// The counts say what was applied: the one record read.
-	if !strings.Contains(s, `Stream \"a\" -> \"a\": 1 record;`) || !strings.Contains(s, "Sync summary: 1 records read, 1 acknowledged") {
+	if !strings.Contains(s, `Stream \"a\" -> \"a\": 1 record;`) || !strings.Contains(s, "Sync summary: 1 record read, 1 acknowledged") {
 		t.Fatalf("the counts after a signal:\n%s", s)
 	}
 }
@@ -1402,7 +1402,7 @@ func TestBrokerOutagePastTheBound(t *testing.T) {
 		t.Errorf("took %v with a 6 s delivery timeout", d)
 	}
 	o := out.String()
-	if !strings.Contains(o, `"failure_type":"transient_error"`) || !strings.Contains(o, "(delivery_timeout_seconds); 1 records were not delivered") {
+	if !strings.Contains(o, `"failure_type":"transient_error"`) || !strings.Contains(o, "(delivery_timeout_seconds); 1 record was not delivered") {
 		t.Fatalf("output:\n%s", o)
 	}
 	if strings.Contains(o, `"cursor":2}`) {

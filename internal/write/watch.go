@@ -78,7 +78,8 @@ func (s *syncRun) watch(ctx context.Context) {
 			if stalled >= s.cfg.DeliveryTimeout {
 				st := s.tracker.Stats()
 				s.quick.Store(true) // nothing will flush: do not wait for it
-				s.fail(failure.Transientf(nil, "Keen's Kafka brokers acknowledged nothing for %s (delivery_timeout_seconds); %d records were not delivered", stalled.Round(time.Second), st.Records-st.Finished))
+				n := int64(st.Records - st.Finished)
+				s.fail(failure.Transientf(nil, "Keen's Kafka brokers acknowledged nothing for %s (delivery_timeout_seconds); %d %s not delivered", stalled.Round(time.Second), n, plural(n, "record was", "records were")))
 				return
 			}
 		}

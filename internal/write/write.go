@@ -407,8 +407,8 @@ func (s *syncRun) summary(elapsed time.Duration, st checkpoint.Stats) {
 	secs := max(elapsed.Seconds(), 1e-3)
 	read, states := s.pipe.Progress()
 	skipped := s.pipe.Skipped()
-	_ = s.em.Logf(airbyte.Info, "Sync summary: %d records read, %d acknowledged by Keen's brokers, %d skipped (oversized or breaking Keen's rules), %d states read, %d echoed, %.1fs (%.0f records/s)",
-		read, int64(st.Finished)-skipped, skipped, states, st.Emitted, elapsed.Seconds(), float64(read)/secs)
+	_ = s.em.Logf(airbyte.Info, "Sync summary: %d %s read, %d acknowledged by Keen's brokers, %d skipped (oversized or breaking Keen's rules), %d %s read, %d echoed, %.1fs (%.0f records/s)",
+		read, plural(read, "record", "records"), int64(st.Finished)-skipped, skipped, states, plural(states, "state", "states"), st.Emitted, elapsed.Seconds(), float64(read)/secs)
 	for _, p := range s.cat.Plans {
 		c := s.pipe.Stream(p)
 		n := c.Records.Load()
