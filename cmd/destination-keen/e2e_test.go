@@ -549,14 +549,21 @@ func TestConfigTypos(t *testing.T) {
 	}
 }
 
-func TestUnreachableBrokers(t *testing.T) {
-	e := newEnv(t, emulator.Options{})
+// refusedAddr is a loopback address whose port refuses connections: it
+// was free a moment ago.
+func refusedAddr(t *testing.T) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	closed := l.Addr().String()
-	l.Close()
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func TestUnreachableBrokers(t *testing.T) {
+	e := newEnv(t, emulator.Options{})
+	closed := refusedAddr(t)
 	cfg := e.config(map[string]any{"kafka_bootstrap_servers": closed})
 	began := time.Now()
 	r := e.run("", "check", "--config", cfg)
@@ -654,12 +661,7 @@ func TestBrokersThatAreNotKafka(t *testing.T) {
 // stop a sync that the others can serve.
 func TestDeadSeed(t *testing.T) {
 	e := newEnv(t, emulator.Options{})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := l.Addr().String()
-	l.Close()
+	dead := refusedAddr(t)
 	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}))
 	live := e.emu.BrokerAddrs()
 	synced := 0

@@ -298,3 +298,24 @@ func TestDeleteWaitsForEveryAcknowledgement(t *testing.T) {
 		}
 	}
 }
+
+// TestErrorOfOneStream: an ERROR trace that names a stream keeps that
+// stream's old events; another stream that completed is replaced.
+func TestErrorOfOneStream(t *testing.T) {
+	e := newEnv(t, emulator.Options{})
+	e.seedGeneration("a", 1, 2)
+	e.seedGeneration("b", 1, 2)
+	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append", gen: 2, minGen: 2}, cstream{name: "b", mode: "append", gen: 2, minGen: 2}))
+	r := e.run(lines(rec("a", `{"new":1}`, 1), rec("b", `{"new":1}`, 1), complete("a", "b"),
+		`{"type":"TRACE","trace":{"type":"ERROR","emitted_at":1,"error":{"message":"x","stream_descriptor":{"name":"a"}}}}`),
+		"write", "--config", e.config(nil), "--catalog", cat)
+	if r.code != 0 {
+		t.Fatalf("exit %d:\n%s", r.code, r.stdout)
+	}
+	if gens := generations(e.events("a")); gens["1"] != 2 || gens["2"] != 1 {
+		t.Errorf("a (named by the ERROR): generations %v, want its 2 old events kept next to the new one", gens)
+	}
+	if gens := generations(e.events("b")); len(gens) != 1 || gens["2"] != 1 {
+		t.Errorf("b (completed): generations %v, want only the new one", gens)
+	}
+}

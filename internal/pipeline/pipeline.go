@@ -559,13 +559,22 @@ func (p *Pipeline) sequence(ctx context.Context, ordered <-chan *batch) error {
 // ended applies what a TRACE says about how streams ended (see
 // completion.go).
 func (p *Pipeline) ended(it *item) {
-	if it.end != endError {
-		p.statuses.Store(true)
+	if it.end == endError {
+		// Of the stream it names, or of every stream when it names none
+		// or one not in the catalog.
+		targets, which := p.streams, "no stream replaces its collection's earlier events"
+		if it.plan != nil {
+			targets = p.streams[it.plan.Index : it.plan.Index+1]
+			which = fmt.Sprintf("stream %q does not replace its collection's earlier events", it.plan.Name())
+		}
+		_ = p.em.Logf(airbyte.Warn, "Input line %d is an ERROR trace, a failure upstream of the connector: %s in this sync", it.no, which)
+		for i := range targets {
+			targets[i].apply(endError)
+		}
+		return
 	}
-	targets := p.streams // an ERROR of the whole sync, or of a stream not in the catalog
-	if it.plan != nil {
-		targets = p.streams[it.plan.Index : it.plan.Index+1]
-	} else if it.end != endError {
+	p.statuses.Store(true)
+	if it.plan == nil {
 		name := it.name
 		if it.ns != "" {
 			name = it.ns + "." + it.name
@@ -576,16 +585,7 @@ func (p *Pipeline) ended(it *item) {
 		}
 		return
 	}
-	if it.end == endError {
-		which := "no stream replaces its collection's earlier events"
-		if it.plan != nil {
-			which = fmt.Sprintf("stream %q does not replace its collection's earlier events", it.plan.Name())
-		}
-		_ = p.em.Logf(airbyte.Warn, "Input line %d is an ERROR trace, a failure upstream of the connector: %s in this sync", it.no, which)
-	}
-	for i := range targets {
-		targets[i].apply(it.end)
-	}
+	p.streams[it.plan.Index].apply(it.end)
 }
 
 // count counts a record for its stream and its next state.

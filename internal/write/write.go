@@ -20,8 +20,9 @@
 // nothing failed, and only for the truncating streams the platform reported
 // COMPLETE (pipeline.Completion: the end of the input alone is no success),
 // the events of their collections from other generations are deleted (see
-// replaceGenerations); a sync that fails or is killed deletes nothing. Stopping: the first failure (the pipeline's, a
-// producer error, the watchdog's) or a signal is recorded once, by fail,
+// replaceGenerations); a sync that fails or is killed deletes nothing.
+// Stopping: the first failure (the pipeline's, a producer error, the
+// watchdog's) or a signal is recorded once, by fail,
 // and cancels the run's context; the pipeline stops reading and returns,
 // and so does the watchdog. Closing: the producer is closed once the
 // pipeline has returned (so that no send can follow), flushing within
