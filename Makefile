@@ -35,7 +35,7 @@ build: ## build the static binary into bin/
 
 test: ## run every test (with the race detector when cgo is available)
 	@[ -n "$(RACE)" ] || echo "note: no C compiler for cgo, running without -race"
-	@echo "== every package's tests, two at a time: each prints ok when it is done; cmd/destination-keen, the end-to-end tests, takes 2-3 minutes of the 2.5-4"
+	@echo "== go test: packages run side by side, each prints ok when it is done; the end-to-end tests (cmd/destination-keen) take most of the time, 2-3 minutes on 2 cores"
 	$(GO) test $(RACE) -count=1 ./...
 
 lint: ## gofmt and go vet
