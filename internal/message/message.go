@@ -133,10 +133,11 @@ func Decode(line []byte, m *Message) error {
 	}
 	t, ok := knownTypes[name]
 	if !ok {
-		if _, known := knownTypes[strings.ToUpper(strings.TrimSpace(name))]; known {
+		upper := strings.ToUpper(strings.TrimSpace(name))
+		if _, known := knownTypes[upper]; known {
 			// A known type written otherwise is a mistake, not a type of a
 			// later release: skipping it would lose the line in silence.
-			return &Error{Reason: fmt.Sprintf("the message type %.40q is not one of the protocol's: types are written in capitals, without spaces (%s)", name, strings.ToUpper(strings.TrimSpace(name)))}
+			return &Error{Reason: fmt.Sprintf("the message type %.40q is not one of the protocol's: types are written in capitals, without spaces (%s)", name, upper)}
 		}
 		// A later release's type: the Java CDK skipped such lines too.
 		m.Type, m.TypeName = Unknown, name

@@ -137,7 +137,7 @@ func logPlan(em *airbyte.Emitter, cfg *config.Config, cat *catalog.Catalog) {
 		}
 		tokens := "keen.uniqueness_token from " + p.Token.Why
 		if p.Token.Kind == catalog.TokenNone {
-			tokens = "no keen.uniqueness_token " + strings.TrimPrefix(p.Token.Why, "none ")
+			tokens = "no keen.uniqueness_token " + noTokenReason(p)
 		}
 		_ = em.Logf(airbyte.Info, "Stream %q -> collection %q%s: %s; keen.timestamp from %s; %s", p.Name(), p.Collection, named, p.Reason, ts, tokens)
 	}
@@ -431,13 +431,17 @@ func (s *syncRun) summary(elapsed time.Duration, st checkpoint.Stats) {
 	}
 }
 
+// noTokenReason is why a stream's events get no token of ours, in
+// parentheses: the rule's Why without its leading "none".
+func noTokenReason(p *catalog.Plan) string { return strings.TrimPrefix(p.Token.Why, "none ") }
+
 // tokenTally says, for the summary, how many of the stream's events carry a
 // uniqueness token derived here, the source's own, or none.
 func tokenTally(p *catalog.Plan, c *pipeline.Stream) string {
 	ours, theirs := c.Tokens.Load(), c.SourceTokens.Load()
 	none := max(c.Sent()-ours-theirs, 0)
 	if p.Token.Kind == catalog.TokenNone {
-		reason := strings.TrimPrefix(p.Token.Why, "none ")
+		reason := noTokenReason(p)
 		if theirs == 0 {
 			return "no uniqueness tokens " + reason
 		}
