@@ -266,9 +266,12 @@ func TestNonconformingFixture(t *testing.T) {
 	}
 	logs := r.logs()
 	for _, want := range []string{
-		`1 record changed to follow Keen's rules (11 property names changed, 3 arrays kept as JSON text)`,
+		`1 record changed to follow Keen's rules (12 property names changed, 3 arrays kept as JSON text, 4 values made safe)`,
 		`["ad_metrics.cost"] (a property name containing '.') is now ad_metrics_cost`,
 		`Stream "rules": fee_details (an array holding objects or arrays) is now a string holding its JSON text`,
+		`Stream "rules": big (a number outside the range of a double) is now a string holding the number's text`,
+		`Stream "rules": cut (a string holding a lone UTF-16 surrogate) now holds U+FFFD in its place`,
+		"[\"name\ufffd\"] (a property name holding a lone UTF-16 surrogate) is now name\ufffd",
 	} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("the log lacks %q:\n%s", want, logs)

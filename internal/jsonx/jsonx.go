@@ -137,6 +137,13 @@ const (
 	OddKey Traits = 1 << iota
 	// NestedArray: an array that holds an object or an array.
 	NestedArray
+	// OddNumber: a number with an exponent or over 308 digits before its
+	// point, which may be outside the range of a double.
+	OddNumber
+	// LoneSurrogate: a string value holding a \u escape of a UTF-16
+	// surrogate that is not half of a pair (valid JSON, not Unicode). Keys
+	// holding one are OddKey, as every key with an escape is.
+	LoneSurrogate
 )
 
 // LongKey is the length, in bytes between the quotes, from which a key is
@@ -168,10 +175,17 @@ func skipValue(b []byte, i, depth int, tr *Traits) (int, error) {
 		}
 		return skipArray(b, i, depth+1, tr)
 	case c == '"':
-		end, _, err := scanString(b, i)
+		end, f, err := scanString(b, i)
+		if tr != nil && f&lone != 0 {
+			*tr |= LoneSurrogate
+		}
 		return end, err
 	case c == '-' || (c >= '0' && c <= '9'):
-		return scanNumber(b, i)
+		end, odd, err := scanNumber(b, i)
+		if tr != nil && odd {
+			*tr |= OddNumber
+		}
+		return end, err
 	case c == 't':
 		return literal(b, i, "true")
 	case c == 'f':
@@ -211,12 +225,12 @@ func walkObject(b []byte, i int, tr *Traits, fn func(kstart, kend, v int) (int, 
 			return i, errAt(i, "object key expected")
 		}
 		kstart := i
-		end, odd, err := scanKey(b, i)
+		end, f, err := scanKey(b, i)
 		if err != nil {
 			return end, err
 		}
 		if tr != nil {
-			*tr |= keyTraits(b, kstart, end, odd)
+			*tr |= keyTraits(b, kstart, end, f != 0)
 		}
 		i = skipSpace(b, end)
 		if i >= len(b) || b[i] != ':' {
@@ -288,9 +302,20 @@ var plainKey = func() (t [256]bool) {
 	return t
 }()
 
+// strFlags are what a string scan notes.
+type strFlags uint8
+
+const (
+	// odd: an escape, or an ASCII byte that is not plain in the table.
+	odd strFlags = 1 << iota
+	// lone: a \u escape of a surrogate that is not half of a pair.
+	lone
+)
+
 // scanString validates the string starting at b[i] (the quote) and returns
-// the index past its closing quote and whether it holds escapes.
-func scanString(b []byte, i int) (end int, escaped bool, err error) {
+// the index past its closing quote and whether it holds escapes (odd) and
+// lone surrogates.
+func scanString(b []byte, i int) (end int, f strFlags, err error) {
 	j := i + 1
 	for j+8 <= len(b) && plain[b[j]] && plain[b[j+1]] && plain[b[j+2]] && plain[b[j+3]] &&
 		plain[b[j+4]] && plain[b[j+5]] && plain[b[j+6]] && plain[b[j+7]] {
@@ -300,14 +325,14 @@ func scanString(b []byte, i int) (end int, escaped bool, err error) {
 		j++
 	}
 	if j < len(b) && b[j] == '"' {
-		return j + 1, false, nil // the common case: plain ASCII
+		return j + 1, 0, nil // the common case: plain ASCII
 	}
 	return scanStringFrom(b, i, j, &plain)
 }
 
-// scanKey is scanString for a key, where a '.' is noted as odd (the
-// second result) as an escape is.
-func scanKey(b []byte, i int) (end int, odd bool, err error) {
+// scanKey is scanString for a key, where a '.' is noted as odd as an
+// escape is.
+func scanKey(b []byte, i int) (end int, f strFlags, err error) {
 	j := i + 1
 	for j+8 <= len(b) && plainKey[b[j]] && plainKey[b[j+1]] && plainKey[b[j+2]] && plainKey[b[j+3]] &&
 		plainKey[b[j+4]] && plainKey[b[j+5]] && plainKey[b[j+6]] && plainKey[b[j+7]] {
@@ -317,15 +342,15 @@ func scanKey(b []byte, i int) (end int, odd bool, err error) {
 		j++
 	}
 	if j < len(b) && b[j] == '"' {
-		return j + 1, false, nil
+		return j + 1, 0, nil
 	}
 	return scanStringFrom(b, i, j, &plainKey)
 }
 
 // scanStringFrom goes on validating the string that starts at b[start]
-// from b[i], and says whether it holds an escape or an ASCII byte that is
-// not plain in the table.
-func scanStringFrom(b []byte, start, i int, plain *[256]bool) (end int, escaped bool, err error) {
+// from b[i], and notes an escape or an ASCII byte that is not plain in the
+// table (odd) and a lone surrogate.
+func scanStringFrom(b []byte, start, i int, plain *[256]bool) (end int, f strFlags, err error) {
 	for {
 		// Runs of plain ASCII, eight bytes per check where there is room.
 		for i+8 <= len(b) && plain[b[i]] && plain[b[i+1]] && plain[b[i+2]] && plain[b[i+3]] &&
@@ -336,40 +361,96 @@ func scanStringFrom(b []byte, start, i int, plain *[256]bool) (end int, escaped 
 			i++
 		}
 		if i >= len(b) {
-			return i, escaped, errAt(start, "unterminated string")
+			return i, f, errAt(start, "unterminated string")
 		}
 		switch c := b[i]; {
 		case c == '"':
-			return i + 1, escaped, nil
+			return i + 1, f, nil
 		case c == '\\':
-			escaped = true
+			f |= odd
 			if i+1 >= len(b) {
-				return i, escaped, errAt(i, "unexpected end of JSON in string")
+				return i, f, errAt(i, "unexpected end of JSON in string")
 			}
 			switch b[i+1] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 				i += 2
 			case 'u':
 				if i+6 > len(b) || !isHex4(b[i+2:i+6]) {
-					return i, escaped, errAt(i, "invalid \\u escape in string")
+					return i, f, errAt(i, "invalid \\u escape in string")
 				}
-				i += 6
+				switch {
+				case b[i+2]|0x20 != 'd' || b[i+3] < '8': // not U+D800-U+DFFF
+					i += 6
+				case surrogatePair(b[i:]):
+					i += 12
+				default:
+					f |= lone
+					i += 6
+				}
 			default:
-				return i, escaped, errAt(i, "invalid escape in string")
+				return i, f, errAt(i, "invalid escape in string")
 			}
 		case c < 0x20:
-			return i, escaped, errAt(i, "control character in string")
+			return i, f, errAt(i, "control character in string")
 		case c < utf8.RuneSelf:
-			escaped = true // not plain in this table
+			f |= odd // not plain in this table
 			i++
 		default:
 			r, size := utf8.DecodeRune(b[i:])
 			if r == utf8.RuneError && size == 1 {
-				return i, escaped, errAt(i, "invalid UTF-8 in string")
+				return i, f, errAt(i, "invalid UTF-8 in string")
 			}
 			i += size
 		}
 	}
+}
+
+// surrogatePair reports whether b, which starts with the \u escape of a
+// surrogate, starts with a high surrogate followed by the \u escape of a
+// low one.
+func surrogatePair(b []byte) bool {
+	high := b[3]|0x20 < 'c' // D8-DB: '8', '9', 'a', 'b'
+	return high && len(b) >= 12 && b[6] == '\\' && b[7] == 'u' && isHex4(b[8:12]) &&
+		b[8]|0x20 == 'd' && b[9]|0x20 >= 'c' && b[9]|0x20 <= 'f'
+}
+
+// HasLoneSurrogate reports whether the valid JSON string quoted holds a
+// \u escape of a UTF-16 surrogate that is not half of a pair.
+func HasLoneSurrogate(quoted []byte) bool {
+	if bytes.IndexByte(quoted, '\\') < 0 {
+		return false
+	}
+	_, f, _ := scanStringFrom(quoted, 0, 1, &plain)
+	return f&lone != 0
+}
+
+// AppendWithoutLoneSurrogates appends the valid JSON string quoted to dst
+// with each escape of a lone surrogate replaced by \ufffd (U+FFFD, the
+// replacement character, which is what decoders such as Go's and
+// JavaScript's read it as), every other byte as it is.
+func AppendWithoutLoneSurrogates(dst, quoted []byte) []byte {
+	prev := 0
+	for i := 1; i < len(quoted)-1; i++ {
+		if quoted[i] != '\\' {
+			continue
+		}
+		if quoted[i+1] != 'u' {
+			i++ // a two-byte escape: its second byte is not a backslash
+			continue
+		}
+		e := quoted[i:]
+		switch {
+		case e[2]|0x20 != 'd' || e[3] < '8':
+		case surrogatePair(e):
+			i += 6
+		default:
+			dst = append(dst, quoted[prev:i]...)
+			dst = append(dst, `\ufffd`...)
+			prev = i + 6
+		}
+		i += 5
+	}
+	return append(dst, quoted[prev:]...)
 }
 
 func isHex4(b []byte) bool {
@@ -381,7 +462,10 @@ func isHex4(b []byte) bool {
 	return true
 }
 
-func scanNumber(b []byte, i int) (int, error) {
+// scanNumber validates the number at b[i] and returns the index past it
+// and whether it may be outside the range of a double (odd): it has an
+// exponent or more than 308 digits before its point.
+func scanNumber(b []byte, i int) (end int, odd bool, err error) {
 	start := i
 	if b[i] == '-' {
 		i++
@@ -396,25 +480,28 @@ func scanNumber(b []byte, i int) (int, error) {
 	}
 	if i < len(b) && b[i] == '0' {
 		i++
-	} else if digits() == 0 {
-		return i, errAt(start, "invalid number")
+	} else if n := digits(); n == 0 {
+		return i, false, errAt(start, "invalid number")
+	} else if n > 308 {
+		odd = true
 	}
 	if i < len(b) && b[i] == '.' {
 		i++
 		if digits() == 0 {
-			return i, errAt(start, "invalid number")
+			return i, odd, errAt(start, "invalid number")
 		}
 	}
 	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		odd = true
 		i++
 		if i < len(b) && (b[i] == '+' || b[i] == '-') {
 			i++
 		}
 		if digits() == 0 {
-			return i, errAt(start, "invalid number")
+			return i, odd, errAt(start, "invalid number")
 		}
 	}
-	return i, nil
+	return i, odd, nil
 }
 
 // Member is one member of an object: the raw key (with its quotes) and the

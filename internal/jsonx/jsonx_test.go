@@ -89,6 +89,16 @@ func TestTraits(t *testing.T) {
 		{`{"a":[{"b":1}]}`, NestedArray},
 		{`{"a":[[1]]}`, NestedArray},
 		{`{"a":[1,[]],"b.c":2}`, NestedArray | OddKey},
+		{`{"a":1.5,"b":-0,"c":123456789012345678901234567890}`, 0},
+		{`{"a":1e400}`, OddNumber},
+		{`{"a":[2E-3]}`, OddNumber},
+		{`{"a":` + strings.Repeat("9", 309) + `}`, OddNumber},
+		{`{"a":` + strings.Repeat("9", 308) + `.5}`, 0},
+		{`{"a":"\ud83d\ude00 \u00e9"}`, 0},
+		{`{"a":"x\ud800"}`, LoneSurrogate},
+		{`{"a":["\udc00\ud83d"]}`, LoneSurrogate},
+		{`{"a":"\\ud800"}`, 0}, // an escaped backslash, then text
+		{`{"\ud800":1}`, OddKey},
 	}
 	for _, tt := range tests {
 		var tr Traits
@@ -212,5 +222,46 @@ func TestLookup(t *testing.T) {
 		if string(got) != tt.want || (tt.want == "" && got != nil) {
 			t.Errorf("Lookup(%v) = %q, want %q", tt.path, got, tt.want)
 		}
+	}
+}
+
+// TestLoneSurrogates: which escapes are lone, and their replacement by
+// \ufffd with every other byte kept.
+func TestLoneSurrogates(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{`"plain"`, `"plain"`},
+		{`"\ud83d\ude00"`, `"\ud83d\ude00"`},
+		{`"\uD83D\uDE00"`, `"\uD83D\uDE00"`},
+		{`"\ud800"`, `"\ufffd"`},
+		{`"a\ud800b"`, `"a\ufffdb"`},
+		{`"\udc00"`, `"\ufffd"`},
+		{`"\ude00\ud83d"`, `"\ufffd\ufffd"`},
+		{`"\ud83d\ud83d\ude00"`, `"\ufffd\ud83d\ude00"`},
+		{`"\ud800\n\u00e9"`, `"\ufffd\n\u00e9"`},
+		{`"\\ud800"`, `"\\ud800"`},
+		{`"\\\ud800"`, `"\\\ufffd"`},
+		{`"\ud7ff\ue000"`, `"\ud7ff\ue000"`},
+		{`"\ud800\u0041"`, `"\ufffd\u0041"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			if err := Valid([]byte(tt.in)); err != nil {
+				t.Fatal(err)
+			}
+			lone := tt.in != tt.want
+			if got := HasLoneSurrogate([]byte(tt.in)); got != lone {
+				t.Fatalf("HasLoneSurrogate = %t, want %t", got, lone)
+			}
+			got := AppendWithoutLoneSurrogates([]byte("x"), []byte(tt.in))
+			if string(got) != "x"+tt.want {
+				t.Fatalf("got %s, want %s", got[1:], tt.want)
+			}
+			// Decoded, only the lone halves differ, as U+FFFD both ways.
+			a, _ := Unquote([]byte(tt.in))
+			b, _ := Unquote(got[1:])
+			if a != b || HasLoneSurrogate(got[1:]) {
+				t.Fatalf("decoded %q, then %q", a, b)
+			}
+		})
 	}
 }

@@ -1,6 +1,8 @@
 package keen
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"strconv"
@@ -16,6 +18,13 @@ import (
 // The keen object has rules of its own (keen.addons is an array of objects)
 // and is left to AppendEvent.
 //
+// Two more kinds of value are valid JSON whose fate in Keen no document
+// states: a number outside the range of a double (1e400, which a double
+// reader makes infinite, and infinity has no JSON form) and a string holding
+// a \u escape of a lone UTF-16 surrogate (not Unicode: a UTF-8 store cannot
+// hold it). Conform treats them as breaking a rule too. -0 and numbers that
+// round to zero (1e-400) are numbers every reader takes; they pass.
+//
 // Keen takes nothing else on the Kafka path and says nothing when it drops an
 // event, so Conform makes every record an event Keen takes, keeping every
 // value:
@@ -29,7 +38,12 @@ import (
 //   - an array that holds an object or an array becomes a string holding that
 //     array's JSON text exactly as received (numbers, escapes and spacing
 //     kept), so that the property has one type in every event and the
-//     source's value can be read back whole.
+//     source's value can be read back whole;
+//   - a number outside the range of a double becomes a string holding its
+//     text as received;
+//   - each escape of a lone surrogate becomes \ufffd, the replacement
+//     character (what Go's and JavaScript's decoders read it as), in values
+//     and in names.
 //
 // What follows the rules is copied byte for byte; conforming a conformed
 // event changes nothing.
@@ -48,7 +62,10 @@ const (
 	RuleDollarName
 	RuleDotName
 	RuleLongName
+	RuleSurrogateName
 	RuleNestedArray
+	RuleNumberRange
+	RuleSurrogateValue
 )
 
 func (r Rule) String() string {
@@ -61,8 +78,14 @@ func (r Rule) String() string {
 		return "a property name containing '.'"
 	case RuleLongName:
 		return "a property name of 256 bytes or more"
+	case RuleSurrogateName:
+		return "a property name holding a lone UTF-16 surrogate"
 	case RuleNestedArray:
 		return "an array holding objects or arrays"
+	case RuleNumberRange:
+		return "a number outside the range of a double"
+	case RuleSurrogateValue:
+		return "a string holding a lone UTF-16 surrogate"
 	}
 	return "rule " + strconv.Itoa(int(r))
 }
@@ -77,16 +100,21 @@ type Change struct {
 	NewPath []string
 }
 
-// Renamed reports whether the change is a new name (else it is an array
-// kept as JSON text).
-func (c Change) Renamed() bool { return c.Rule != RuleNestedArray }
+// Renamed reports whether the change is a new name (else it is a value:
+// an array kept as JSON text, or a number or string made safe).
+func (c Change) Renamed() bool { return c.Rule < RuleNestedArray }
 
 // String describes the change for logs: the property paths, never a value.
 func (c Change) String() string {
-	if c.Renamed() {
-		return fmt.Sprintf("%s (%s) is now %s", FormatPath(c.Path), c.Rule, FormatKeenPath(c.NewPath))
+	switch c.Rule {
+	case RuleNestedArray:
+		return fmt.Sprintf("%s (%s) is now a string holding its JSON text", FormatKeenPath(c.NewPath), c.Rule)
+	case RuleNumberRange:
+		return fmt.Sprintf("%s (%s) is now a string holding the number's text", FormatKeenPath(c.NewPath), c.Rule)
+	case RuleSurrogateValue:
+		return fmt.Sprintf("%s (%s) now holds U+FFFD in its place", FormatKeenPath(c.NewPath), c.Rule)
 	}
-	return fmt.Sprintf("%s (%s) is now a string holding its JSON text", FormatKeenPath(c.NewPath), c.Rule)
+	return fmt.Sprintf("%s (%s) is now %s", FormatPath(c.Path), c.Rule, FormatKeenPath(c.NewPath))
 }
 
 // FormatPath writes a path of source names so that names holding '.' stay
@@ -147,7 +175,8 @@ type conformer struct {
 
 // member is one member of an object being conformed.
 type member struct {
-	name    string // decoded
+	name    string // decoded (a lone surrogate decodes as U+FFFD)
+	broken  Rule   // the first rule the name breaks, or 0
 	newName string // "" when the name follows the rules
 	m       jsonx.Member
 	vstart  int // where the value starts in the object
@@ -157,7 +186,11 @@ type member struct {
 func (c *conformer) object(obj []byte, top bool) {
 	var ms []member
 	jsonx.Members(obj, func(m *jsonx.Member) bool {
-		ms = append(ms, member{name: m.Name(), m: *m, vstart: m.End - len(m.Value)})
+		x := member{name: m.Name(), m: *m, vstart: m.End - len(m.Value)}
+		if x.broken = BrokenNameRule(x.name); x.broken == 0 && jsonx.HasLoneSurrogate(m.Key) {
+			x.broken = RuleSurrogateName
+		}
+		ms = append(ms, x)
 		return true
 	})
 	c.rename(ms)
@@ -191,21 +224,77 @@ func (c *conformer) value(v []byte) {
 	switch jsonx.KindOf(v) {
 	case jsonx.Object:
 		c.object(v, false)
-		return
 	case jsonx.Array:
-		nested := false
-		jsonx.ElementsValid(v, func(e []byte) bool {
-			k := jsonx.KindOf(e)
-			nested = k == jsonx.Object || k == jsonx.Array
-			return !nested
-		})
-		if nested {
-			c.changes = append(c.changes, Change{Rule: RuleNestedArray, Path: clone(c.path), NewPath: clone(c.newPth)})
+		c.array(v)
+	default:
+		if r := c.primitive(v); r != 0 {
+			c.note(r)
+		}
+	}
+}
+
+// array conforms an array: one holding an object or an array becomes its
+// JSON text; in one of primitives each element is conformed, the bytes
+// between them kept. Each rule broken is one change of the array's path.
+func (c *conformer) array(v []byte) {
+	nested := false
+	jsonx.ElementsValid(v, func(e []byte) bool {
+		k := jsonx.KindOf(e)
+		nested = k == jsonx.Object || k == jsonx.Array
+		return !nested
+	})
+	if nested {
+		c.note(RuleNestedArray)
+		c.dst = jsonx.AppendQuoted(c.dst, v)
+		return
+	}
+	var noted [RuleSurrogateValue + 1]bool
+	prev := 0 // copied up to here
+	jsonx.ElementsValid(v, func(e []byte) bool {
+		at := cap(v) - cap(e) // e is a slice of v
+		c.dst = append(c.dst, v[prev:at]...)
+		if r := c.primitive(e); r != 0 && !noted[r] {
+			noted[r] = true
+			c.note(r)
+		}
+		prev = at + len(e)
+		return true
+	})
+	c.dst = append(c.dst, v[prev:]...)
+}
+
+// primitive appends the string, number or literal v, made safe, and
+// returns the rule it broke, or 0.
+func (c *conformer) primitive(v []byte) Rule {
+	switch jsonx.KindOf(v) {
+	case jsonx.String:
+		if jsonx.HasLoneSurrogate(v) {
+			c.dst = jsonx.AppendWithoutLoneSurrogates(c.dst, v)
+			return RuleSurrogateValue
+		}
+	case jsonx.Number:
+		if outOfRange(v) {
 			c.dst = jsonx.AppendQuoted(c.dst, v)
-			return
+			return RuleNumberRange
 		}
 	}
 	c.dst = append(c.dst, v...)
+	return 0
+}
+
+// outOfRange reports whether the valid JSON number v is beyond the largest
+// double (rounding to zero is not: every reader takes that).
+func outOfRange(v []byte) bool {
+	if len(v) < 309 && bytes.IndexAny(v, "eE") < 0 {
+		return false // under 1e308 without an exponent
+	}
+	_, err := strconv.ParseFloat(string(v), 64)
+	return errors.Is(err, strconv.ErrRange)
+}
+
+// note records a change of the value at the current path.
+func (c *conformer) note(r Rule) {
+	c.changes = append(c.changes, Change{Rule: r, Path: clone(c.path), NewPath: clone(c.newPth)})
 }
 
 // rename gives each member whose name breaks a rule a new name that no
@@ -213,11 +302,11 @@ func (c *conformer) value(v []byte) {
 func (c *conformer) rename(ms []member) {
 	var taken map[string]bool
 	for i := range ms {
-		if BrokenNameRule(ms[i].name) != 0 {
+		if ms[i].broken != 0 {
 			if taken == nil {
 				taken = make(map[string]bool, len(ms))
 				for _, x := range ms {
-					if BrokenNameRule(x.name) == 0 {
+					if x.broken == 0 {
 						taken[x.name] = true
 					}
 				}
@@ -225,7 +314,7 @@ func (c *conformer) rename(ms []member) {
 			ms[i].newName = freeName(FixName(ms[i].name), taken)
 			taken[ms[i].newName] = true
 			c.changes = append(c.changes, Change{
-				Rule:    BrokenNameRule(ms[i].name),
+				Rule:    ms[i].broken,
 				Path:    append(clone(c.path), ms[i].name),
 				NewPath: append(clone(c.newPth), ms[i].newName),
 			})

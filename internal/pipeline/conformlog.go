@@ -26,10 +26,10 @@ type conformLog struct {
 }
 
 type conformStream struct {
-	records, names, arrays, skipped int64
-	seen                            map[string]bool // paths warned about
-	first                           []keen.Change
-	skippedRules                    map[keen.Rule]bool
+	records, names, arrays, values, skipped int64
+	seen                                    map[string]bool // paths warned about
+	first                                   []keen.Change
+	skippedRules                            map[keen.Rule]bool
 }
 
 func newConformLog(streams int) *conformLog {
@@ -45,10 +45,13 @@ func (pl *Pipeline) conformed(p *catalog.Plan, changes []keen.Change) {
 	s := &l.streams[p.Index]
 	s.records++
 	for _, c := range changes {
-		if c.Renamed() {
+		switch {
+		case c.Renamed():
 			s.names++
-		} else {
+		case c.Rule == keen.RuleNestedArray:
 			s.arrays++
+		default:
+			s.values++
 		}
 		if len(s.seen) > warnPaths {
 			continue
@@ -106,8 +109,12 @@ func (pl *Pipeline) ConformSummary(p *catalog.Plan) string {
 	s := &l.streams[p.Index]
 	var parts []string
 	if s.records > 0 {
-		parts = append(parts, fmt.Sprintf("%d %s changed to follow Keen's rules (%d property %s changed, %d %s kept as JSON text)",
-			s.records, plural(s.records, "record", "records"), s.names, plural(s.names, "name", "names"), s.arrays, plural(s.arrays, "array", "arrays")))
+		values := ""
+		if s.values > 0 {
+			values = fmt.Sprintf(", %d %s made safe", s.values, plural(s.values, "value", "values"))
+		}
+		parts = append(parts, fmt.Sprintf("%d %s changed to follow Keen's rules (%d property %s changed, %d %s kept as JSON text%s)",
+			s.records, plural(s.records, "record", "records"), s.names, plural(s.names, "name", "names"), s.arrays, plural(s.arrays, "array", "arrays"), values))
 		var cs []string
 		for _, c := range s.first {
 			cs = append(cs, c.String())

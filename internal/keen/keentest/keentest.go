@@ -11,13 +11,15 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 )
 
 // Leaves lists the primitive values of the JSON document doc outside its
 // top-level keen members, sorted: strings as "s:value", numbers as
 // "n:literal", true, false and null as they are. An array that holds an
-// object or an array counts as one string, its raw text, which is what Keen
-// is sent for it.
+// object or an array counts as one string, its raw text, and so does a
+// number outside the range of a double: that is what Keen is sent for them.
+// A lone surrogate reads as U+FFFD, as encoding/json decodes it.
 func Leaves(doc []byte) ([]string, error) {
 	out, err := leaves(doc, true)
 	slices.Sort(out)
@@ -84,6 +86,9 @@ func leaves(doc []byte, top bool) ([]string, error) {
 	case doc[0] == 't' || doc[0] == 'f' || doc[0] == 'n':
 		return []string{string(doc)}, nil
 	case doc[0] == '-' || (doc[0] >= '0' && doc[0] <= '9'):
+		if _, err := strconv.ParseFloat(string(doc), 64); errors.Is(err, strconv.ErrRange) {
+			return []string{"s:" + string(doc)}, nil // sent as its text
+		}
 		return []string{"n:" + string(doc)}, nil
 	}
 	return nil, fmt.Errorf("not a JSON value at %q", doc[:1])
