@@ -21,7 +21,7 @@ SOAK_N  ?= 10000000
 # Fuzz targets as package:Target; `make test` runs their seed corpora.
 FUZZ_TARGETS := internal/message:FuzzDecode internal/keen:FuzzParseString \
 	internal/keen:FuzzCollectionName internal/keen:FuzzAppendEvent internal/keen:FuzzAppendTimestamp \
-	internal/jsonx:FuzzValid internal/keen:FuzzConform
+	internal/jsonx:FuzzValid internal/keen:FuzzConform internal/message:FuzzSkim internal/config:FuzzParse
 # A count of executions, not a duration: Go 1.26's fuzzing coordinator can
 # fail a timed run at its deadline with a bare "context deadline exceeded"
 # and no failing input (golang/go#75804, fixed in Go 1.27); a count has no

@@ -91,6 +91,16 @@ type result struct {
 	lines          []map[string]any
 }
 
+// peakMemory is the peak memory the sync summary reports, in MiB, or -1.
+func (r result) peakMemory() int64 {
+	_, after, ok := strings.Cut(r.logs(), ", peak memory ")
+	var n int64
+	if _, err := fmt.Sscanf(after, "%d MiB", &n); !ok || err != nil {
+		return -1
+	}
+	return n
+}
+
 // run runs the connector as a process and checks what every command must
 // do: stdout holds only valid Airbyte messages, and the key appears nowhere.
 func (e *env) run(stdin string, args ...string) result {
@@ -157,6 +167,17 @@ func (r result) trace(t *testing.T) map[string]any {
 		t.Fatalf("want one TRACE, got %d:\n%s", len(tr), r.stdout)
 	}
 	return tr[0]["trace"].(map[string]any)["error"].(map[string]any)
+}
+
+// failed reports whether the run ended with one ERROR TRACE of the
+// failure type whose message holds msg.
+func (r result) failed(failureType, msg string) bool {
+	tr := r.ofType("TRACE")
+	if len(tr) != 1 {
+		return false
+	}
+	e, ok := tr[0]["trace"].(map[string]any)["error"].(map[string]any)
+	return ok && e["failure_type"] == failureType && strings.Contains(fmt.Sprint(e["message"]), msg)
 }
 
 func (r result) logs() string {
@@ -797,7 +818,7 @@ func TestOversizedRecords(t *testing.T) {
 		cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}))
 		r := e.run(in, "write", "--config", e.config(nil), "--catalog", cat)
 		tr := r.trace(t)
-		if r.code != 1 || tr["failure_type"] != "system_error" || !strings.Contains(tr["message"].(string), "Input line 2: a record of stream \"a\" makes an event of 10001") ||
+		if r.code != 1 || tr["failure_type"] != "system_error" || !strings.Contains(tr["message"].(string), "Input line 2: a record of stream \"a\" is too large: its event of 10001") ||
 			!strings.Contains(tr["message"].(string), "over Keen's limit of 1000000") {
 			t.Fatalf("exit %d trace %v", r.code, tr)
 		}
@@ -1078,22 +1099,91 @@ func TestSIGTERMWhileReadingTheConfig(t *testing.T) {
 	}
 }
 
-// TestHugeRecord: a 100 MiB record is read whole (no line limit below it)
-// and meets the oversized policy; nothing before it is lost.
+// TestHugeRecord: a record of 100 MiB is read through without being held
+// (no line is held past 4 MiB) and meets the oversized policy; nothing
+// before or after it is lost, and the process stays small. So does a record
+// of 4 MiB of property names that all need renaming.
 func TestHugeRecord(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: a record of 100 MiB")
 	}
+	limit := int64(128) // MiB of peak memory
+	if raceDetector {
+		limit = 512
+	}
+	names := func(size int, format string) string {
+		var b strings.Builder
+		b.WriteString("{")
+		for i := 0; b.Len() < size; i++ {
+			fmt.Fprintf(&b, format, i)
+		}
+		return b.String() + `"z":1}`
+	}
+	for _, tt := range []struct {
+		name, data string
+		fits       bool // conformed, the event is within Keen's limit
+	}{
+		{"100 MiB", `{"blob":"` + strings.Repeat("z", 100<<20) + `"}`, false},
+		{"4 MiB of names to rename", names(4<<20-100, `"a.%d":0,`), false},
+		// Escapes written out make each name 10 bytes shorter: 1.5 MB of
+		// them conform to 813 KB, so they are conformed and sent.
+		{"1.5 MB of names to rename, shorter when renamed", names(1500000, `"\u0061\u002e%d":0,`), true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, emulator.Options{})
+			cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}))
+			in := lines(rec("a", `{"n":1}`, 1), rec("a", tt.data, 1), rec("a", `{"n":2}`, 1), streamState("a", "1"))
+			r := e.run(in, "write", "--config", e.config(map[string]any{"oversized_records": "skip"}), "--catalog", cat)
+			rejected, events := true, 2
+			if tt.fits {
+				rejected, events = false, 3
+			}
+			if r.code != 0 || rejected != strings.Contains(r.stdout, `"rejectedRecordCount":1.0`) || rejected != strings.Contains(r.logs(), "Skipped the record on input line 2") {
+				t.Fatalf("exit %d: %s", r.code, r.stdout[max(0, len(r.stdout)-3000):])
+			}
+			if n := len(e.events("a")); n != events {
+				t.Fatalf("%d events, want %d", n, events)
+			}
+			peak := r.peakMemory()
+			t.Logf("peak memory %d MiB", peak)
+			if peak < 0 || peak > limit {
+				t.Fatalf("peak memory %d MiB, over %d MiB (or not in the summary)", peak, limit)
+			}
+			if tt.fits {
+				return
+			}
+			r = e.run(in, "write", "--config", e.config(nil), "--catalog", cat)
+			if r.code == 0 || !r.failed("system_error", `Input line 2: a record of stream "a" is too large`) || len(r.states()) != 0 {
+				t.Fatalf("oversized_records fail: exit %d: %.2000s", r.code, r.stdout)
+			}
+		})
+	}
+}
+
+// TestLongLines: a line over 4 MiB that is not a record naming its
+// stream ends the sync with a system_error that says what it is; no state
+// after it is echoed.
+func TestLongLines(t *testing.T) {
+	blob := strings.Repeat("z", 5<<20)
+	tests := []struct{ name, line, want string }{
+		{"a state", `{"type":"STATE","state":{"data":{"b":"` + blob + `"}}}`, `Input line 1 is a message of %d bytes of type "STATE": only a RECORD may be over 4 MiB`},
+		{"not JSON", `{"type":"RECORD","record":{"stream":"a","data":{"b":"` + blob, `Input line 1 (%d bytes) is not a valid Airbyte message: unexpected end of JSON`},
+		{"a record without its stream", `{"type":"RECORD","record":{"data":{"b":"` + blob + `"}}}`, `Input line 1 is a RECORD of %d bytes without a stream name`},
+		{"a stream not in the catalog", `{"type":"RECORD","record":{"stream":"b","data":{"b":"` + blob + `"}}}`, `Input line 1 is a record of stream "b", which is not in the configured catalog`},
+	}
 	e := newEnv(t, emulator.Options{})
 	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}))
-	huge := rec("a", `{"blob":"`+strings.Repeat("z", 100<<20)+`"}`, 1)
-	in := lines(rec("a", `{"n":1}`, 1), huge, rec("a", `{"n":2}`, 1), streamState("a", "1"))
-	r := e.run(in, "write", "--config", e.config(map[string]any{"oversized_records": "skip"}), "--catalog", cat)
-	if r.code != 0 || !strings.Contains(r.stdout, `"rejectedRecordCount":1.0`) {
-		t.Fatalf("exit %d: %.2000s", r.code, r.stdout)
-	}
-	if n := len(e.events("a")); n != 2 {
-		t.Fatalf("%d events", n)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := e.run(lines(tt.line, streamState("a", "1")), "write", "--config", e.config(map[string]any{"oversized_records": "skip"}), "--catalog", cat)
+			want := tt.want
+			if strings.Contains(want, "%d") {
+				want = fmt.Sprintf(want, len(tt.line))
+			}
+			if r.code == 0 || !r.failed("system_error", want) || len(r.states()) != 0 {
+				t.Fatalf("exit %d: %.2000s", r.code, r.stdout)
+			}
+		})
 	}
 }
 

@@ -13,12 +13,14 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	genconfig "destination-keen/gen/config"
 	"destination-keen/internal/failure"
+	"destination-keen/internal/jsonx"
 	"destination-keen/schemas"
 )
 
@@ -171,7 +173,7 @@ func Parse(doc []byte) (*Config, error) {
 		return nil, &failure.Error{Kind: failure.Config, Message: "The config is invalid: " + strings.Join(problems, "; ")}
 	}
 	var g genconfig.Config
-	if err := json.Unmarshal(doc, &g); err != nil {
+	if err := json.Unmarshal(forDecoding(doc), &g); err != nil {
 		// The schema accepted what the generated type refuses: the two drifted.
 		return nil, failure.Systemf(errors.New(redactValues(err.Error())), "The config passed validation but could not be decoded")
 	}
@@ -181,6 +183,41 @@ func Parse(doc []byte) (*Config, error) {
 	c := adapt(&g)
 	c.Warnings = warnings
 	return c, nil
+}
+
+// forDecoding returns the validated config object doc as the generated
+// type can decode it: the fields that are not options left out (they are
+// only warned about, and may hold what the generated decoder refuses, such
+// as 1e700), and every whole number written as an integer (JSON Schema
+// counts 3.0 and 3e0 as the integer 3, and so does the config, where the
+// generated int fields would refuse them).
+func forDecoding(doc []byte) []byte {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(doc, &m) != nil {
+		return doc
+	}
+	changed := false
+	for k, v := range m {
+		if !slices.Contains(options, k) {
+			delete(m, k)
+			changed = true
+			continue
+		}
+		if jsonx.KindOf(v) != jsonx.Number {
+			continue
+		}
+		if n, ok := jsonx.ParseInteger(v); ok && strconv.FormatInt(n, 10) != string(v) {
+			m[k], changed = json.RawMessage(strconv.FormatInt(n, 10)), true
+		}
+	}
+	if !changed {
+		return doc
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		return doc
+	}
+	return out
 }
 
 // checkValues finds what the schema's patterns cannot: addresses that are

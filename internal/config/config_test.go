@@ -3,6 +3,7 @@ package config
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -294,5 +295,60 @@ func TestUnknownFieldsCapped(t *testing.T) {
 	}
 	if !strings.Contains(c.Warnings[0], `did you mean "compression"`) {
 		t.Fatalf("the likely typo is not the first warning: %q", c.Warnings[0])
+	}
+}
+
+// FuzzParse: whatever the config file holds, Parse ends in a config or a
+// config_error (a system_error would mean the schema and the generated type
+// drifted apart), never panics, and never quotes the API key, in its errors,
+// its warnings or the config's description.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{
+		`{"project_id":"abc123","api_key":"` + key + `"}`,
+		`{"project_id":"p","api_key":"` + key + `","kafka_bootstrap_servers":"::1:9092;a:1","api_url":"HTTPS://h:99999/3.0","uniqueness_token":"record","kafka_producers":3.0}`,
+		`{"project_id":"p","api_key":"` + key + `\n","apikey":"` + key + `","oversized_records":"` + key + `"}`,
+		`{"project_id":1}`, `[]`, `{"project_id":"p","api_key":"k","delivery_timeout_seconds":1e400}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		c, err := Parse(doc)
+		var secret string
+		var m map[string]any
+		if json.Unmarshal(doc, &m) == nil {
+			if s, ok := m["api_key"].(string); ok && len(s) >= 8 {
+				secret = s
+			}
+		}
+		leaks := func(s string) bool { return secret != "" && strings.Contains(s, secret) }
+		if err != nil {
+			var fe *failure.Error
+			if !errors.As(err, &fe) || fe.Kind != failure.Config {
+				t.Fatalf("not a config_error: %v", err)
+			}
+			if leaks(fe.Message) || leaks(err.Error()) {
+				t.Fatalf("the key is in the error: %v", err)
+			}
+			return
+		}
+		if leaks(c.String()) || leaks(strings.Join(c.Warnings, "\n")) || leaks(fmt.Sprintf("%v %+v", c, c)) {
+			t.Fatalf("the key is in the config's description or warnings")
+		}
+	})
+}
+
+// TestParseWholeNumbers: a whole number written as a float is an integer,
+// as JSON Schema counts it, and a field that is not an option may hold a
+// number no float64 holds; both were once system_errors.
+func TestParseWholeNumbers(t *testing.T) {
+	c, err := Parse([]byte(`{"project_id":"p","api_key":"` + key + `","kafka_producers":3.0,"delivery_timeout_seconds":6e1,"note":1e700}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Producers != 3 || c.DeliveryTimeout != time.Minute || len(c.Warnings) != 1 {
+		t.Fatalf("producers %d, timeout %v, warnings %q", c.Producers, c.DeliveryTimeout, c.Warnings)
+	}
+	if _, err := Parse([]byte(`{"project_id":"p","api_key":"` + key + `","kafka_producers":3.5}`)); err == nil || !strings.Contains(err.Error(), "kafka_producers") {
+		t.Fatalf("3.5 producers: %v", err)
 	}
 }

@@ -158,6 +158,45 @@ func shortForLog(s string) string {
 // (the keen member's left out), may break Keen's rules. No trait, no need.
 func NeedsConform(tr jsonx.Traits) bool { return tr != 0 }
 
+// ConformedAtLeast returns a lower bound of the size of data conformed
+// (with its top-level keen member left out, as AppendEvent may drop it):
+// data less what renaming saves (names of 256 bytes or more are shortened,
+// escapes written out), without conforming, in a pass that keeps nothing.
+// A record whose bound is over Keen's limit is oversized whatever Conform
+// would make of it, so the caller need not spend memory finding out.
+func ConformedAtLeast(data []byte) int {
+	n := len(data)
+	jsonx.Members(data, func(m *jsonx.Member) bool {
+		if m.Name() == "keen" {
+			n -= m.End - m.Start
+		}
+		return true
+	})
+	return n - renameSavings(data)
+}
+
+// renameSavings returns how many bytes renaming saves at most in the
+// object or array v and below.
+func renameSavings(v []byte) int {
+	saved := 0
+	switch jsonx.KindOf(v) {
+	case jsonx.Object:
+		jsonx.Members(v, func(m *jsonx.Member) bool {
+			if name := m.Name(); BrokenNameRule(name) != 0 || jsonx.HasLoneSurrogate(m.Key) {
+				saved += max(0, len(m.Key)-2-len(FixName(name)))
+			}
+			saved += renameSavings(m.Value)
+			return true
+		})
+	case jsonx.Array:
+		jsonx.ElementsValid(v, func(e []byte) bool {
+			saved += renameSavings(e)
+			return true
+		})
+	}
+	return saved
+}
+
 // Conform appends to dst the valid JSON object data made to follow Keen's
 // property rules, its top-level keen member left as it is, and returns the
 // changes. With no change, what it appended is data byte for byte.

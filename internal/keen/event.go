@@ -45,15 +45,19 @@ type Record struct {
 // at paths key (nil for none). The key's values go to keyVals, reused by the
 // caller, which must hold len(key) entries. For repeated names the last
 // member wins, as in encoding/json.
-func Capture(data []byte, members []jsonx.Member, cursor []string, key [][]string, keyVals [][]byte) Record {
-	r := Record{data: data, empty: len(members) == 0}
+//
+// When members is nil, Capture finds them in data, and the record's Traits
+// are traits, those of all of data (keen member included: it may err on the
+// side of noting).
+func Capture(data []byte, members []jsonx.Member, traits jsonx.Traits, cursor []string, key [][]string, keyVals [][]byte) Record {
+	r := Record{data: data, empty: true}
 	var top []byte
 	clear(keyVals)
-	for i := range members {
-		m := &members[i]
+	take := func(m *jsonx.Member) bool {
+		r.empty = false
 		if jsonx.KeyIs(m.Key, "keen") {
 			r.keen = m.Value
-			continue
+			return true
 		}
 		r.Traits |= m.Traits
 		if len(cursor) > 0 && jsonx.KeyIs(m.Key, cursor[0]) {
@@ -64,6 +68,14 @@ func Capture(data []byte, members []jsonx.Member, cursor []string, key [][]strin
 				keyVals[j] = m.Value // the rest of the path is looked up below
 			}
 		}
+		return true
+	}
+	if members == nil {
+		jsonx.Members(data, take)
+		r.Traits = traits
+	}
+	for i := range members {
+		take(&members[i])
 	}
 	if top != nil {
 		r.Cursor = jsonx.Lookup(top, cursor[1:]...)

@@ -3,6 +3,8 @@ package keen
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -219,14 +221,24 @@ func TestAppendEvent(t *testing.T) {
 }
 
 // capture decodes data as the decoder does for a RECORD, and captures its
-// Record for cursor.
+// Record for cursor; it checks that capturing without the decoder's
+// members (as for data too wide to keep them) finds the same.
 func capture(data []byte, cursor []string) (Record, error) {
 	var m message.Message
 	line := `{"type":"RECORD","record":{"stream":"s","emitted_at":1,"data":` + string(data) + `}}`
 	if err := message.Decode([]byte(line), &m); err != nil {
 		return Record{}, err
 	}
-	return Capture(m.Data, m.Members, cursor, nil, nil), nil
+	r := Capture(m.Data, m.Members, m.Traits, cursor, nil, nil)
+	s := Capture(m.Data, nil, m.Traits, cursor, nil, nil)
+	if s.Traits&r.Traits != r.Traits {
+		return r, fmt.Errorf("traits %b without members, %b with", s.Traits, r.Traits)
+	}
+	s.Traits = r.Traits
+	if !reflect.DeepEqual(r, s) {
+		return r, fmt.Errorf("captured without members %+v, with %+v", s, r)
+	}
+	return r, nil
 }
 
 func TestCaptureCursor(t *testing.T) {

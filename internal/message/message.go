@@ -51,8 +51,12 @@ type Message struct {
 	EmittedAt int64  // epoch milliseconds
 	// Members are data's members, in order, each with the traits of its key
 	// and value, found while data was validated: whoever needs a top-level
-	// member takes it from here instead of reading data again.
+	// member takes it from here instead of reading data again. Data of more
+	// than MaxMembers members keeps none (nil), so that memory does not grow
+	// with a record's width; whoever needs them finds them in Data, and
+	// Traits holds the traits of them all.
 	Members []jsonx.Member
+	Traits  jsonx.Traits
 	// STATE
 	Line  []byte // the whole line
 	State []byte // the state object
@@ -86,6 +90,9 @@ type recordParts struct {
 // reusing m's Members. Errors are *Error with the line number left zero for
 // the caller to fill in.
 func Decode(line []byte, m *Message) error {
+	if cap(m.Members) > MaxMembers {
+		m.Members = nil
+	}
 	*m = Message{Line: line, Members: m.Members[:0]}
 	line = jsonx.TrimSpace(line)
 	if jsonx.KindOf(line) != jsonx.Object {
@@ -200,10 +207,16 @@ func walkRecord(b []byte, v int, m *Message, rp *recordParts) (int, error) {
 	})
 }
 
+// MaxMembers is the widest data whose members Decode keeps (see
+// Message.Members): 4096, about 300 KiB of bookkeeping.
+const MaxMembers = 4096
+
 // walkData validates the data object at b[v] and records its members with
-// their traits in m.Members.
+// their traits in m.Members, and all their traits in m.Traits.
 func walkData(b []byte, v int, m *Message) (int, error) {
 	var keyTraits jsonx.Traits
+	m.Traits = 0
+	n := 0
 	return jsonx.Walk(b, v, &keyTraits, func(key []byte, v int) (int, error) {
 		tr := keyTraits
 		keyTraits = 0
@@ -211,7 +224,12 @@ func walkData(b []byte, v int, m *Message) (int, error) {
 		if err != nil {
 			return e, err
 		}
-		m.Members = append(m.Members, jsonx.Member{Key: key, Value: b[v:e], Traits: tr})
+		m.Traits |= tr
+		if n++; n > MaxMembers {
+			m.Members = nil // too wide to be worth keeping
+		} else {
+			m.Members = append(m.Members, jsonx.Member{Key: key, Value: b[v:e], Traits: tr})
+		}
 		return e, nil
 	})
 }
@@ -285,14 +303,8 @@ func truncate(s string, n int) string {
 	return s
 }
 
-// MaxLine bounds one line, so that input without newlines cannot grow the
-// process without limit. Records of 100 MiB and more pass.
-const MaxLine = 512 << 20
-
-// ErrLineTooLong is returned for a line over MaxLine bytes.
-var ErrLineTooLong = fmt.Errorf("line longer than %d MiB", MaxLine>>20)
-
-// Reader reads lines of any length up to MaxLine.
+// Reader reads lines; one over MaxLine bytes is read through and returned
+// as a *LongLine error (see LongLine).
 type Reader struct {
 	r    *bufio.Reader
 	buf  []byte
@@ -309,7 +321,9 @@ func (r *Reader) Buffered() int { return r.r.Buffered() }
 
 // Next returns the next line without its line ending, and its 1-based
 // number; the line is valid until the next call. At the end of input it
-// returns io.EOF; a last line without a newline is returned as a line.
+// returns io.EOF; a last line without a newline is returned as a line. A
+// line over MaxLine bytes is returned as a *LongLine error, after which
+// the next line follows.
 func (r *Reader) Next() ([]byte, int, error) {
 	if cap(r.buf) > 4<<20 {
 		r.buf = nil // do not keep a huge buffer after one huge line
@@ -319,8 +333,8 @@ func (r *Reader) Next() ([]byte, int, error) {
 		r.buf = append(r.buf[:0], line...)
 		for err == bufio.ErrBufferFull {
 			if len(r.buf) > r.max {
-				r.line++
-				return nil, r.line, ErrLineTooLong
+				err := r.skimRest()
+				return nil, r.line, err
 			}
 			line, err = r.r.ReadSlice('\n')
 			r.buf = append(r.buf, line...)
@@ -335,11 +349,32 @@ func (r *Reader) Next() ([]byte, int, error) {
 	}
 	r.line++
 	if len(line) > r.max {
-		return nil, r.line, ErrLineTooLong
+		var s skim
+		s.feed(bytes.TrimSuffix(line, []byte("\n")))
+		return nil, r.line, s.result(r.line)
 	}
 	line = bytes.TrimSuffix(line, []byte("\n"))
 	line = bytes.TrimSuffix(line, []byte("\r"))
 	return line, r.line, nil
+}
+
+// skimRest reads the rest of a line over the limit, whose start is in
+// r.buf, holding no more of it than the reader's buffer.
+func (r *Reader) skimRest() error {
+	r.line++
+	var s skim
+	s.feed(r.buf)
+	r.buf = r.buf[:0]
+	for {
+		chunk, err := r.r.ReadSlice('\n')
+		s.feed(bytes.TrimSuffix(chunk, []byte("\n")))
+		switch {
+		case err == nil || errors.Is(err, io.EOF):
+			return s.result(r.line)
+		case err != bufio.ErrBufferFull:
+			return fmt.Errorf("read stdin: %w", err)
+		}
+	}
 }
 
 // StreamStatus reads a TRACE's stream status: the stream and whether it

@@ -2,12 +2,14 @@ package message
 
 import (
 	"bytes"
+	"destination-keen/internal/jsonx"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"destination-keen/gen/protocol"
 )
@@ -99,10 +101,58 @@ func TestReader(t *testing.T) {
 	if _, _, err := r.Next(); err != io.EOF {
 		t.Fatalf("want EOF, got %v", err)
 	}
-	r = NewReader(strings.NewReader(strings.Repeat("y", 5<<20)))
-	r.max = 2 << 20
-	if _, _, err := r.Next(); !errors.Is(err, ErrLineTooLong) {
-		t.Fatalf("want ErrLineTooLong, got %v", err)
+}
+
+// TestLongLine: a line over the limit is read through, not held, and what
+// its message is comes back as a *LongLine; the next line follows. Lines
+// over the reader's 1 MiB buffer are read in pieces; shorter ones whole.
+func TestLongLine(t *testing.T) {
+	for _, size := range []int{2 << 10, 3 << 20} {
+		blob := strings.Repeat("z", size)
+		tests := []struct {
+			name, line string
+			want       LongLine
+			err        string
+		}{
+			{"stream first", `{"type":"RECORD","record":{"stream":"users","data":{"b":"` + blob + `"},"emitted_at":1}}`,
+				LongLine{Type: "RECORD", Stream: "users"}, ""},
+			{"stream last, a namespace, escapes", `{"record":{"data":{"b":"` + blob + `","stream":"no","type":"no"},"emitted_at":1,"namespace":"p\u0075blic","stream":"a \"q\""}, "type" : "RECORD" }`,
+				LongLine{Type: "RECORD", Stream: `a "q"`, Namespace: "public"}, ""},
+			{"keys in values are not keys", `{"type":"RECORD","record":{"stream":"s","data":{"x":["stream",":","` + blob + `"]}}}`,
+				LongLine{Type: "RECORD", Stream: "s"}, ""},
+			{"a state", `{"type":"STATE","state":{"data":{"b":"` + blob + `"}}}`, LongLine{Type: "STATE"}, ""},
+			{"a type that is not a string", `{"type":1,"record":{"stream":"s","data":{"b":"` + blob + `"}}}`, LongLine{Stream: "s"}, ""},
+			{"unterminated", `{"type":"RECORD","record":{"stream":"s","data":{"b":"` + blob + `"}}`, LongLine{Type: "RECORD", Stream: "s"}, "unexpected end of JSON"},
+			{"unterminated string", `{"type":"RECORD","record":{"stream":"s","data":{"b":"` + blob, LongLine{Type: "RECORD", Stream: "s"}, "unexpected end of JSON"},
+			{"two objects", `{"type":"RECORD","record":{"stream":"s","data":{"b":"` + blob + `"}}}{"type":"STATE"}`, LongLine{Type: "RECORD", Stream: "s"}, "data after the JSON object"},
+			{"an array", `["` + blob + `"]`, LongLine{}, "not a JSON object"},
+		}
+		for _, tt := range tests {
+			t.Run(fmt.Sprintf("%s/%d", tt.name, size), func(t *testing.T) {
+				r := NewReader(strings.NewReader("short\n" + tt.line + "\r\nnext\n"))
+				r.max = size
+				if line, n, err := r.Next(); string(line) != "short" || n != 1 || err != nil {
+					t.Fatalf("line 1: %q %d %v", line, n, err)
+				}
+				_, n, err := r.Next()
+				var l *LongLine
+				if !errors.As(err, &l) || n != 2 || l.Line != 2 {
+					t.Fatalf("line 2: n=%d, %v", n, err)
+				}
+				if l.Type != tt.want.Type || l.Stream != tt.want.Stream || l.Namespace != tt.want.Namespace {
+					t.Fatalf("found %+v, want %+v", *l, tt.want)
+				}
+				if int(l.Bytes) != len(tt.line)+1 { // the \r is part of the line for the skim
+					t.Fatalf("%d bytes, want %d", l.Bytes, len(tt.line)+1)
+				}
+				if (l.Err == nil) != (tt.err == "") || l.Err != nil && !strings.Contains(l.Err.Error(), tt.err) {
+					t.Fatalf("err %v, want %q", l.Err, tt.err)
+				}
+				if line, n, err := r.Next(); string(line) != "next" || n != 3 || err != nil {
+					t.Fatalf("line 3: %q %d %v", line, n, err)
+				}
+			})
+		}
 	}
 }
 
@@ -287,4 +337,72 @@ func TestTraceError(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestWideData: data of more than MaxMembers members keeps none, so that
+// memory does not grow with a record's width, and still notes every
+// member's traits; the next record keeps its members again.
+func TestWideData(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{"type":"RECORD","record":{"stream":"s","emitted_at":1,"data":{`)
+	for i := range MaxMembers {
+		fmt.Fprintf(&b, `"p%d":%d,`, i, i)
+	}
+	b.WriteString(`"last.one":[{}]}}}`)
+	var m Message
+	if err := Decode([]byte(b.String()), &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Members != nil || m.Traits != jsonx.OddKey|jsonx.NestedArray {
+		t.Fatalf("%d members kept, traits %b", len(m.Members), m.Traits)
+	}
+	if err := Decode([]byte(`{"type":"RECORD","record":{"stream":"s","emitted_at":1,"data":{"a":1,"b.c":2}}}`), &m); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Members) != 2 || m.Traits != jsonx.OddKey || m.Members[1].Traits != jsonx.OddKey {
+		t.Fatalf("narrow data after wide: %d members, traits %b", len(m.Members), m.Traits)
+	}
+}
+
+// FuzzSkim compares the structural scan of long lines with encoding/json:
+// on every valid JSON object it finds no error and the same type, stream
+// and namespace (strings of up to 1 KiB), fed whole or in two pieces.
+func FuzzSkim(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"RECORD","record":{"stream":"users","namespace":"p","data":{"id":1},"emitted_at":1}}`,
+		`{"record":{"data":{"stream":"x","a":[{"type":"y"}]},"stream":"s\"\\u00e9"},"type":"STATE"}`,
+		`{"type":1,"record":{"stream":null}}`, `{"a":"\\\\","type":"T"}`, `{} `, `[1]`, `{"a":1}{}`,
+	} {
+		f.Add([]byte(s), 3)
+	}
+	f.Fuzz(func(t *testing.T, line []byte, cut int) {
+		if !json.Valid(line) || !utf8.Valid(line) || jsonx.KindOf(jsonx.TrimSpace(line)) != jsonx.Object {
+			return
+		}
+		var want map[string]any // exact names: encoding/json's struct fields ignore case
+		if err := json.Unmarshal(line, &want); err != nil {
+			return
+		}
+		str := func(v any) string {
+			if s, ok := v.(string); ok && len(s) <= maxCaptured/6 {
+				return s
+			}
+			return ""
+		}
+		var stream, ns string
+		if r, ok := want["record"].(map[string]any); ok {
+			stream, ns = str(r["stream"]), str(r["namespace"])
+		}
+		var s skim
+		cut = min(max(cut, 0), len(line))
+		s.feed(line[:cut])
+		s.feed(line[cut:])
+		got := s.result(1)
+		if got.Err != nil || got.Bytes != int64(len(line)) {
+			t.Fatalf("%v, %d bytes of %d", got.Err, got.Bytes, len(line))
+		}
+		if typ := str(want["type"]); typ != "" && got.Type != typ || stream != "" && got.Stream != stream || ns != "" && got.Namespace != ns {
+			t.Fatalf("found %q %q %q, want %q %q %q", got.Type, got.Stream, got.Namespace, typ, stream, ns)
+		}
+	})
 }

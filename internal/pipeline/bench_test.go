@@ -43,7 +43,7 @@ func connectorPath(b *testing.B, line []byte, tokens bool, changes int) {
 		if err := message.Decode(line, &m); err != nil {
 			b.Fatal(err)
 		}
-		rec := keen.Capture(m.Data, m.Members, cursor, key, keyVals[:len(key)])
+		rec := keen.Capture(m.Data, m.Members, m.Traits, cursor, key, keyVals[:len(key)])
 		if keen.NeedsConform(rec.Traits) != (changes > 0) {
 			b.Fatalf("traits %b for a record that needs %d changes", rec.Traits, changes)
 		}

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"destination-keen/gen/protocol"
 	"destination-keen/internal/airbyte"
 	"destination-keen/internal/catalog"
 	"destination-keen/internal/checkpoint"
@@ -221,6 +222,7 @@ type batch struct {
 
 type lineRef struct {
 	start, end, no int
+	long           *message.LongLine // a record over message.MaxLine, not held
 }
 
 type itemKind uint8
@@ -238,7 +240,8 @@ const (
 type item struct {
 	kind itemKind
 	plan *catalog.Plan
-	env  *sink.Envelope
+	env  *sink.Envelope // nil for a record over message.MaxLine
+	size int64          // the event's bytes, or the line's when env is nil
 	line []byte
 	no   int
 	// RECORD: what shaping found, counted by the sequencer in input order
@@ -277,11 +280,14 @@ func (p *Pipeline) read(ctx context.Context, stdin io.Reader, work, ordered chan
 	}
 	for {
 		line, n, err := r.Next()
+		var long *message.LongLine
+		if errors.As(err, &long) {
+			err = longRecord(long)
+		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) && ctx.Err() == nil {
-				if errors.Is(err, message.ErrLineTooLong) {
-					b.err = failure.Systemf(err, "Input line %d is too long", n)
-				} else {
+				b.err = err
+				if _, ok := errors.AsType[*failure.Error](err); !ok {
 					b.err = failure.Transientf(err, "Cannot read the input")
 				}
 			}
@@ -292,7 +298,7 @@ func (p *Pipeline) read(ctx context.Context, stdin io.Reader, work, ordered chan
 		}
 		start := len(b.buf)
 		b.buf = append(b.buf, line...)
-		b.lines = append(b.lines, lineRef{start: start, end: len(b.buf), no: n})
+		b.lines = append(b.lines, lineRef{start: start, end: len(b.buf), no: n, long: long})
 		// A full batch goes; so does a partial one when the input has nothing
 		// more buffered, so that a slow source's records and states do not
 		// wait for lines that may be long in coming.
@@ -302,6 +308,24 @@ func (p *Pipeline) read(ctx context.Context, stdin io.Reader, work, ordered chan
 			}
 		}
 	}
+}
+
+// longRecord returns nil for a line over message.MaxLine that is a RECORD
+// naming its stream (it then meets the oversized policy), else why the sync
+// stops there.
+func longRecord(l *message.LongLine) error {
+	switch {
+	case l.Err != nil:
+		return &failure.Error{Kind: failure.System, Cause: l,
+			Message: fmt.Sprintf("Input line %d (%d bytes) is not a valid Airbyte message: %v", l.Line, l.Bytes, l.Err)}
+	case l.Type != string(protocol.AirbyteMessageTypeRECORD):
+		return &failure.Error{Kind: failure.System, Cause: l,
+			Message: fmt.Sprintf("Input line %d is a message of %d bytes of type %.40q: only a RECORD may be over %d MiB (it then meets oversized_records)", l.Line, l.Bytes, l.Type, message.MaxLine>>20)}
+	case l.Stream == "":
+		return &failure.Error{Kind: failure.System, Cause: l,
+			Message: fmt.Sprintf("Input line %d is a RECORD of %d bytes without a stream name", l.Line, l.Bytes)}
+	}
+	return nil
 }
 
 // tokenOutcome is what became of a record's uniqueness token.
@@ -338,6 +362,13 @@ func (p *Pipeline) shape(work <-chan *batch) {
 			line := b.buf[l.start:l.end]
 			it := &b.items[i]
 			it.no, it.line = l.no, line
+			if l.long != nil {
+				p.shapeLong(wk, it, l.long)
+				if it.kind == itemFail {
+					break
+				}
+				continue
+			}
 			if len(jsonx.TrimSpace(line)) == 0 {
 				continue
 			}
@@ -410,6 +441,18 @@ func (c *planCache) lookup(cat *catalog.Catalog, ns, stream []byte) *catalog.Pla
 	return p
 }
 
+// shapeLong takes a record over message.MaxLine, which was not held: its
+// event is over Keen's limit, and send applies the oversized policy.
+func (p *Pipeline) shapeLong(wk *worker, it *item, l *message.LongLine) {
+	plan := wk.cache.lookup(p.cat, []byte(l.Namespace), []byte(l.Stream))
+	if plan == nil {
+		it.kind, it.err = itemFail, &failure.Error{Kind: failure.System, Stream: l.Stream, Namespace: l.Namespace,
+			Message: fmt.Sprintf("Input line %d is a record of stream %q, which is not in the configured catalog", it.no, l.Stream)}
+		return
+	}
+	it.kind, it.plan, it.env, it.size, it.changes = itemRecord, plan, nil, l.Bytes, nil
+}
+
 // shapeRecord turns a decoded record into an envelope holding its event.
 func (p *Pipeline) shapeRecord(wk *worker, it *item) {
 	m := &wk.m
@@ -423,9 +466,12 @@ func (p *Pipeline) shapeRecord(wk *worker, it *item) {
 	if cap(wk.keyVals) < len(plan.Token.Key) {
 		wk.keyVals = make([][]byte, len(plan.Token.Key))
 	}
-	rec := keen.Capture(m.Data, m.Members, plan.Cursor, plan.Token.Key, wk.keyVals[:len(plan.Token.Key)])
+	rec := keen.Capture(m.Data, m.Members, m.Traits, plan.Cursor, plan.Token.Key, wk.keyVals[:len(plan.Token.Key)])
 	token, outcome := p.token(wk, plan, &rec, m.Data)
-	if keen.NeedsConform(rec.Traits) {
+	// A record too large for Keen however it is conformed is left as it is:
+	// send applies the oversized policy, and conforming it would take memory
+	// in proportion to its properties for nothing.
+	if max := p.sink.MaxMessageBytes(); keen.NeedsConform(rec.Traits) && (len(m.Data) <= max || keen.ConformedAtLeast(m.Data) <= max) {
 		var changes []keen.Change
 		if wk.scratch, changes = keen.Conform(wk.scratch[:0], m.Data); len(changes) > 0 {
 			switch p.cfg.Nonconforming {
@@ -456,7 +502,7 @@ func (p *Pipeline) shapeRecord(wk *worker, it *item) {
 		outcome = tokenSource
 	}
 	env.Stream, env.Tag = plan.Stream, plan.Index
-	it.kind, it.env, it.fromCursor, it.droppedKey, it.token = itemRecord, env, fromCursor, sh.DroppedKeenKeys, outcome
+	it.kind, it.env, it.size, it.fromCursor, it.droppedKey, it.token = itemRecord, env, int64(len(env.Buf)), fromCursor, sh.DroppedKeenKeys, outcome
 }
 
 // token derives the record's uniqueness token by the stream's rule (see
@@ -621,15 +667,19 @@ func (p *Pipeline) send(ctx context.Context, it *item) error {
 	if len(it.changes) > 0 {
 		p.conformed(plan, it.changes)
 	}
-	if size := len(env.Buf); size > p.sink.MaxMessageBytes() {
+	if max := p.sink.MaxMessageBytes(); env == nil || it.size > int64(max) {
+		what := fmt.Sprintf("its event of %d bytes is over Keen's limit of %d", it.size, max)
+		if env == nil {
+			what = fmt.Sprintf("it is a line of %d bytes, over %d MiB, so its event is over Keen's limit of %d", it.size, message.MaxLine>>20, max)
+		}
 		if !p.cfg.SkipOversized {
 			p.count(plan, false, it.no)
 			return &failure.Error{Kind: failure.System, Stream: plan.Stream, Namespace: plan.Namespace,
-				Message: fmt.Sprintf("Input line %d: a record of stream %q makes an event of %d bytes, over Keen's limit of %d; set oversized_records to skip to leave such records out", it.no, plan.Name(), size, p.sink.MaxMessageBytes())}
+				Message: fmt.Sprintf("Input line %d: a record of stream %q is too large: %s; set oversized_records to skip to leave such records out", it.no, plan.Name(), what)}
 		}
 		p.count(plan, true, it.no)
 		st.Oversized.Add(1)
-		_ = p.em.Logf(airbyte.Warn, "Skipped the record on input line %d of stream %q: its event of %d bytes is over Keen's limit of %d", it.no, plan.Name(), size, p.sink.MaxMessageBytes())
+		_ = p.em.Logf(airbyte.Warn, "Skipped the record on input line %d of stream %q: %s", it.no, plan.Name(), what)
 		return p.tracker.Done(p.tracker.Next())
 	}
 	p.count(plan, false, it.no)

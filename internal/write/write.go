@@ -38,6 +38,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -408,8 +409,12 @@ func (s *syncRun) summary(elapsed time.Duration, st checkpoint.Stats) {
 	secs := max(elapsed.Seconds(), 1e-3)
 	read, states := s.pipe.Progress()
 	skipped := s.pipe.Skipped()
-	_ = s.em.Logf(airbyte.Info, "Sync summary: %d %s read, %d acknowledged by Keen's brokers, %d skipped (oversized or breaking Keen's rules), %d %s read, %d echoed, %.1fs (%.0f records/s)",
-		read, plural(read, "record", "records"), int64(st.Finished)-skipped, skipped, states, plural(states, "state", "states"), st.Emitted, elapsed.Seconds(), float64(read)/secs)
+	peak := ""
+	if n, ok := peakMemory(); ok {
+		peak = fmt.Sprintf(", peak memory %d MiB", n>>20)
+	}
+	_ = s.em.Logf(airbyte.Info, "Sync summary: %d %s read, %d acknowledged by Keen's brokers, %d skipped (oversized or breaking Keen's rules), %d %s read, %d echoed, %.1fs (%.0f records/s)%s",
+		read, plural(read, "record", "records"), int64(st.Finished)-skipped, skipped, states, plural(states, "state", "states"), st.Emitted, elapsed.Seconds(), float64(read)/secs, peak)
 	for _, p := range s.cat.Plans {
 		c := s.pipe.Stream(p)
 		n := c.Records.Load()
@@ -472,4 +477,23 @@ func plural(n int64, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// peakMemory returns the process's peak resident memory so far, in bytes,
+// where the system says it (Linux: VmHWM in /proc/self/status, the high
+// water mark of this program's memory, not of whatever ran before it).
+func peakMemory() (int64, bool) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, false
+	}
+	for l := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			var kib int64
+			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kib); err == nil {
+				return kib << 10, true
+			}
+		}
+	}
+	return 0, false
 }
