@@ -16,6 +16,11 @@ import (
 // so that a record of any size meets the oversized policy in bounded memory.
 const MaxLine = 4 << 20
 
+// MaxLongLine bounds a line read through: one that long is no record any
+// source means to send (an endless stream of bytes, a lost newline), and
+// the sync stops with an error rather than read on forever.
+const MaxLongLine = 1 << 30
+
 // LongLine is returned by Reader.Next, as the error, for a line over
 // MaxLine bytes: what the connector needs to know of its message, found by
 // a structural scan of the whole line (strings, escapes and nesting; the

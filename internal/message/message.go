@@ -306,14 +306,17 @@ func truncate(s string, n int) string {
 // Reader reads lines; one over MaxLine bytes is read through and returned
 // as a *LongLine error (see LongLine).
 type Reader struct {
-	r    *bufio.Reader
-	buf  []byte
-	line int
-	max  int
+	r       *bufio.Reader
+	buf     []byte
+	line    int
+	max     int
+	maxLong int64
 }
 
 // NewReader reads from r with a 1 MiB buffer.
-func NewReader(r io.Reader) *Reader { return &Reader{r: bufio.NewReaderSize(r, 1<<20), max: MaxLine} }
+func NewReader(r io.Reader) *Reader {
+	return &Reader{r: bufio.NewReaderSize(r, 1<<20), max: MaxLine, maxLong: MaxLongLine}
+}
 
 // Buffered reports how many bytes of input are read but not yet returned:
 // zero means the next call may wait for the writer.
@@ -373,6 +376,11 @@ func (r *Reader) skimRest() error {
 			return s.result(r.line)
 		case err != bufio.ErrBufferFull:
 			return fmt.Errorf("read stdin: %w", err)
+		case s.err != nil:
+			return s.result(r.line) // not one JSON object: no need to read on
+		case s.total > r.maxLong:
+			s.err = fmt.Errorf("no end of line within %d MiB", r.maxLong>>20)
+			return s.result(r.line)
 		}
 	}
 }

@@ -143,11 +143,14 @@ func TestLongLine(t *testing.T) {
 				if l.Type != tt.want.Type || l.Stream != tt.want.Stream || l.Namespace != tt.want.Namespace {
 					t.Fatalf("found %+v, want %+v", *l, tt.want)
 				}
-				if int(l.Bytes) != len(tt.line)+1 { // the \r is part of the line for the skim
-					t.Fatalf("%d bytes, want %d", l.Bytes, len(tt.line)+1)
-				}
 				if (l.Err == nil) != (tt.err == "") || l.Err != nil && !strings.Contains(l.Err.Error(), tt.err) {
 					t.Fatalf("err %v, want %q", l.Err, tt.err)
+				}
+				if l.Err != nil {
+					return // the sync ends here: the rest of the line need not be read
+				}
+				if int(l.Bytes) != len(tt.line)+1 { // the \r is part of the line for the skim
+					t.Fatalf("%d bytes, want %d", l.Bytes, len(tt.line)+1)
 				}
 				if line, n, err := r.Next(); string(line) != "next" || n != 3 || err != nil {
 					t.Fatalf("line 3: %q %d %v", line, n, err)
@@ -338,6 +341,42 @@ func TestTraceError(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestEndlessLine: input without a newline ends in an error, without
+// reading on past what shows it is not a message, or past the bound.
+func TestEndlessLine(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		r    io.Reader
+		want string
+	}{
+		{"zeros", zeros{}, "not a JSON object at byte 0"},
+		{"a string that never ends", io.MultiReader(strings.NewReader(`{"type":"RECORD","record":{"stream":"s","data":{"b":"`), repeat('z')), "no end of line within 8 MiB"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := NewReader(tt.r)
+			r.max, r.maxLong = 1<<20, 8<<20
+			_, _, err := r.Next()
+			var l *LongLine
+			if !errors.As(err, &l) || l.Err == nil || !strings.Contains(l.Err.Error(), tt.want) || l.Bytes > 10<<20 {
+				t.Fatalf("%v", err)
+			}
+		})
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+type repeat byte
+
+func (c repeat) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(c)
+	}
+	return len(p), nil
 }
 
 // TestWideData: data of more than MaxMembers members keeps none, so that
