@@ -187,3 +187,32 @@ func TestEveryPropertyOfTheConfigIsDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestParseInteger: whole numbers as JSON Schema counts them, and nothing
+// else; Integer decodes them and encodes digits.
+func TestParseInteger(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"3", 3, true}, {"-3", -3, true}, {"3.0", 3, true}, {"3e0", 3, true}, {"1.7e12", 1700000000000, true},
+		{"30e-1", 3, true}, {"9223372036854775807", 9223372036854775807, true},
+		{"3.5", 0, false}, {"9223372036854775808", 0, false}, {"1e31", 0, false}, {`"3"`, 0, false}, {"", 0, false}, {"true", 0, false},
+	} {
+		got, ok := schemas.ParseInteger([]byte(tt.in))
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("ParseInteger(%s) = %d, %t; want %d, %t", tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+	var n schemas.Integer
+	if err := json.Unmarshal([]byte("4.0"), &n); err != nil || n != 4 {
+		t.Fatalf("4.0 decodes to %d, %v", n, err)
+	}
+	if err := json.Unmarshal([]byte("4.5"), &n); err == nil {
+		t.Fatal("4.5 decoded")
+	}
+	if b, err := json.Marshal(schemas.Integer(4)); err != nil || string(b) != "4" {
+		t.Fatalf("encodes as %s, %v", b, err)
+	}
+}

@@ -2,7 +2,7 @@
 
 package protocol
 
-import "destination-keen/internal/jsonx"
+import "destination-keen/schemas"
 import "encoding/json"
 
 // A usage event of a connector.
@@ -83,7 +83,7 @@ const AirbyteErrorTraceMessageFailureTypeTransientError AirbyteErrorTraceMessage
 // How much a source expects to read.
 type AirbyteEstimateTraceMessage struct {
 	// ByteEstimate corresponds to the JSON schema field "byte_estimate".
-	ByteEstimate *jsonx.Integer `json:"byte_estimate,omitempty,omitzero"`
+	ByteEstimate *schemas.Integer `json:"byte_estimate,omitempty,omitzero"`
 
 	// Name corresponds to the JSON schema field "name".
 	Name string `json:"name"`
@@ -92,7 +92,7 @@ type AirbyteEstimateTraceMessage struct {
 	Namespace *string `json:"namespace,omitempty,omitzero"`
 
 	// RowEstimate corresponds to the JSON schema field "row_estimate".
-	RowEstimate *jsonx.Integer `json:"row_estimate,omitempty,omitzero"`
+	RowEstimate *schemas.Integer `json:"row_estimate,omitempty,omitzero"`
 
 	// Type corresponds to the JSON schema field "type".
 	Type AirbyteEstimateTraceMessageType `json:"type"`
@@ -199,7 +199,7 @@ type AirbyteRecordMessage struct {
 	Data json.RawMessage `json:"data"`
 
 	// EmittedAt corresponds to the JSON schema field "emitted_at".
-	EmittedAt jsonx.Integer `json:"emitted_at"`
+	EmittedAt schemas.Integer `json:"emitted_at"`
 
 	// FileReference corresponds to the JSON schema field "file_reference".
 	FileReference *AirbyteRecordMessageFileReference `json:"file_reference,omitempty,omitzero"`
@@ -217,7 +217,7 @@ type AirbyteRecordMessage struct {
 // Where the file a record describes was staged.
 type AirbyteRecordMessageFileReference struct {
 	// FileSizeBytes corresponds to the JSON schema field "file_size_bytes".
-	FileSizeBytes *jsonx.Integer `json:"file_size_bytes,omitempty,omitzero"`
+	FileSizeBytes *schemas.Integer `json:"file_size_bytes,omitempty,omitzero"`
 
 	// SourceFileRelativePath corresponds to the JSON schema field
 	// "source_file_relative_path".
@@ -350,7 +350,7 @@ const AirbyteStreamStatusRUNNING AirbyteStreamStatus = "RUNNING"
 // A source waiting for an API quota.
 type AirbyteStreamStatusRateLimitedReason struct {
 	// QuotaReset corresponds to the JSON schema field "quota_reset".
-	QuotaReset *jsonx.Integer `json:"quota_reset,omitempty,omitzero"`
+	QuotaReset *schemas.Integer `json:"quota_reset,omitempty,omitzero"`
 }
 
 // A reason for a stream status.
@@ -427,14 +427,14 @@ type ConfiguredAirbyteStream struct {
 	DestinationSyncMode DestinationSyncMode `json:"destination_sync_mode"`
 
 	// GenerationID corresponds to the JSON schema field "generation_id".
-	GenerationID *jsonx.Integer `json:"generation_id,omitempty,omitzero"`
+	GenerationID *schemas.Integer `json:"generation_id,omitempty,omitzero"`
 
 	// IncludeFiles corresponds to the JSON schema field "include_files".
 	IncludeFiles *bool `json:"include_files,omitempty,omitzero"`
 
 	// MinimumGenerationID corresponds to the JSON schema field
 	// "minimum_generation_id".
-	MinimumGenerationID *jsonx.Integer `json:"minimum_generation_id,omitempty,omitzero"`
+	MinimumGenerationID *schemas.Integer `json:"minimum_generation_id,omitempty,omitzero"`
 
 	// PrimaryKey corresponds to the JSON schema field "primary_key".
 	PrimaryKey [][]string `json:"primary_key,omitempty,omitzero"`
@@ -443,7 +443,7 @@ type ConfiguredAirbyteStream struct {
 	Stream AirbyteStream `json:"stream"`
 
 	// SyncID corresponds to the JSON schema field "sync_id".
-	SyncID *jsonx.Integer `json:"sync_id,omitempty,omitzero"`
+	SyncID *schemas.Integer `json:"sync_id,omitempty,omitzero"`
 
 	// SyncMode corresponds to the JSON schema field "sync_mode".
 	SyncMode SyncMode `json:"sync_mode"`

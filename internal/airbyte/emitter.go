@@ -126,6 +126,15 @@ func (e *Emitter) ConnectionStatus(ok bool, message string) error {
 	return e.emit(&protocol.AirbyteMessage{Type: protocol.AirbyteMessageTypeCONNECTIONSTATUS, ConnectionStatus: cs})
 }
 
+// Plural returns one when n is 1 and many otherwise, for the counts that
+// log messages give ("1 record", "2 records").
+func Plural(n int64, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
 // Logf writes one LOG message.
 func (e *Emitter) Logf(level protocol.AirbyteLogMessageLevel, format string, args ...any) error {
 	e.mu.Lock()

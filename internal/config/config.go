@@ -206,7 +206,7 @@ func forDecoding(doc []byte) []byte {
 		if jsonx.KindOf(v) != jsonx.Number {
 			continue
 		}
-		if n, ok := jsonx.ParseInteger(v); ok && strconv.FormatInt(n, 10) != string(v) {
+		if n, ok := schemas.ParseInteger(v); ok && strconv.FormatInt(n, 10) != string(v) {
 			m[k], changed = json.RawMessage(strconv.FormatInt(n, 10)), true
 		}
 	}

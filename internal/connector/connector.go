@@ -1,19 +1,21 @@
-// Package connector ties the pieces into Airbyte's three commands: spec,
-// check and write. It owns their order of operations and what each prints;
-// the rules of Keen, the Kafka sink and the protocol codecs live in their own
-// packages. cmd/destination-keen only parses flags and calls in here.
+// Package connector runs Airbyte's spec and check commands and holds what
+// they share with write (package write, which runs a sync): the version, the
+// config warnings, the online probes. It owns their order of operations and
+// what each prints; the rules of Keen, the Kafka sink and the protocol codecs
+// live in their own packages. cmd/destination-keen only parses flags and
+// calls in here and in package write.
 package connector
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"regexp"
 
 	"destination-keen/gen/protocol"
 	"destination-keen/internal/airbyte"
 	"destination-keen/internal/config"
 	"destination-keen/internal/failure"
+	"destination-keen/internal/jsonx"
 	"destination-keen/schemas"
 )
 
@@ -30,7 +32,7 @@ func Spec() (*protocol.ConnectorSpecification, error) {
 	if err := json.Unmarshal(schemas.Raw(schemas.SpecFile), &fields); err != nil {
 		return nil, fmt.Errorf("decode %s: %w", schemas.SpecFile, err)
 	}
-	fields["connectionSpecification"] = idRE.ReplaceAll(schemas.Raw(schemas.ConfigFile), nil)
+	fields["connectionSpecification"] = withoutMember(schemas.Raw(schemas.ConfigFile), "$id")
 	doc, err := json.Marshal(fields)
 	if err != nil {
 		return nil, fmt.Errorf("compose spec: %w", err)
@@ -42,9 +44,21 @@ func Spec() (*protocol.ConnectorSpecification, error) {
 	return &spec, nil
 }
 
-// idRE matches the config schema's top-level $id member, which its second
-// line holds.
-var idRE = regexp.MustCompile(`(?m)^  "\$id": "[^"]*",\n`)
+// withoutMember returns the JSON object obj without its top-level members
+// called name, the others as they are, in their order.
+func withoutMember(obj []byte, name string) []byte {
+	out := []byte{'{'}
+	jsonx.Members(obj, func(m *jsonx.Member) bool {
+		if m.Name() != name {
+			if len(out) > 1 {
+				out = append(out, ',')
+			}
+			out = append(out, obj[m.Start:m.End]...)
+		}
+		return true
+	})
+	return append(out, '}')
+}
 
 // RunSpec prints one SPEC message.
 func RunSpec(em *airbyte.Emitter) error {

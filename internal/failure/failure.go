@@ -78,8 +78,12 @@ func Systemf(cause error, format string, args ...any) *Error {
 }
 
 // As returns the outermost *Error in err's chain, or, when there is none, a
-// system_error wrapping err: an error nobody classified is a bug.
+// system_error wrapping err (an error nobody classified is a bug); nil when
+// err is nil.
 func As(err error) *Error {
+	if err == nil {
+		return nil
+	}
 	if e, ok := errors.AsType[*Error](err); ok {
 		return e
 	}

@@ -28,6 +28,9 @@ func TestAs(t *testing.T) {
 			}
 		})
 	}
+	if got := As(nil); got != nil {
+		t.Fatalf("As(nil) = %v: no error is no failure", got)
+	}
 	if !errors.Is(cfg, io.EOF) {
 		t.Fatal("the cause must stay reachable through Unwrap")
 	}

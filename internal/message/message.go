@@ -15,6 +15,7 @@ import (
 
 	"destination-keen/gen/protocol"
 	"destination-keen/internal/jsonx"
+	"destination-keen/schemas"
 )
 
 // Type is a message's type.
@@ -269,7 +270,7 @@ func checkRecord(rp *recordParts, m *Message) error {
 	if rp.emitted == nil {
 		return e("the record has no emitted_at")
 	}
-	v, ok := jsonx.ParseInteger(rp.emitted)
+	v, ok := schemas.ParseInteger(rp.emitted)
 	if !ok {
 		return e("the record's emitted_at is not an integer")
 	}

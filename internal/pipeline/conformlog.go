@@ -111,10 +111,10 @@ func (pl *Pipeline) ConformSummary(p *catalog.Plan) string {
 	if s.records > 0 {
 		values := ""
 		if s.values > 0 {
-			values = fmt.Sprintf(", %d %s made safe", s.values, plural(s.values, "value", "values"))
+			values = fmt.Sprintf(", %d %s made safe", s.values, airbyte.Plural(s.values, "value", "values"))
 		}
 		parts = append(parts, fmt.Sprintf("%d %s changed to follow Keen's rules (%d property %s changed, %d %s kept as JSON text%s)",
-			s.records, plural(s.records, "record", "records"), s.names, plural(s.names, "name", "names"), s.arrays, plural(s.arrays, "array", "arrays"), values))
+			s.records, airbyte.Plural(s.records, "record", "records"), s.names, airbyte.Plural(s.names, "name", "names"), s.arrays, airbyte.Plural(s.arrays, "array", "arrays"), values))
 		var cs []string
 		for _, c := range s.first {
 			cs = append(cs, c.String())
@@ -122,14 +122,7 @@ func (pl *Pipeline) ConformSummary(p *catalog.Plan) string {
 		parts = append(parts, "first changes: "+strings.Join(cs, "; "))
 	}
 	if s.skipped > 0 {
-		parts = append(parts, fmt.Sprintf("%d %s breaking Keen's rules skipped", s.skipped, plural(s.skipped, "record", "records")))
+		parts = append(parts, fmt.Sprintf("%d %s breaking Keen's rules skipped", s.skipped, airbyte.Plural(s.skipped, "record", "records")))
 	}
 	return strings.Join(parts, "; ")
-}
-
-func plural(n int64, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
 }

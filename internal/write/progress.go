@@ -3,6 +3,8 @@ package write
 import (
 	"fmt"
 	"time"
+
+	"destination-keen/internal/airbyte"
 )
 
 // Progress lines: the first soon after the start, so that an operator sees
@@ -32,7 +34,7 @@ func progressLine(prev, cur progressSnap) string {
 		interval = cur.at.Sub(prev.at).Round(time.Millisecond) // tests' short intervals
 	}
 	line := fmt.Sprintf("Progress: %d %s read (%.0f/s over the last %s), %d acknowledged by Keen's brokers, %d %s read, %d echoed",
-		cur.read, plural(cur.read, "record", "records"), float64(cur.read-prev.read)/secs, interval, cur.acked, cur.states, plural(cur.states, "state", "states"), cur.echoed)
+		cur.read, airbyte.Plural(cur.read, "record", "records"), float64(cur.read-prev.read)/secs, interval, cur.acked, cur.states, airbyte.Plural(cur.states, "state", "states"), cur.echoed)
 	inFlight := cur.sent - cur.acked
 	switch {
 	case inFlight > 0 && cur.acked == prev.acked:

@@ -79,7 +79,7 @@ func (s *syncRun) watch(ctx context.Context) {
 				st := s.tracker.Stats()
 				s.quick.Store(true) // nothing will flush: do not wait for it
 				n := int64(st.Records - st.Finished)
-				s.fail(failure.Transientf(nil, "Keen's Kafka brokers acknowledged nothing for %s (delivery_timeout_seconds); %d %s not delivered", stalled.Round(time.Second), n, plural(n, "record was", "records were")))
+				s.fail(failure.Transientf(nil, "Keen's Kafka brokers acknowledged nothing for %s (delivery_timeout_seconds); %d %s not delivered", stalled.Round(time.Second), n, airbyte.Plural(n, "record was", "records were")))
 				return
 			}
 		}

@@ -264,7 +264,7 @@ func (s *syncRun) replaceGenerations(ctx context.Context) error {
 				_ = s.em.Logf(airbyte.Warn, "The platform sent no stream status in this sync. Airbyte platforms that report completion send a STREAM_STATUS COMPLETE for every stream when the source succeeds, and none when it fails: either the source failed, or this platform is too old to report completion. Overwrite and refresh streams keep their earlier events either way; on an old platform, upgrade Airbyte so that a successful sync replaces them")
 			}
 			n := st.Sent()
-			_ = s.em.Logf(airbyte.Warn, "Stream %q did not complete: %s. The earlier events of collection %q are kept next to its %d new %s of generation %s; the next sync that completes replaces them", p.Name(), c.Why(), p.Collection, n, plural(n, "event", "events"), p.Generation)
+			_ = s.em.Logf(airbyte.Warn, "Stream %q did not complete: %s. The earlier events of collection %q are kept next to its %d new %s of generation %s; the next sync that completes replaces them", p.Name(), c.Why(), p.Collection, n, airbyte.Plural(n, "event", "events"), p.Generation)
 			continue
 		}
 		began := time.Now()
@@ -414,17 +414,17 @@ func (s *syncRun) summary(elapsed time.Duration, st checkpoint.Stats) {
 		peak = fmt.Sprintf(", peak memory %d MiB", n>>20)
 	}
 	_ = s.em.Logf(airbyte.Info, "Sync summary: %d %s read, %d acknowledged by Keen's brokers, %d skipped (oversized or breaking Keen's rules), %d %s read, %d echoed, %.1fs (%.0f records/s)%s",
-		read, plural(read, "record", "records"), int64(st.Finished)-skipped, skipped, states, plural(states, "state", "states"), st.Emitted, elapsed.Seconds(), float64(read)/secs, peak)
+		read, airbyte.Plural(read, "record", "records"), int64(st.Finished)-skipped, skipped, states, airbyte.Plural(states, "state", "states"), st.Emitted, elapsed.Seconds(), float64(read)/secs, peak)
 	for _, p := range s.cat.Plans {
 		c := s.pipe.Stream(p)
 		n := c.Records.Load()
-		line := fmt.Sprintf("Stream %q -> %q: %d %s", p.Name(), p.Collection, n, plural(n, "record", "records"))
+		line := fmt.Sprintf("Stream %q -> %q: %d %s", p.Name(), p.Collection, n, airbyte.Plural(n, "record", "records"))
 		if p.TimestampFromCursor {
 			line += fmt.Sprintf("; keen.timestamp from the cursor for %d, from emitted_at for %d (cursor missing or not a time)", c.FromCursor.Load(), c.Fallbacks.Load())
 		}
 		line += "; " + tokenTally(p, c)
 		if n := c.DroppedKeenKeys.Load(); n > 0 {
-			line += fmt.Sprintf("; %d %s of the source's keen objects dropped (Keen accepts only addons, location, uniqueness_token)", n, plural(n, "key", "keys"))
+			line += fmt.Sprintf("; %d %s of the source's keen objects dropped (Keen accepts only addons, location, uniqueness_token)", n, airbyte.Plural(n, "key", "keys"))
 		}
 		if n := c.Oversized.Load(); n > 0 {
 			line += fmt.Sprintf("; %d oversized records skipped", n)
@@ -470,13 +470,6 @@ func reportGoroutines(em *airbyte.Emitter, start int) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	_ = em.Logf(airbyte.Debug, "Goroutines: %d at start, %d at the end", start, end)
-}
-
-func plural(n int64, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
 }
 
 // peakMemory returns the process's peak resident memory so far, in bytes,

@@ -91,7 +91,7 @@ var mutants = []mutant{
 		"if jsonx.KindOf(global) != jsonx.Object {", "if false {", "./internal/checkpoint", "TestDescribe"},
 	{"the catalog read strictly", "internal/catalog/catalog.go",
 		"schemas.ValidateLenient(\"ConfiguredAirbyteCatalog\", doc)", "schemas.Validate(\"ConfiguredAirbyteCatalog\", doc)", "./internal/catalog", "TestLiberalReading"},
-	{"a whole number written as a float refused", "internal/jsonx/integer.go",
+	{"a whole number written as a float refused", "schemas/integer.go",
 		"v, ok := ParseInteger(b)", "v, err := strconv.ParseInt(string(b), 10, 64); ok := err == nil", "./internal/catalog", "TestLiberalReading"},
 	{"the namespace left out of a TRACE's stream descriptor", "internal/airbyte/emitter.go",
 		"te.StreamDescriptor.Namespace = &f.Namespace", "_ = f.Namespace", "./cmd/destination-keen", "TestTraceNamesTheNamespace"},

@@ -193,7 +193,7 @@ func TestUpgrade(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"SourceRecordID *string", "Priority *jsonx.Integer", "type AirbyteHeartbeatMessage struct"} {
+	for _, f := range []string{"SourceRecordID *string", "Priority *schemas.Integer", "type AirbyteHeartbeatMessage struct"} {
 		if !strings.Contains(string(types), f) {
 			t.Errorf("the regenerated types lack %q", f)
 		}

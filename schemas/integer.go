@@ -1,4 +1,4 @@
-package jsonx
+package schemas
 
 import (
 	"bytes"
@@ -8,12 +8,14 @@ import (
 )
 
 // ParseInteger reads a JSON number that is a whole number, as JSON Schema
-// counts integers: 1700000000000, 1700000000000.0 and 1.7e12 alike.
+// counts integers: 1700000000000, 1700000000000.0 and 1.7e12 alike. It
+// lives here, with the schemas, because the generated types use it (through
+// Integer), and gen/ imports nothing of internal/.
 func ParseInteger(raw []byte) (int64, bool) {
 	if v, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
 		return v, true
 	}
-	if KindOf(raw) != Number || len(raw) > 64 {
+	if len(raw) == 0 || len(raw) > 64 || raw[0] != '-' && (raw[0] < '0' || raw[0] > '9') {
 		return 0, false
 	}
 	// An exponent beyond ±30 is no plausible integer here, and big.Rat
