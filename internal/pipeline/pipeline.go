@@ -3,7 +3,8 @@
 // shapes records into Keen events on parallel workers, and applies the
 // batches in input order on one sequencer, which numbers records for the
 // checkpoint tracker, counts them for states and for the summary, applies
-// the oversized and nonconforming policies, and hands events to the sink.
+// the oversized and nonconforming policies, and hands events to the
+// transport (package sink's Kafka producer, behind the Transport interface).
 //
 // It owns its goroutines: Run returns once every one of them has ended. It
 // does not open or close the sink, delete collections, watch the brokers or
@@ -44,11 +45,26 @@ const (
 	batchesInFlight = 8
 )
 
+// Transport takes events to Keen: the pipeline gets an envelope, fills it
+// and sends it. Package sink's Kafka producer is the one a sync uses; a
+// transport reports each event's fate (stored, or failed) to whoever opened
+// it, not to the pipeline, which neither waits for acknowledgements nor
+// knows the transport's errors.
+type Transport interface {
+	// Get returns an envelope to fill (Buf empty, Seq to set).
+	Get() *sink.Envelope
+	// MaxMessageBytes is the largest event the transport takes.
+	MaxMessageBytes() int
+	// Send hands the envelope over to be delivered to collection; false
+	// when ctx ended first (the envelope is then not delivered).
+	Send(ctx context.Context, env *sink.Envelope, collection string) bool
+}
+
 // Pipeline is the record path of one sync.
 type Pipeline struct {
 	cat     *catalog.Catalog
 	cfg     *config.Config
-	sink    *sink.Sink
+	sink    Transport
 	tracker *checkpoint.Tracker
 	em      *airbyte.Emitter
 
@@ -107,7 +123,7 @@ func (s *Stream) apply(e end) (reopened bool) {
 }
 
 // New returns the pipeline of a sync.
-func New(cat *catalog.Catalog, cfg *config.Config, s *sink.Sink, tr *checkpoint.Tracker, em *airbyte.Emitter) *Pipeline {
+func New(cat *catalog.Catalog, cfg *config.Config, s Transport, tr *checkpoint.Tracker, em *airbyte.Emitter) *Pipeline {
 	n := len(cat.Plans)
 	p := &Pipeline{cat: cat, cfg: cfg, sink: s, tracker: tr, em: em,
 		streams: make([]Stream, n), gens: make([]*keen.Generation, n), conform: newConformLog(n),
