@@ -110,7 +110,7 @@ func CheckEvent(value []byte) (map[string]any, error) {
 			props[name] = v
 		}
 	}
-	if err := checkObject(props, ""); err != nil {
+	if err := checkObject(props, nil); err != nil {
 		return nil, err
 	}
 	if k, present := ev["keen"]; present {
@@ -145,18 +145,21 @@ func CheckEvent(value []byte) (map[string]any, error) {
 	return ev, nil
 }
 
-func checkObject(o map[string]any, path string) error {
+// checkObject checks the properties of o, at path (the names above it; a
+// slice that grows and shrinks as the walk goes, so that deep nesting costs
+// no more than its depth: the dotted path is written only for an error).
+func checkObject(o map[string]any, path []string) error {
 	for name, v := range o {
-		p := path + name
+		p := append(path, name)
 		switch {
 		case strings.Contains(name, "."):
-			return fmt.Errorf("property %q contains a '.'", p)
+			return fmt.Errorf("property %q contains a '.'", dotted(p))
 		case strings.HasPrefix(name, "$"):
-			return fmt.Errorf("property %q starts with '$'", p)
+			return fmt.Errorf("property %q starts with '$'", dotted(p))
 		case len(name) > maxPropertyName:
-			return fmt.Errorf("property name of %d characters at %q is 256 or longer", len(name), path)
+			return fmt.Errorf("property name of %d characters at %q is 256 or longer", len(name), dotted(path))
 		case name == "":
-			return fmt.Errorf("empty property name at %q", path)
+			return fmt.Errorf("empty property name at %q", dotted(path))
 		}
 		if err := checkValue(v, p); err != nil {
 			return err
@@ -165,15 +168,15 @@ func checkObject(o map[string]any, path string) error {
 	return nil
 }
 
-func checkValue(v any, path string) error {
+func checkValue(v any, path []string) error {
 	switch x := v.(type) {
 	case map[string]any:
-		return checkObject(x, path+".")
+		return checkObject(x, path)
 	case []any:
 		for i, e := range x {
 			switch e.(type) {
 			case map[string]any, []any:
-				return fmt.Errorf("array %q holds a %s at index %d; arrays may hold only primitives", path, kind(e), i)
+				return fmt.Errorf("array %q holds a %s at index %d; arrays may hold only primitives", dotted(path), kind(e), i)
 			}
 			if err := checkValue(e, path); err != nil {
 				return err
@@ -181,11 +184,14 @@ func checkValue(v any, path string) error {
 		}
 	case json.Number:
 		if _, err := strconv.ParseFloat(string(x), 64); errors.Is(err, strconv.ErrRange) {
-			return fmt.Errorf("number at %q is outside the range of a double", path)
+			return fmt.Errorf("number at %q is outside the range of a double", dotted(path))
 		}
 	}
 	return nil
 }
+
+// dotted writes a path of property names as Keen does, with dots.
+func dotted(path []string) string { return strings.Join(path, ".") }
 
 // loneSurrogate reports whether the JSON text b holds a \u escape of a
 // surrogate that is not half of a pair. Backslashes appear in JSON only
