@@ -15,6 +15,8 @@ BENCHTIME ?= 1s
 N       ?= 200000
 ROUNDS  ?= 3
 SOAK_N  ?= 10000000
+# bash, for pipefail in test.
+SHELL   := bash
 
 .PHONY: help generate build test lint bench soak fuzz mutants image demo emulator clean
 
@@ -39,8 +41,8 @@ build: ## build the static binary into bin/
 
 test: ## run every test (with the race detector when cgo is available)
 	@[ -n "$(RACE)" ] || echo "note: no C compiler for cgo, running without -race"
-	@echo "== go test: packages run side by side, each prints ok when it is done; the end-to-end tests (cmd/destination-keen) take most of the time, 2-3 minutes on 2 cores"
-	$(GO) test $(RACE) -count=1 ./...
+	@echo "== go test: packages run side by side; a line when each starts and ends, and every 30 s the test each is on; the end-to-end tests (cmd/destination-keen) take most of the time, 2-4 minutes on 2 cores"
+	@set -o pipefail; $(GO) test $(RACE) -count=1 -json ./... | $(GO) run ./tools/testview
 
 lint: ## gofmt and go vet
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
