@@ -64,7 +64,7 @@ type Transport interface {
 type Pipeline struct {
 	cat     *catalog.Catalog
 	cfg     *config.Config
-	sink    Transport
+	out     Transport // where events go
 	tracker *checkpoint.Tracker
 	em      *airbyte.Emitter
 
@@ -125,7 +125,7 @@ func (s *Stream) apply(e end) (reopened bool) {
 // New returns the pipeline of a sync.
 func New(cat *catalog.Catalog, cfg *config.Config, s Transport, tr *checkpoint.Tracker, em *airbyte.Emitter) *Pipeline {
 	n := len(cat.Plans)
-	p := &Pipeline{cat: cat, cfg: cfg, sink: s, tracker: tr, em: em,
+	p := &Pipeline{cat: cat, cfg: cfg, out: s, tracker: tr, em: em,
 		streams: make([]Stream, n), gens: make([]*keen.Generation, n), conform: newConformLog(n),
 		sinceState: make([]int64, n), rejectedSince: make([]int64, n), unknownTypes: map[string]bool{}, unknownEnds: map[string]bool{}}
 	for _, plan := range cat.Plans {
@@ -348,10 +348,9 @@ func longRecord(l *message.LongLine) error {
 type tokenOutcome uint8
 
 const (
-	tokenNone    tokenOutcome = iota // the stream's events get none
-	tokenOurs                        // derived here
-	tokenSource                      // the source's own, kept
-	tokenMissing                     // the record lacks what its token is derived from
+	tokenNone   tokenOutcome = iota // none: the stream's events get none, or the record lacks what its token is derived from
+	tokenOurs                       // derived here
+	tokenSource                     // the source's own, kept
 )
 
 // worker is what one shaping goroutine keeps from record to record.
@@ -487,7 +486,7 @@ func (p *Pipeline) shapeRecord(wk *worker, it *item) {
 	// A record too large for Keen however it is conformed is left as it is:
 	// send applies the oversized policy, and conforming it would take memory
 	// in proportion to its properties for nothing.
-	if max := p.sink.MaxMessageBytes(); keen.NeedsConform(rec.Traits) && (len(m.Data) <= max || keen.ConformedAtLeast(m.Data) <= max) {
+	if max := p.out.MaxMessageBytes(); keen.NeedsConform(rec.Traits) && (len(m.Data) <= max || keen.ConformedAtLeast(m.Data) <= max) {
 		var changes []keen.Change
 		if wk.scratch, changes = keen.Conform(wk.scratch[:0], m.Data); len(changes) > 0 {
 			switch p.cfg.Nonconforming {
@@ -511,7 +510,7 @@ func (p *Pipeline) shapeRecord(wk *worker, it *item) {
 	if !fromCursor {
 		ts = time.UnixMilli(m.EmittedAt)
 	}
-	env := p.sink.Get()
+	env := p.out.Get()
 	var sh keen.Shape
 	env.Buf, sh = rec.AppendEvent(env.Buf[:0], ts, token, p.gens[plan.Index])
 	if sh.SourceToken {
@@ -533,13 +532,13 @@ func (p *Pipeline) token(wk *worker, plan *catalog.Plan, rec *keen.Record, data 
 	case catalog.TokenKey:
 		for _, v := range rec.Key {
 			if v == nil {
-				return nil, tokenMissing
+				return nil, tokenNone // a key value is missing
 			}
 		}
 		in.Key, in.Cursor, in.Content = rec.Key, rec.Cursor, data
 		if r.Snapshot || rec.Cursor == nil {
 			if r.SyncID == "" {
-				return nil, tokenMissing // no cursor value and no sync to tell versions apart
+				return nil, tokenNone // no cursor value and no sync to tell versions apart
 			}
 			in.SyncID = r.SyncID
 		}
@@ -683,7 +682,7 @@ func (p *Pipeline) send(ctx context.Context, it *item) error {
 	if len(it.changes) > 0 {
 		p.conformed(plan, it.changes)
 	}
-	if max := p.sink.MaxMessageBytes(); env == nil || it.size > int64(max) {
+	if max := p.out.MaxMessageBytes(); env == nil || it.size > int64(max) {
 		what := fmt.Sprintf("its event of %d bytes is over Keen's limit of %d", it.size, max)
 		if env == nil {
 			what = fmt.Sprintf("it is a line of %d bytes, over %d MiB, so its event is over Keen's limit of %d", it.size, message.MaxLine>>20, max)
@@ -708,7 +707,7 @@ func (p *Pipeline) send(ctx context.Context, it *item) error {
 	env.Seq = p.tracker.Next()
 	// When ctx ends first, the sync is ending: this record is not
 	// delivered, nor any state after it.
-	p.sink.Send(ctx, env, plan.Collection)
+	p.out.Send(ctx, env, plan.Collection)
 	return nil
 }
 
