@@ -753,9 +753,9 @@ func TestBadInputStopsTheSync(t *testing.T) {
 		{"data nested 10,001 levels", rec("a", deeper, 1), "JSON nested too deeply"},
 		{"unknown stream", rec("nope", `{}`, 1), `Input line 3 is a record of stream "nope", which is not in the configured catalog`},
 		{"state not an object", `{"type":"STATE","state":"cursor=5"}`, "the state is a JSON string, not an object"},
-		{"stream state without descriptor", `{"type":"STATE","state":{"type":"STREAM","stream":{}}}`, "Input line 3 is a STATE the connector cannot read"},
-		{"state type not a string", `{"type":"STATE","state":{"type":1,"data":{}}}`, "Input line 3 is a STATE the connector cannot read: the state's type is a JSON number"},
-		{"global state without a global object", `{"type":"STATE","state":{"type":"GLOBAL","global":"x"}}`, "Input line 3 is a STATE the connector cannot read: a GLOBAL state needs a global object"},
+		{"stream state without descriptor", `{"type":"STATE","state":{"type":"STREAM","stream":{}}}`, "Input line 3 is not a valid Airbyte message: a STREAM state needs stream.stream_descriptor"},
+		{"state type not a string", `{"type":"STATE","state":{"type":1,"data":{}}}`, "Input line 3 is not a valid Airbyte message: the state's type is a JSON number"},
+		{"global state without a global object", `{"type":"STATE","state":{"type":"GLOBAL","global":"x"}}`, "Input line 3 is not a valid Airbyte message: a GLOBAL state needs a global object"},
 		{"a namespace the catalog does not have", `{"type":"RECORD","record":{"stream":"a","namespace":"other","data":{},"emitted_at":1}}`, `Input line 3 is a record of stream "a", which is not in the configured catalog`},
 	}
 	for _, tt := range tests {

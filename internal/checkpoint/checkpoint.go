@@ -3,20 +3,12 @@
 // by the brokers, or deliberately skipped), and with destinationStats set to
 // the records tied to it. Records are numbered as they enter; acknowledgements
 // may arrive in any order; the tracker keeps a watermark below which every
-// record is finished. It does not produce, decode records or write anything
-// but the echoed states.
+// record is finished. It does not produce, decode records or states (package
+// message reads a state's kind and stream, and sets its destinationStats) or
+// write anything but the echoed states.
 package checkpoint
 
-import (
-	"errors"
-	"fmt"
-	"strconv"
-	"sync"
-
-	"destination-keen/gen/protocol"
-	"destination-keen/internal/jsonx"
-	"destination-keen/internal/message"
-)
+import "sync"
 
 // Tracker numbers records and releases states. It is safe for concurrent
 // use: records and states come from the reader, acknowledgements from the
@@ -170,99 +162,4 @@ func (t *Tracker) Stats() Stats {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return Stats{Records: t.next, Finished: t.done, Emitted: t.emitted, Held: len(t.pending)}
-}
-
-// Kind of a state message.
-type Kind string
-
-// State kinds, from the generated protocol; a state without a type is LEGACY.
-const (
-	Stream = Kind(protocol.AirbyteStateTypeSTREAM)
-	Global = Kind(protocol.AirbyteStateTypeGLOBAL)
-	Legacy = Kind(protocol.AirbyteStateTypeLEGACY)
-)
-
-// Describe reads a state object's kind and, for a STREAM state, its stream,
-// by one rule for every kind, the protocol's: type is STREAM, GLOBAL or
-// LEGACY, or absent (or null) for LEGACY; a STREAM state has a stream object
-// whose stream_descriptor has a name and, if any, a namespace that is a
-// string (or null); a GLOBAL state has a global object, whose stream_states,
-// if present, is an array; a LEGACY state may hold anything in data. The
-// blobs themselves are the source's and are not read. The state must be
-// valid JSON, as every line the decoder accepted is.
-func Describe(state []byte) (kind Kind, name, namespace string, err error) {
-	kind = Legacy
-	switch t := jsonx.Lookup(state, "type"); jsonx.KindOf(t) {
-	case jsonx.Invalid, jsonx.Null: // absent or null: LEGACY
-	case jsonx.String:
-		s, _ := jsonx.Unquote(t)
-		kind = Kind(s)
-	default:
-		return "", "", "", fmt.Errorf("the state's type is a JSON %s, not STREAM, GLOBAL or LEGACY", jsonx.KindOf(t))
-	}
-	switch kind {
-	case Legacy:
-		return kind, "", "", nil
-	case Global:
-		global := jsonx.Lookup(state, "global")
-		if jsonx.KindOf(global) != jsonx.Object {
-			return "", "", "", errors.New("a GLOBAL state needs a global object")
-		}
-		if ss := jsonx.Lookup(global, "stream_states"); ss != nil && jsonx.KindOf(ss) != jsonx.Array {
-			return "", "", "", errors.New("a GLOBAL state's global.stream_states must be an array")
-		}
-		return kind, "", "", nil
-	case Stream:
-	default:
-		return "", "", "", fmt.Errorf("unknown state type %q", kind)
-	}
-	stream := jsonx.Lookup(state, "stream")
-	if jsonx.KindOf(stream) != jsonx.Object {
-		return "", "", "", errors.New("a STREAM state needs a stream object")
-	}
-	desc := jsonx.Lookup(stream, "stream_descriptor")
-	if jsonx.KindOf(desc) != jsonx.Object {
-		return "", "", "", errors.New("a STREAM state needs stream.stream_descriptor")
-	}
-	if ns := jsonx.Lookup(desc, "namespace"); ns != nil && jsonx.KindOf(ns) != jsonx.String && jsonx.KindOf(ns) != jsonx.Null {
-		return "", "", "", errors.New("a STREAM state's stream.stream_descriptor.namespace must be a string")
-	}
-	name, namespace = message.StreamDescriptor(desc)
-	if name == "" {
-		return "", "", "", errors.New("a STREAM state needs stream.stream_descriptor.name")
-	}
-	return kind, name, namespace, nil
-}
-
-// WithDestinationStats returns the message line with state.destinationStats
-// replaced by the given counts; every other byte is kept. Counts are written
-// with a decimal point (3.0), as the protocol's number type is read by the
-// platform; rejectedRecordCount only when it is not zero. The line must be
-// valid JSON, as every line the decoder accepted is.
-func WithDestinationStats(line []byte, records, rejected int64) ([]byte, error) {
-	msg := jsonx.TrimSpace(line)
-	var state []byte
-	var stateEnd int
-	jsonx.Members(msg, func(m *jsonx.Member) bool {
-		if jsonx.KeyIs(m.Key, "state") {
-			state, stateEnd = m.Value, m.End
-		}
-		return true
-	})
-	if jsonx.KindOf(state) != jsonx.Object {
-		return nil, errors.New("the message has no state object")
-	}
-	stateStart := stateEnd - len(state)
-	out := make([]byte, 0, len(msg)+64)
-	out = append(out, msg[:stateStart]...)
-	out, _ = jsonx.AppendWithout(out, state, "destinationStats")
-	out = append(out, `"destinationStats":{"recordCount":`...)
-	out = strconv.AppendFloat(out, float64(records), 'f', 1, 64)
-	if rejected > 0 {
-		out = append(out, `,"rejectedRecordCount":`...)
-		out = strconv.AppendFloat(out, float64(rejected), 'f', 1, 64)
-	}
-	out = append(out, "}}"...)
-	out = append(out, msg[stateEnd:]...)
-	return out, nil
 }

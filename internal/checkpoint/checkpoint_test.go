@@ -1,7 +1,6 @@
 package checkpoint
 
 import (
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -115,77 +114,6 @@ func TestConcurrentAcks(t *testing.T) {
 		if n != i {
 			t.Fatalf("state %d came out at position %d", n, i)
 		}
-	}
-}
-
-func TestDescribe(t *testing.T) {
-	tests := []struct {
-		state, kind, name, ns, err string
-	}{
-		{`{"type":"STREAM","stream":{"stream_descriptor":{"name":"users","namespace":"pub"},"stream_state":{}}}`, "STREAM", "users", "pub", ""},
-		{`{"type":"STREAM","stream":{"stream_descriptor":{"name":"users","namespace":null}}}`, "STREAM", "users", "", ""},
-		{`{"type":"GLOBAL","global":{}}`, "GLOBAL", "", "", ""},
-		{`{"data":{"cursor":1}}`, "LEGACY", "", "", ""},
-		{`{"type":"STREAM"}`, "", "", "", "needs a stream object"},
-		{`{"type":"STREAM","stream":{}}`, "", "", "", "needs stream.stream_descriptor"},
-		{`{"type":"PER_STREAM"}`, "", "", "", "unknown state type"},
-		// One rule for every kind and field.
-		{`{"type":null,"data":{}}`, "LEGACY", "", "", ""},
-		{`{"type":"LEGACY"}`, "LEGACY", "", "", ""},
-		{`{"type":1}`, "", "", "", "the state's type is a JSON number, not STREAM, GLOBAL or LEGACY"},
-		{`{"type":[]}`, "", "", "", "the state's type is a JSON array"},
-		{`{"type":"FOO"}`, "", "", "", "unknown state type"},
-		{`{"type":"GLOBAL","global":{"shared_state":{"lsn":1},"stream_states":[]}}`, "GLOBAL", "", "", ""},
-		{`{"type":"GLOBAL"}`, "", "", "", "a GLOBAL state needs a global object"},
-		{`{"type":"GLOBAL","global":null}`, "", "", "", "a GLOBAL state needs a global object"},
-		{`{"type":"GLOBAL","global":"x"}`, "", "", "", "a GLOBAL state needs a global object"},
-		{`{"type":"GLOBAL","global":[]}`, "", "", "", "a GLOBAL state needs a global object"},
-		{`{"type":"GLOBAL","global":{"stream_states":{}}}`, "", "", "", "stream_states must be an array"},
-		{`{"type":"STREAM","stream":{"stream_descriptor":{"name":"u","namespace":1}}}`, "", "", "", "namespace must be a string"},
-		{`{"type":"STREAM","stream":{"stream_descriptor":{"name":""}}}`, "", "", "", "needs stream.stream_descriptor.name"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.state, func(t *testing.T) {
-			kind, name, ns, err := Describe([]byte(tt.state))
-			if tt.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.err) {
-					t.Fatalf("got %v, want %q", err, tt.err)
-				}
-				return
-			}
-			if err != nil || string(kind) != tt.kind || name != tt.name || ns != tt.ns {
-				t.Fatalf("got %s %s %s %v", kind, name, ns, err)
-			}
-		})
-	}
-}
-
-func TestWithDestinationStats(t *testing.T) {
-	tests := []struct {
-		name, line string
-		records    int64
-		rejected   int64
-		want       string
-	}{
-		{"stream", `{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":{"name":"u"},"stream_state":{"c":18446744073709551615}},"sourceStats":{"recordCount":3.0}}}`, 3, 0,
-			`{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":{"name":"u"},"stream_state":{"c":18446744073709551615}},"sourceStats":{"recordCount":3.0},"destinationStats":{"recordCount":3.0}}}`},
-		{"replaces existing", `{"state":{"destinationStats":{"recordCount":99},"data":{}} ,"type":"STATE"}`, 0, 2,
-			`{"state":{"data":{},"destinationStats":{"recordCount":0.0,"rejectedRecordCount":2.0}} ,"type":"STATE"}`},
-		{"empty state", `{"type":"STATE","state":{}}`, 1, 0, `{"type":"STATE","state":{"destinationStats":{"recordCount":1.0}}}`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := WithDestinationStats([]byte(tt.line), tt.records, tt.rejected)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if string(got) != tt.want {
-				t.Fatalf("got  %s\nwant %s", got, tt.want)
-			}
-			if !json.Valid(got) {
-				t.Fatal("not JSON")
-			}
-		})
 	}
 }
 

@@ -61,6 +61,13 @@ type Message struct {
 	// STATE
 	Line  []byte // the whole line
 	State []byte // the state object
+	// StateAt is where State is in Line with its white space around
+	// trimmed, for WithDestinationStats.
+	StateAt [2]int
+	// StateKind is the state's kind; StateStream and StateNamespace name
+	// the stream of a STREAM state.
+	StateKind                   StateKind
+	StateStream, StateNamespace string
 	// TRACE
 	Trace []byte // the trace object, as it came; nil for other types
 }
@@ -104,6 +111,7 @@ func Decode(line []byte, m *Message) error {
 	}
 	var typ, state, trace []byte
 	var rp recordParts
+	var sp stateParts
 	end, err := jsonx.Walk(line, 0, nil, func(key []byte, v int) (int, error) {
 		var e int
 		var err error
@@ -112,8 +120,9 @@ func Decode(line []byte, m *Message) error {
 			e, err = jsonx.SkipValue(line, v)
 			typ = line[v:e]
 		case jsonx.KeyIs(key, "state"):
-			e, err = jsonx.SkipValue(line, v)
+			e, err = walkState(line, v, &sp)
 			state = line[v:e]
+			m.StateAt = [2]int{v, e}
 		case jsonx.KeyIs(key, "trace"):
 			e, err = jsonx.SkipValue(line, v)
 			trace = line[v:e]
@@ -166,6 +175,9 @@ func Decode(line []byte, m *Message) error {
 			return &Error{Reason: fmt.Sprintf("the state is a JSON %s, not an object", jsonx.KindOf(state))}
 		}
 		m.State = state
+		if err := sp.describe(m); err != nil {
+			return &Error{Reason: err.Error()}
+		}
 	}
 	return nil
 }

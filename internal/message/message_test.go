@@ -27,7 +27,7 @@ func TestDecode(t *testing.T) {
 			typ: Record, stream: "users", ns: "pub", data: `{"id":1}`, emitted: 1602637789200},
 		{name: "record null namespace", line: ` {"record":{"namespace":null,"emitted_at":1,"data":{},"stream":"a\"b"},"type":"RECORD"} `,
 			typ: Record, stream: `a"b`, data: `{}`, emitted: 1},
-		{name: "state", line: `{"type":"STATE","state":{"type":"STREAM"}}`, typ: State},
+		{name: "state", line: `{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":{"name":"s"}}}}`, typ: State},
 		{name: "log", line: `{"type":"LOG","log":{"level":"INFO","message":"x"}}`, typ: Other},
 		{name: "trace", line: `{"type":"TRACE","trace":{}}`, typ: Other},
 		{name: "control", line: `{"type":"CONTROL","control":{}}`, typ: Other},
@@ -246,6 +246,28 @@ func FuzzDecode(f *testing.F) {
 			if !bytes.Equal(g.State, m.State) {
 				t.Fatalf("%q: state %s, encoding/json %s", line, m.State, g.State)
 			}
+			// The kind and stream, read in the one pass, are encoding/json's
+			// (exact names: its struct fields ignore case).
+			var st map[string]any
+			if err := json.Unmarshal(m.State, &st); err != nil {
+				t.Fatal(err)
+			}
+			kind, _ := st["type"].(string)
+			if kind == "" {
+				kind = string(LegacyState)
+			}
+			var name any
+			if s, ok := st["stream"].(map[string]any); ok {
+				if d, ok := s["stream_descriptor"].(map[string]any); ok {
+					name = d["name"]
+				}
+			}
+			if string(m.StateKind) != kind || m.StateKind == StreamState && name != m.StateStream {
+				t.Fatalf("%q: state %s of %q, encoding/json %s of %v", line, m.StateKind, m.StateStream, kind, name)
+			}
+			if at := jsonx.TrimSpace(line)[m.StateAt[0]:m.StateAt[1]]; !bytes.Equal(at, m.State) {
+				t.Fatalf("%q: StateAt %v holds %s", line, m.StateAt, at)
+			}
 		}
 	})
 }
@@ -445,4 +467,86 @@ func FuzzSkim(f *testing.F) {
 			t.Fatalf("found %q %q %q, want %q %q %q", got.Type, got.Stream, got.Namespace, typ, stream, ns)
 		}
 	})
+}
+
+// TestStates: the decoder reads a state's kind and stream by one rule for
+// every kind and field, in its one pass over the line.
+func TestStates(t *testing.T) {
+	tests := []struct {
+		state, kind, name, ns, err string
+	}{
+		{`{"type":"STREAM","stream":{"stream_descriptor":{"name":"users","namespace":"pub"},"stream_state":{}}}`, "STREAM", "users", "pub", ""},
+		{`{"type":"STREAM","stream":{"stream_descriptor":{"name":"users","namespace":null}}}`, "STREAM", "users", "", ""},
+		{`{"type":"GLOBAL","global":{}}`, "GLOBAL", "", "", ""},
+		{`{"data":{"cursor":1}}`, "LEGACY", "", "", ""},
+		{`{"type":"STREAM"}`, "", "", "", "needs a stream object"},
+		{`{"type":"STREAM","stream":{}}`, "", "", "", "needs stream.stream_descriptor"},
+		{`{"type":"PER_STREAM"}`, "", "", "", "unknown state type"},
+		// One rule for every kind and field.
+		{`{"type":null,"data":{}}`, "LEGACY", "", "", ""},
+		{`{"type":"LEGACY"}`, "LEGACY", "", "", ""},
+		{`{"type":1}`, "", "", "", "the state's type is a JSON number, not STREAM, GLOBAL or LEGACY"},
+		{`{"type":[]}`, "", "", "", "the state's type is a JSON array"},
+		{`{"type":"FOO"}`, "", "", "", "unknown state type"},
+		{`{"type":"GLOBAL","global":{"shared_state":{"lsn":1},"stream_states":[]}}`, "GLOBAL", "", "", ""},
+		{`{"type":"GLOBAL"}`, "", "", "", "a GLOBAL state needs a global object"},
+		{`{"type":"GLOBAL","global":null}`, "", "", "", "a GLOBAL state needs a global object"},
+		{`{"type":"GLOBAL","global":"x"}`, "", "", "", "a GLOBAL state needs a global object"},
+		{`{"type":"GLOBAL","global":[]}`, "", "", "", "a GLOBAL state needs a global object"},
+		{`{"type":"GLOBAL","global":{"stream_states":{}}}`, "", "", "", "stream_states must be an array"},
+		{`{"type":"STREAM","stream":{"stream_descriptor":{"name":"u","namespace":1}}}`, "", "", "", "namespace must be a string"},
+		{`{"type":"STREAM","stream":{"stream_descriptor":{"name":""}}}`, "", "", "", "needs stream.stream_descriptor.name"},
+		// What the pass picks is the state's own: a descriptor or a type
+		// inside a blob is not.
+		{`{"type":"STREAM","stream":{"stream_state":{"name":"no"}}}`, "", "", "", "needs stream.stream_descriptor"},
+		{`{"data":{"type":"STREAM"}}`, "LEGACY", "", "", ""},
+		{`{"type":"GLOBAL","global":{"shared_state":{"stream_states":{}}}}`, "GLOBAL", "", "", ""},
+		{`{"type":"STREAM","stream":{"stream_descriptor":{"name":"a"}},"stream":{"stream_state":{}}}`, "", "", "", "needs stream.stream_descriptor"},
+		{`{"type":"STREAM","stream":{"stream_descriptor":{"name":"a"}},"type":"LEGACY"}`, "LEGACY", "", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.state, func(t *testing.T) {
+			var m Message
+			err := Decode([]byte(`{"type":"STATE","state":`+tt.state+`}`), &m)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("got %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil || string(m.StateKind) != tt.kind || m.StateStream != tt.name || m.StateNamespace != tt.ns || string(m.State) != tt.state {
+				t.Fatalf("got %s %s %s %v", m.StateKind, m.StateStream, m.StateNamespace, err)
+			}
+		})
+	}
+}
+
+func TestWithDestinationStats(t *testing.T) {
+	tests := []struct {
+		name, line string
+		records    int64
+		rejected   int64
+		want       string
+	}{
+		{"stream", `{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":{"name":"u"},"stream_state":{"c":18446744073709551615}},"sourceStats":{"recordCount":3.0}}}`, 3, 0,
+			`{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":{"name":"u"},"stream_state":{"c":18446744073709551615}},"sourceStats":{"recordCount":3.0},"destinationStats":{"recordCount":3.0}}}`},
+		{"replaces existing", `{"state":{"destinationStats":{"recordCount":99},"data":{}} ,"type":"STATE"}`, 0, 2,
+			`{"state":{"data":{},"destinationStats":{"recordCount":0.0,"rejectedRecordCount":2.0}} ,"type":"STATE"}`},
+		{"empty state", `{"type":"STATE","state":{}}`, 1, 0, `{"type":"STATE","state":{"destinationStats":{"recordCount":1.0}}}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var m Message
+			if err := Decode([]byte(tt.line), &m); err != nil {
+				t.Fatal(err)
+			}
+			got := WithDestinationStats([]byte(tt.line), m.StateAt, tt.records, tt.rejected)
+			if string(got) != tt.want {
+				t.Fatalf("got  %s\nwant %s", got, tt.want)
+			}
+			if !json.Valid(got) {
+				t.Fatal("not JSON")
+			}
+		})
+	}
 }

@@ -268,7 +268,8 @@ type item struct {
 	typeName   string        // an unknown message type
 	changes    []keen.Change // what conforming changed; for itemRejected, why
 	// STATE, and the stream an itemEnd names
-	stateKind checkpoint.Kind
+	stateKind message.StateKind
+	stateAt   [2]int // where the state object is in line
 	name, ns  string
 	err       error
 }
@@ -401,13 +402,8 @@ func (p *Pipeline) shape(work <-chan *batch) {
 					p.shapeTrace(wk.m.Trace, it)
 				}
 			case message.State:
-				kind, name, ns, err := checkpoint.Describe(wk.m.State)
-				if err != nil {
-					it.kind, it.err = itemFail, &failure.Error{Kind: failure.System, Cause: err,
-						Message: fmt.Sprintf("Input line %d is a STATE the connector cannot read: %v", l.no, err)}
-				} else {
-					it.kind, it.stateKind, it.name, it.ns = itemState, kind, name, ns
-				}
+				m := &wk.m
+				it.kind, it.stateKind, it.name, it.ns, it.stateAt = itemState, m.StateKind, m.StateStream, m.StateNamespace, m.StateAt
 			}
 			if it.kind == itemFail {
 				break
@@ -715,7 +711,7 @@ func (p *Pipeline) send(ctx context.Context, it *item) error {
 // queues it behind them.
 func (p *Pipeline) state(it *item) error {
 	var records, rejected int64
-	if it.stateKind == checkpoint.Stream {
+	if it.stateKind == message.StreamState {
 		if plan := p.cat.Lookup(it.ns, it.name); plan != nil {
 			records, rejected = p.sinceState[plan.Index], p.rejectedSince[plan.Index]
 			p.sinceState[plan.Index], p.rejectedSince[plan.Index] = 0, 0
@@ -724,10 +720,7 @@ func (p *Pipeline) state(it *item) error {
 		records, rejected = p.total, p.rejectedTotal
 	}
 	p.total, p.rejectedTotal = 0, 0
-	out, err := checkpoint.WithDestinationStats(it.line, records, rejected)
-	if err != nil {
-		return &failure.Error{Kind: failure.System, Cause: err, Message: fmt.Sprintf("Input line %d is a STATE the connector cannot read", it.no)}
-	}
+	out := message.WithDestinationStats(it.line, it.stateAt, records, rejected)
 	p.states.Add(1)
 	if err := p.tracker.State(out); err != nil {
 		return failure.Systemf(err, "Cannot write to stdout")
