@@ -21,7 +21,9 @@ func OnlineProbes(rootCAs *x509.CertPool) []Probe {
 		func(ctx context.Context, cfg *config.Config, warn func(string, ...any)) error {
 			ctx, cancel := context.WithTimeout(ctx, CheckTimeout)
 			defer cancel()
-			return sink.Check(ctx, cfg, sink.Options{RootCAs: rootCAs, ConnectTimeout: CheckTimeout, Logf: warn})
+			o := sink.OptionsFor(cfg)
+			o.RootCAs, o.ConnectTimeout, o.Logf = rootCAs, CheckTimeout, warn
+			return sink.Check(ctx, cfg, o)
 		},
 		func(ctx context.Context, cfg *config.Config, _ func(string, ...any)) error {
 			ctx, cancel := context.WithTimeout(ctx, CheckTimeout)

@@ -81,29 +81,54 @@ func AutoLanes(rtt time.Duration) int {
 	return min(max(int((rtt+LaneRoundTrip-1)/LaneRoundTrip), 1), MaxAutoLanes)
 }
 
-// Options tune the producer; zero values take the defaults.
+// Options tune the producer; zero values take the defaults, each written
+// once, in defaults. OptionsFor makes them from a config.
 type Options struct {
 	// Lanes is the number of producers, each with its own connections;
 	// 0 picks AutoLanes of the round trip measured at the start.
 	Lanes int
 	// LaneBytes caps each lane's bytes of events sent and not yet
-	// acknowledged; Send waits while every lane's cap is reached.
-	LaneBytes       int    // default BytesInFlightPerLane
-	Compression     string // default "lz4"
-	MaxMessageBytes int    // default DefaultMaxMessageBytes
+	// acknowledged; Send waits while every lane's cap is reached. Default
+	// BytesInFlightPerLane.
+	LaneBytes int
+	// Compression is a key of Compressions; default "lz4", the Java
+	// connector's and Keen's suggestion (fast, and JSON compresses well).
+	Compression string
+	// MaxMessageBytes is the largest event sent; default
+	// DefaultMaxMessageBytes.
+	MaxMessageBytes int
 	// Patience bounds how long the producer keeps retrying one batch while
-	// the brokers are unreachable or failing with retriable errors.
-	Patience time.Duration // default 2 minutes
-	// ConnectTimeout bounds the first connection (metadata) attempt.
-	ConnectTimeout time.Duration // default 20 seconds
+	// the brokers are unreachable or failing with retriable errors; default
+	// 2 minutes. A sync sets it past its delivery timeout (see OptionsFor).
+	Patience time.Duration
+	// ConnectTimeout bounds the first connection (metadata) attempt; default
+	// 20 seconds, several round trips of TLS and SASL to far brokers.
+	ConnectTimeout time.Duration
 	// RootCAs replaces the system trust store (tests only).
 	RootCAs *x509.CertPool
-	// ClientID names the connector to the brokers.
+	// ClientID names the connector to the brokers; default
+	// "destination-keen".
 	ClientID string
-	Logf     func(format string, args ...any)
+	// Logf takes the warnings of the sink (a dead seed, a refused
+	// idempotence); default none.
+	Logf func(format string, args ...any)
+}
+
+// OptionsFor returns the options a sync's producer takes from its config:
+// compression, producers, and a patience 30 s past the delivery timeout, so
+// that sarama's own retries outlast the sync's watchdog, which enforces
+// delivery_timeout_seconds with a clearer message. The rest take their
+// defaults; callers add RootCAs and Logf.
+func OptionsFor(cfg *config.Config) Options {
+	o := Options{Compression: cfg.Compression, Lanes: cfg.Producers, Patience: cfg.DeliveryTimeout + 30*time.Second}
+	o.defaults()
+	return o
 }
 
 func (o *Options) defaults() {
+	if o.LaneBytes <= 0 {
+		o.LaneBytes = BytesInFlightPerLane
+	}
 	if o.Compression == "" {
 		o.Compression = "lz4"
 	}
@@ -260,9 +285,6 @@ func Open(ctx context.Context, cfg *config.Config, o Options, onAck func(*Envelo
 	// that may be kept, when the count is left to the round trip. A refused
 	// key or certificate fails at the probe at once; the lanes, which would
 	// fail too, are closed when they give up.
-	if o.LaneBytes <= 0 {
-		o.LaneBytes = BytesInFlightPerLane
-	}
 	sc, err := saramaConfig(cfg, &o, false)
 	if err != nil {
 		return nil, failure.Configf(err, "The producer cannot be configured")

@@ -415,3 +415,23 @@ func TestProbeSeeds(t *testing.T) {
 		t.Fatalf("a refused key: %v", err)
 	}
 }
+
+// TestOptionsFor: a sync's producer takes compression and producers from
+// its config and outlasts its delivery timeout by 30 s; the rest are the
+// defaults.
+func TestOptionsFor(t *testing.T) {
+	cfg, err := config.Parse([]byte(`{"project_id":"p","api_key":"k","compression":"zstd","kafka_producers":3,"delivery_timeout_seconds":60}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := OptionsFor(cfg)
+	if o.Compression != "zstd" || o.Lanes != 3 || o.Patience != 90*time.Second {
+		t.Fatalf("compression %q, lanes %d, patience %v", o.Compression, o.Lanes, o.Patience)
+	}
+	if o.LaneBytes != BytesInFlightPerLane || o.MaxMessageBytes != DefaultMaxMessageBytes || o.ConnectTimeout != 20*time.Second || o.ClientID != "destination-keen" || o.Logf == nil {
+		t.Fatalf("defaults not taken: %+v", o)
+	}
+	if d := OptionsFor(&config.Config{}); d.Compression != "lz4" || d.Lanes != 0 || d.Patience != 30*time.Second {
+		t.Fatalf("zero config: %+v", d)
+	}
+}

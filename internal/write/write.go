@@ -67,8 +67,6 @@ type Options struct {
 	FlushTimeout time.Duration
 	// RootCAs replaces the system trust store (tests only).
 	RootCAs *x509.CertPool
-	// Sink tunes the producer.
-	Sink sink.Options
 	// GoroutineReport logs, at DEBUG after the sync, how many goroutines ran
 	// at its start and at its end, once the producer's connections have wound
 	// down (up to 2 s): for make soak, which checks that none is left. Off,
@@ -102,12 +100,7 @@ func Run(ctx context.Context, em *airbyte.Emitter, configPath, catalogPath strin
 	}
 
 	s := &syncRun{em: em, cat: cat, cfg: cfg, opts: opts, tracker: checkpoint.New(em.Line)}
-	so := opts.Sink
-	so.Compression = cfg.Compression
-	so.Lanes = cfg.Producers
-	// sarama's own retries outlast the delivery timeout, which the watchdog
-	// enforces with a clearer message.
-	so.Patience = cfg.DeliveryTimeout + 30*time.Second
+	so := sink.OptionsFor(cfg)
 	so.RootCAs = opts.RootCAs
 	so.Logf = func(format string, args ...any) { _ = em.Logf(airbyte.Warn, format, args...) }
 	if s.sink, err = sink.Open(ctx, cfg, so, s.acked, s.failed); err != nil {
