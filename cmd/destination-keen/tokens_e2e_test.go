@@ -110,14 +110,10 @@ func stopMidway(t *testing.T, e *env, cat string, config map[string]any, lines [
 		}
 	}
 	// Every record fed is stored, the ones after the last state included.
-	for n := 0; ; n++ {
-		if len(e.events("a"))+len(e.events("b")) == cut {
-			break
-		}
-		if n == 600 {
-			t.Fatalf("the brokers hold %d records of %d", len(e.events("a"))+len(e.events("b")), cut)
-		}
-		time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if held, err := e.emu.WaitEvents(ctx, cut, "a", "b"); err != nil || held != cut {
+		t.Fatalf("the brokers hold %d records of %d: %v", held, cut, err)
 	}
 	go func() { _, _ = io.Copy(io.Discard, stdout) }()
 	stop(cmd.Process, stdin, lines[next:])

@@ -18,18 +18,39 @@ import (
 )
 
 // syncBuffer is a bytes.Buffer safe for the emitter's concurrent writes
-// and the test's reads.
+// and the test's reads; changed receives after each write.
 type syncBuffer struct {
-	mu  chan struct{}
-	buf bytes.Buffer
+	mu      chan struct{}
+	buf     bytes.Buffer
+	changed chan struct{}
 }
 
-func newSyncBuffer() *syncBuffer { return &syncBuffer{mu: make(chan struct{}, 1)} }
+func newSyncBuffer() *syncBuffer {
+	return &syncBuffer{mu: make(chan struct{}, 1), changed: make(chan struct{}, 1)}
+}
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu <- struct{}{}
 	defer func() { <-s.mu }()
+	select {
+	case s.changed <- struct{}{}:
+	default: // a wake-up is pending already
+	}
 	return s.buf.Write(p)
+}
+
+// waitFor returns once cond holds of the output, checking after each write;
+// it fails the test after 20 s.
+func (s *syncBuffer) waitFor(t *testing.T, what string, cond func(out string) bool) {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for !cond(s.String()) {
+		select {
+		case <-s.changed:
+		case <-timeout:
+			t.Fatalf("no %s after 20 s:\n%s", what, s.String())
+		}
+	}
 }
 
 func (s *syncBuffer) String() string {
@@ -69,13 +90,9 @@ func TestProgressLogs(t *testing.T) {
 	}()
 	fmt.Fprintln(pw, `{"type":"RECORD","record":{"stream":"slow","data":{"n":1},"emitted_at":1}}`)
 	fmt.Fprintln(pw, `{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":{"name":"slow"},"stream_state":{"n":1}}}}`)
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(out.String(), `"type":"STATE"`) || !strings.Contains(out.String(), "Progress: 1 record read") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no state or progress while the input is open:\n%s", out.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	out.waitFor(t, "state or progress while the input is open", func(out string) bool {
+		return strings.Contains(out, `"type":"STATE"`) && strings.Contains(out, "Progress: 1 record read")
+	})
 	pw.Close()
 	if err := <-done; err != nil {
 		t.Fatal(err)

@@ -92,6 +92,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if failDeletes > 0 {
 		e.FailDeletes(failDeletes, deleteCode, retryAfter)
 	}
+	if readyFile != "" {
+		if err := e.WriteReadyFile(readyFile); err != nil {
+			return err
+		}
+		// A script that waits for the file must not find a stopped
+		// emulator's ports in it.
+		defer os.Remove(readyFile)
+	}
+	// Written once the ready file is: whoever reads this finds the file.
 	cfg := e.Config()
 	fmt.Fprintf(stdout, `keenlocal is running. Connector config:
 
@@ -103,14 +112,6 @@ Trust its CA:  export SSL_CERT_FILE=%s
 Rejected events: %s
 Stop with Ctrl-C.
 `, cfg.ProjectID, cfg.APIKey, cfg.KafkaBootstrapServers, cfg.APIURL, cfg.CAFile, e.RejectedURL())
-	if readyFile != "" {
-		if err := e.WriteReadyFile(readyFile); err != nil {
-			return err
-		}
-		// A script that waits for the file must not find a stopped
-		// emulator's ports in it.
-		defer os.Remove(readyFile)
-	}
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "keenlocal: stopping")
 	return nil

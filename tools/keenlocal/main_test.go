@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,9 +25,9 @@ import (
 func TestReadyFileDrivesAProducer(t *testing.T) {
 	ready := filepath.Join(t.TempDir(), "ready.json")
 	ctx, cancel := context.WithCancel(context.Background())
-	var out bytes.Buffer
+	out := &banner{seen: make(chan struct{})}
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"--ready-file", ready, "--api-key", "cmd-key"}, &out, &out) }()
+	go func() { done <- run(ctx, []string{"--ready-file", ready, "--api-key", "cmd-key"}, out, out) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -37,16 +38,14 @@ func TestReadyFileDrivesAProducer(t *testing.T) {
 		}
 	}()
 
-	var b []byte
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		var err error
-		if b, err = os.ReadFile(ready); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no ready file after 20s")
-		}
-		time.Sleep(20 * time.Millisecond)
+	select {
+	case <-out.seen: // printed once the ready file is written
+	case <-time.After(20 * time.Second):
+		t.Fatal("not running after 20s")
+	}
+	b, err := os.ReadFile(ready)
+	if err != nil {
+		t.Fatal(err)
 	}
 	var cfg emulator.ConnectorConfig
 	if err := json.Unmarshal(b, &cfg); err != nil {
@@ -107,4 +106,28 @@ func TestReadyFileDrivesAProducer(t *testing.T) {
 	if !strings.Contains(out.String(), "SSL_CERT_FILE="+cfg.CAFile) || !strings.Contains(out.String(), cfg.KafkaBootstrapServers) {
 		t.Fatalf("the banner must show the config and the CA:\n%s", out.String())
 	}
+}
+
+// banner is the command's output, closing seen once it says it runs.
+type banner struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	seen chan struct{}
+}
+
+func (b *banner) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	was := strings.Contains(b.buf.String(), "Stop with Ctrl-C.")
+	b.buf.Write(p)
+	if !was && strings.Contains(b.buf.String(), "Stop with Ctrl-C.") {
+		close(b.seen)
+	}
+	return len(p), nil
+}
+
+func (b *banner) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

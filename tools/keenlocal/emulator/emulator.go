@@ -109,6 +109,7 @@ type Emulator struct {
 	deletes   map[string][]deleteRule    // filtered deletes, per collection
 	requests  []Request
 	deleteFlt []httpFault
+	filed     chan struct{} // closed, and replaced, after the consumer files a fetch
 
 	kafkaMu     sync.Mutex // serialises StopKafka and StartKafka
 	movers      movers     // leader moves started by produce requests
@@ -259,6 +260,11 @@ func (e *Emulator) startKafka() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	e.stopConsume = cancel
 	e.consumeDone = make(chan struct{})
+	e.mu.Lock()
+	if e.filed == nil {
+		e.filed = make(chan struct{})
+	}
+	e.mu.Unlock()
 	go e.consume(ctx)
 	return nil
 }
@@ -302,7 +308,32 @@ func (e *Emulator) consume(ctx context.Context) {
 		}
 		e.mu.Lock()
 		fetches.EachRecord(func(r *kgo.Record) { e.file(r) })
+		close(e.filed) // wake whoever waits for events
+		e.filed = make(chan struct{})
 		e.mu.Unlock()
+	}
+}
+
+// WaitEvents waits until the collections hold at least n events between
+// them, as the consumer files them (no polling: it wakes after each fetch),
+// or ctx ends; it returns how many they hold.
+func (e *Emulator) WaitEvents(ctx context.Context, n int, collections ...string) (int, error) {
+	for {
+		e.mu.Lock()
+		held := 0
+		for _, c := range collections {
+			held += len(e.events[c])
+		}
+		filed := e.filed
+		e.mu.Unlock()
+		if held >= n {
+			return held, nil
+		}
+		select {
+		case <-filed:
+		case <-ctx.Done():
+			return held, ctx.Err()
+		}
 	}
 }
 

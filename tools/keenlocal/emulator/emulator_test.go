@@ -806,3 +806,25 @@ func TestCodecs(t *testing.T) {
 		}
 	}
 }
+
+// TestWaitEvents: a wait returns once the collections hold the events, as
+// the consumer files them, and says how many they hold when ctx ends first.
+func TestWaitEvents(t *testing.T) {
+	e := start(t, Options{})
+	p := producer(t, e)
+	go func() {
+		for i := range 3 {
+			if err := send(p, []string{"w1", "w2"}[i%2], fmt.Sprintf(`{"n":%d}`, i)); err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+	if held, err := e.WaitEvents(ctx(t), 3, "w1", "w2"); err != nil || held != 3 {
+		t.Fatalf("held %d, %v", held, err)
+	}
+	short, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if held, err := e.WaitEvents(short, 4, "w1", "w2"); !errors.Is(err, context.DeadlineExceeded) || held != 3 {
+		t.Fatalf("held %d, %v: want 3 and the deadline", held, err)
+	}
+}
