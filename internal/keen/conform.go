@@ -209,7 +209,7 @@ func Conform(dst, data []byte) ([]byte, []Change) {
 type conformer struct {
 	dst          []byte
 	changes      []Change
-	path, newPth []string
+	path, newPath []string
 }
 
 // member is one member of an object being conformed.
@@ -249,9 +249,9 @@ func (c *conformer) object(obj []byte, top bool) {
 			if x.newName != "" {
 				newName = x.newName
 			}
-			c.path, c.newPth = append(c.path, x.name), append(c.newPth, newName)
+			c.path, c.newPath = append(c.path, x.name), append(c.newPath, newName)
 			c.value(x.m.Value)
-			c.path, c.newPth = c.path[:len(c.path)-1], c.newPth[:len(c.newPth)-1]
+			c.path, c.newPath = c.path[:len(c.path)-1], c.newPath[:len(c.newPath)-1]
 		}
 		prev = x.m.End
 	}
@@ -333,7 +333,7 @@ func outOfRange(v []byte) bool {
 
 // note records a change of the value at the current path.
 func (c *conformer) note(r Rule) {
-	c.changes = append(c.changes, Change{Rule: r, Path: clone(c.path), NewPath: clone(c.newPth)})
+	c.changes = append(c.changes, Change{Rule: r, Path: clone(c.path), NewPath: clone(c.newPath)})
 }
 
 // rename gives each member whose name breaks a rule a new name that no
@@ -355,7 +355,7 @@ func (c *conformer) rename(ms []member) {
 			c.changes = append(c.changes, Change{
 				Rule:    ms[i].broken,
 				Path:    append(clone(c.path), ms[i].name),
-				NewPath: append(clone(c.newPth), ms[i].newName),
+				NewPath: append(clone(c.newPath), ms[i].newName),
 			})
 		}
 	}

@@ -80,7 +80,7 @@ func (pl *Pipeline) conformed(p *catalog.Plan, changes []keen.Change) {
 // rule names the property.
 func (pl *Pipeline) reject(it *item) error {
 	p := it.plan
-	pl.count(p, true, it.no)
+	pl.count(p, true, it.lineNo)
 	pl.streams[p.Index].Nonconforming.Add(1)
 	c := it.changes[0]
 	pl.conform.mu.Lock()
@@ -95,7 +95,7 @@ func (pl *Pipeline) reject(it *item) error {
 	}
 	pl.conform.mu.Unlock()
 	if first {
-		_ = pl.em.Logf(airbyte.Warn, "Skipping the records of stream %q with %s (first on input line %d, at %s): Keen would drop them; nonconforming_records is skip", p.Name(), c.Rule, it.no, keen.FormatPath(c.Path))
+		_ = pl.em.Logf(airbyte.Warn, "Skipping the records of stream %q with %s (first on input line %d, at %s): Keen would drop them; nonconforming_records is skip", p.Name(), c.Rule, it.lineNo, keen.FormatPath(c.Path))
 	}
 	return pl.tracker.Done(pl.tracker.Next())
 }

@@ -254,12 +254,12 @@ const (
 )
 
 type item struct {
-	kind itemKind
-	plan *catalog.Plan
-	env  *sink.Envelope // nil for a record over message.MaxLine
-	size int64          // the event's bytes, or the line's when env is nil
-	line []byte
-	no   int
+	kind   itemKind
+	plan   *catalog.Plan
+	env    *sink.Envelope // nil for a record over message.MaxLine
+	size   int64          // the event's bytes, or the line's when env is nil
+	line   []byte
+	lineNo int
 	// RECORD: what shaping found, counted by the sequencer in input order
 	fromCursor bool          // keen.timestamp came from the cursor
 	droppedKey int           // keys of the source's keen object dropped
@@ -377,7 +377,7 @@ func (p *Pipeline) shape(work <-chan *batch) {
 		for i, l := range b.lines {
 			line := b.buf[l.start:l.end]
 			it := &b.items[i]
-			it.no, it.line = l.no, line
+			it.lineNo, it.line = l.no, line
 			if l.long != nil {
 				p.shapeLong(wk, it, l.long)
 				if it.kind == itemFail {
@@ -458,7 +458,7 @@ func (p *Pipeline) shapeLong(wk *worker, it *item, l *message.LongLine) {
 	plan := wk.cache.lookup(p.cat, []byte(l.Namespace), []byte(l.Stream))
 	if plan == nil {
 		it.kind, it.err = itemFail, &failure.Error{Kind: failure.System, Stream: l.Stream, Namespace: l.Namespace,
-			Message: fmt.Sprintf("Input line %d is a record of stream %q, which is not in the configured catalog", it.no, l.Stream)}
+			Message: fmt.Sprintf("Input line %d is a record of stream %q, which is not in the configured catalog", it.lineNo, l.Stream)}
 		return
 	}
 	it.kind, it.plan, it.env, it.size, it.changes = itemRecord, plan, nil, l.Bytes, nil
@@ -470,7 +470,7 @@ func (p *Pipeline) shapeRecord(wk *worker, it *item) {
 	plan := wk.cache.lookup(p.cat, m.Namespace, m.Stream)
 	if plan == nil {
 		it.kind, it.err = itemFail, &failure.Error{Kind: failure.System, Stream: string(m.Stream), Namespace: string(m.Namespace),
-			Message: fmt.Sprintf("Input line %d is a record of stream %q, which is not in the configured catalog", it.no, m.Stream)}
+			Message: fmt.Sprintf("Input line %d is a record of stream %q, which is not in the configured catalog", it.lineNo, m.Stream)}
 		return
 	}
 	it.plan, it.changes = plan, nil
@@ -492,7 +492,7 @@ func (p *Pipeline) shapeRecord(wk *worker, it *item) {
 			case config.Fail:
 				c := changes[0]
 				it.kind, it.err = itemFail, &failure.Error{Kind: failure.System, Stream: plan.Stream, Namespace: plan.Namespace,
-					Message: fmt.Sprintf("Input line %d: a record of stream %q breaks Keen's event rules: %s at %s; Keen would drop it. Set nonconforming_records to fix to send it with the property changed, or to skip to leave such records out", it.no, plan.Name(), c.Rule, keen.FormatPath(c.Path))}
+					Message: fmt.Sprintf("Input line %d: a record of stream %q breaks Keen's event rules: %s at %s; Keen would drop it. Set nonconforming_records to fix to send it with the property changed, or to skip to leave such records out", it.lineNo, plan.Name(), c.Rule, keen.FormatPath(c.Path))}
 				return
 			}
 			rec = rec.WithData(wk.scratch)
@@ -512,7 +512,7 @@ func (p *Pipeline) shapeRecord(wk *worker, it *item) {
 	if sh.SourceToken {
 		outcome = tokenSource
 	}
-	env.Stream, env.Tag = plan.Stream, plan.Index
+	env.Stream, env.Plan = plan.Stream, plan.Index
 	it.kind, it.env, it.size, it.fromCursor, it.droppedKey, it.token = itemRecord, env, int64(len(env.Buf)), fromCursor, sh.DroppedKeenKeys, outcome
 }
 
@@ -591,7 +591,7 @@ func (p *Pipeline) sequence(ctx context.Context, ordered <-chan *batch) error {
 			case itemUnknown:
 				if !p.unknownTypes[it.typeName] && len(p.unknownTypes) < 100 {
 					p.unknownTypes[it.typeName] = true
-					_ = p.em.Logf(airbyte.Warn, "Skipping messages of type %.40q (first on input line %d): the Airbyte protocol this connector follows has no such type", it.typeName, it.no)
+					_ = p.em.Logf(airbyte.Warn, "Skipping messages of type %.40q (first on input line %d): the Airbyte protocol this connector follows has no such type", it.typeName, it.lineNo)
 				}
 			case itemFail:
 				return it.err
@@ -624,7 +624,7 @@ func (p *Pipeline) ended(it *item) {
 			targets = p.streams[it.plan.Index : it.plan.Index+1]
 			which = fmt.Sprintf("stream %q does not replace its collection's earlier events", it.plan.Name())
 		}
-		_ = p.em.Logf(airbyte.Warn, "Input line %d is an ERROR trace, a failure upstream of the connector: %s in this sync", it.no, which)
+		_ = p.em.Logf(airbyte.Warn, "Input line %d is an ERROR trace, a failure upstream of the connector: %s in this sync", it.lineNo, which)
 		for i := range targets {
 			targets[i].apply(endError)
 		}
@@ -638,7 +638,7 @@ func (p *Pipeline) ended(it *item) {
 		}
 		if !p.unknownEnds[name] && len(p.unknownEnds) < 100 {
 			p.unknownEnds[name] = true
-			_ = p.em.Logf(airbyte.Warn, "Input line %d: a stream status for stream %.100q, which is not in the configured catalog; ignored", it.no, name)
+			_ = p.em.Logf(airbyte.Warn, "Input line %d: a stream status for stream %.100q, which is not in the configured catalog; ignored", it.lineNo, name)
 		}
 		return
 	}
@@ -684,16 +684,16 @@ func (p *Pipeline) send(ctx context.Context, it *item) error {
 			what = fmt.Sprintf("it is a line of %d bytes, over %d MiB, so its event is over Keen's limit of %d", it.size, message.MaxLine>>20, max)
 		}
 		if !p.cfg.SkipOversized {
-			p.count(plan, false, it.no)
+			p.count(plan, false, it.lineNo)
 			return &failure.Error{Kind: failure.System, Stream: plan.Stream, Namespace: plan.Namespace,
-				Message: fmt.Sprintf("Input line %d: a record of stream %q is too large: %s; set oversized_records to skip to leave such records out", it.no, plan.Name(), what)}
+				Message: fmt.Sprintf("Input line %d: a record of stream %q is too large: %s; set oversized_records to skip to leave such records out", it.lineNo, plan.Name(), what)}
 		}
-		p.count(plan, true, it.no)
+		p.count(plan, true, it.lineNo)
 		st.Oversized.Add(1)
-		_ = p.em.Logf(airbyte.Warn, "Skipped the record on input line %d of stream %q: %s", it.no, plan.Name(), what)
+		_ = p.em.Logf(airbyte.Warn, "Skipped the record on input line %d of stream %q: %s", it.lineNo, plan.Name(), what)
 		return p.tracker.Done(p.tracker.Next())
 	}
-	p.count(plan, false, it.no)
+	p.count(plan, false, it.lineNo)
 	switch it.token { // of the events sent
 	case tokenOurs:
 		st.Tokens.Add(1)

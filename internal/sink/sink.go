@@ -238,7 +238,7 @@ type Envelope struct {
 	Buf    []byte // the event
 	Seq    uint64
 	Stream string // for messages about this record
-	Tag    int    // the caller's own mark (the stream's plan)
+	Plan   int    // the caller's mark: the index of the stream's plan
 	lane   int    // the lane it went to
 }
 
@@ -629,7 +629,7 @@ func (s *Sink) put(e *Envelope) {
 		return // let a huge buffer go
 	}
 	e.msg = sarama.ProducerMessage{}
-	e.Buf, e.Seq, e.Stream, e.Tag, e.lane = e.Buf[:0], 0, "", 0, 0
+	e.Buf, e.Seq, e.Stream, e.Plan, e.lane = e.Buf[:0], 0, "", 0, 0
 	s.pool.Put(e)
 }
 

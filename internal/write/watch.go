@@ -70,14 +70,14 @@ func (s *syncRun) watch(ctx context.Context) {
 				go func() {
 					defer probes.Done()
 					if err := s.sink.Diagnose(s.cfg); err != nil {
-						s.quick.Store(true) // the brokers refuse us: nothing will flush
+						s.noFlush.Store(true) // the brokers refuse us: nothing will flush
 						s.fail(err)
 					}
 				}()
 			}
 			if stalled >= s.cfg.DeliveryTimeout {
 				st := s.tracker.Stats()
-				s.quick.Store(true) // nothing will flush: do not wait for it
+				s.noFlush.Store(true) // nothing will flush: do not wait for it
 				n := int64(st.Records - st.Finished)
 				s.fail(failure.Transientf(nil, "Keen's Kafka brokers acknowledged nothing for %s (delivery_timeout_seconds); %d %s not delivered", stalled.Round(time.Second), n, airbyte.Plural(n, "record was", "records were")))
 				return

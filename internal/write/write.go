@@ -154,9 +154,9 @@ type syncRun struct {
 	err    error              // the first failure, under mu
 	closed bool               // under mu: failures are no longer recorded
 	cancel context.CancelFunc // cancels the run's context, on the first failure
-	// quick: the watchdog found that nothing will be acknowledged, so the
+	// noFlush: the watchdog found that nothing will be acknowledged, so the
 	// final flush need not wait.
-	quick atomic.Bool
+	noFlush atomic.Bool
 }
 
 // fail records the first failure of the sync and stops it. Failures that
@@ -192,7 +192,7 @@ func (s *syncRun) failed(env *sink.Envelope, err error) {
 		// The brokers' limit is below ours. The record is left out like the
 		// ones the connector finds too large itself, but the state it belongs
 		// to may already have gone with its counts: the summary counts it.
-		p := s.cat.Plans[env.Tag]
+		p := s.cat.Plans[env.Plan]
 		s.pipe.Stream(p).Oversized.Add(1)
 		_ = s.em.Logf(airbyte.Warn, "Keen's brokers refused a record of stream %q as too large (%d bytes); skipped", p.Name(), len(env.Buf))
 		if err := s.tracker.Done(env.Seq); err != nil {
@@ -202,7 +202,7 @@ func (s *syncRun) failed(env *sink.Envelope, err error) {
 	}
 	f := sink.Classify(err, env.Topic(), env.Stream, s.cfg.Brokers)
 	if f.Stream != "" {
-		f.Namespace = s.cat.Plans[env.Tag].Namespace
+		f.Namespace = s.cat.Plans[env.Plan].Namespace
 	}
 	s.fail(f)
 }
@@ -371,7 +371,7 @@ running:
 		close(flushed)
 	}()
 	flushFor := s.opts.FlushTimeout
-	if s.quick.Load() {
+	if s.noFlush.Load() {
 		flushFor = time.Second
 	}
 	select {
