@@ -207,8 +207,8 @@ func Conform(dst, data []byte) ([]byte, []Change) {
 }
 
 type conformer struct {
-	dst          []byte
-	changes      []Change
+	dst           []byte
+	changes       []Change
 	path, newPath []string
 }
 
