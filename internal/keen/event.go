@@ -50,45 +50,71 @@ type Record struct {
 // are traits, those of all of data (keen member included: it may err on the
 // side of noting).
 func Capture(data []byte, members []jsonx.Member, traits jsonx.Traits, cursor []string, key [][]string, keyVals [][]byte) Record {
-	r := Record{data: data, empty: true}
-	var top []byte
-	clear(keyVals)
-	take := func(m *jsonx.Member) bool {
-		r.empty = false
-		if jsonx.KeyIs(m.Key, "keen") {
-			r.keen = m.Value
-			return true
-		}
-		r.Traits |= m.Traits
-		if len(cursor) > 0 && jsonx.KeyIs(m.Key, cursor[0]) {
-			top = m.Value
-		}
-		for j, k := range key {
-			if jsonx.KeyIs(m.Key, k[0]) {
-				keyVals[j] = m.Value // the rest of the path is looked up below
-			}
-		}
-		return true
-	}
 	if members == nil {
-		jsonx.Members(data, take)
-		r.Traits = traits
+		return captureScan(data, traits, cursor, key, keyVals)
 	}
+	c := capturing{r: Record{data: data, empty: true}, cursor: cursor, key: key, keyVals: keyVals}
+	clear(keyVals)
 	for i := range members {
-		take(&members[i])
+		c.take(&members[i])
 	}
-	if top != nil {
-		r.Cursor = jsonx.Lookup(top, cursor[1:]...)
+	return c.done()
+}
+
+// captureScan is Capture for data whose members were not kept: it finds
+// them in data (a closure, kept off the common path, where it would cost
+// an allocation per record).
+func captureScan(data []byte, traits jsonx.Traits, cursor []string, key [][]string, keyVals [][]byte) Record {
+	c := capturing{r: Record{data: data, empty: true}, cursor: cursor, key: key, keyVals: keyVals}
+	clear(keyVals)
+	jsonx.Members(data, func(m *jsonx.Member) bool {
+		c.take(m)
+		return true
+	})
+	c.r.Traits = traits
+	return c.done()
+}
+
+// capturing is the state of one Capture.
+type capturing struct {
+	r       Record
+	top     []byte // the cursor's top-level member's value
+	cursor  []string
+	key     [][]string
+	keyVals [][]byte
+}
+
+func (c *capturing) take(m *jsonx.Member) {
+	c.r.empty = false
+	if jsonx.KeyIs(m.Key, "keen") {
+		c.r.keen = m.Value
+		return
 	}
-	if len(key) > 0 {
-		for j, k := range key {
-			if keyVals[j] != nil && len(k) > 1 {
-				keyVals[j] = jsonx.Lookup(keyVals[j], k[1:]...)
+	c.r.Traits |= m.Traits
+	if len(c.cursor) > 0 && jsonx.KeyIs(m.Key, c.cursor[0]) {
+		c.top = m.Value
+	}
+	for j, k := range c.key {
+		if jsonx.KeyIs(m.Key, k[0]) {
+			c.keyVals[j] = m.Value // the rest of the path is looked up in done
+		}
+	}
+}
+
+// done looks up the rest of the cursor's and the key's paths.
+func (c *capturing) done() Record {
+	if c.top != nil {
+		c.r.Cursor = jsonx.Lookup(c.top, c.cursor[1:]...)
+	}
+	if len(c.key) > 0 {
+		for j, k := range c.key {
+			if c.keyVals[j] != nil && len(k) > 1 {
+				c.keyVals[j] = jsonx.Lookup(c.keyVals[j], k[1:]...)
 			}
 		}
-		r.Key = keyVals[:len(key)]
+		c.r.Key = c.keyVals[:len(c.key)]
 	}
-	return r
+	return c.r
 }
 
 // WithData returns the record with data replaced by conformed, which Conform

@@ -68,6 +68,7 @@ type Message struct {
 	// the stream of a STREAM state.
 	StateKind                   StateKind
 	StateStream, StateNamespace string
+	state                       stateParts // what the decoding pass picked of the state
 	// TRACE
 	Trace []byte // the trace object, as it came; nil for other types
 }
@@ -111,7 +112,7 @@ func Decode(line []byte, m *Message) error {
 	}
 	var typ, state, trace []byte
 	var rp recordParts
-	var sp stateParts
+	sp := &m.state // in m, which outlives the call: no allocation per line
 	end, err := jsonx.Walk(line, 0, nil, func(key []byte, v int) (int, error) {
 		var e int
 		var err error
@@ -120,7 +121,7 @@ func Decode(line []byte, m *Message) error {
 			e, err = jsonx.SkipValue(line, v)
 			typ = line[v:e]
 		case jsonx.KeyIs(key, "state"):
-			e, err = walkState(line, v, &sp)
+			e, err = walkState(line, v, sp)
 			state = line[v:e]
 			m.StateAt = [2]int{v, e}
 		case jsonx.KeyIs(key, "trace"):
