@@ -591,16 +591,25 @@ func TestConfigTypos(t *testing.T) {
 	}
 }
 
-// refusedAddr is a loopback address whose port refuses connections: it
-// was free a moment ago.
+// refusedAddr returns an address that refuses connections for the rest of
+// the test: a port bound and never listened on. A port listened on and
+// closed could be taken meanwhile by another test process's emulator (go
+// test runs packages side by side), whose brokers would then answer.
 func refusedAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Cleanup(func() { _ = syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
 }
 
 func TestUnreachableBrokers(t *testing.T) {
