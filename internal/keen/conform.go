@@ -167,7 +167,7 @@ func NeedsConform(tr jsonx.Traits) bool { return tr != 0 }
 func ConformedAtLeast(data []byte) int {
 	n := len(data)
 	jsonx.Members(data, func(m *jsonx.Member) bool {
-		if m.Name() == "keen" {
+		if jsonx.KeyIs(m.Key, "keen") {
 			n -= m.End - m.Start
 		}
 		return true

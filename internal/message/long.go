@@ -132,26 +132,31 @@ func (s *skim) feed(p []byte) {
 }
 
 // endString takes a string that just closed: a value of the current key,
-// or a key.
+// or a key. Only the strings that can matter are unquoted (keys at depth 1
+// and 2, the three values kept): a long line's others cost nothing.
 func (s *skim) endString() {
-	v := ""
+	value := s.afterColon
+	s.afterColon = false
+	var into *string
+	switch {
+	case !value && s.depth <= 2:
+		into = &s.last
+	case !value:
+		return // a key below the record's members: never looked at
+	case s.depth == 1 && s.key1 == "type":
+		into = &s.typ
+	case s.depth == 2 && s.key1 == "record" && s.key2 == "stream":
+		into = &s.stream
+	case s.depth == 2 && s.key1 == "record" && s.key2 == "namespace":
+		into = &s.namespace
+	default:
+		return
+	}
+	*into = ""
 	if !s.strLong {
 		quoted := make([]byte, 0, len(s.str)+2)
 		quoted = append(append(append(quoted, '"'), s.str...), '"')
-		v, _ = jsonx.Unquote(quoted)
-	}
-	if !s.afterColon {
-		s.last = v
-		return
-	}
-	s.afterColon = false
-	switch {
-	case s.depth == 1 && s.key1 == "type":
-		s.typ = v
-	case s.depth == 2 && s.key1 == "record" && s.key2 == "stream":
-		s.stream = v
-	case s.depth == 2 && s.key1 == "record" && s.key2 == "namespace":
-		s.namespace = v
+		*into, _ = jsonx.Unquote(quoted)
 	}
 }
 
