@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -33,16 +32,6 @@ func emu(t *testing.T) *emulator.Emulator {
 	return e
 }
 
-func pool(t *testing.T, e *emulator.Emulator) *x509.CertPool {
-	pem, err := os.ReadFile(e.CAFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := x509.NewCertPool()
-	p.AppendCertsFromPEM(pem)
-	return p
-}
-
 func cfgFor(e *emulator.Emulator, key string) *config.Config {
 	return &config.Config{ProjectID: e.ProjectID(), APIKey: config.Secret(key), Brokers: e.BrokerAddrs(), APIURL: e.APIURL()}
 }
@@ -51,7 +40,7 @@ func TestProduceAndAck(t *testing.T) {
 	e := emu(t)
 	var mu sync.Mutex
 	acked := map[uint64]bool{}
-	s, err := Open(context.Background(), cfgFor(e, e.APIKey()), Options{RootCAs: pool(t, e)},
+	s, err := Open(context.Background(), cfgFor(e, e.APIKey()), Options{RootCAs: e.TrustPool()},
 		func(env *Envelope) { mu.Lock(); acked[env.Seq] = true; mu.Unlock() },
 		func(env *Envelope, err error) { t.Errorf("record %d failed: %v", env.Seq, err) })
 	if err != nil {
@@ -96,9 +85,9 @@ func TestOpenFailures(t *testing.T) {
 		kind failure.Kind
 		msg  string
 	}{
-		{"wrong key", cfgFor(e, "wrong"), pool(t, e), failure.Config, "rejected the Project ID and API key"},
-		{"untrusted TLS", cfgFor(e, e.APIKey()), pool(t, other), failure.Config, "not trusted"},
-		{"unreachable", &config.Config{ProjectID: "p", APIKey: "k", Brokers: []string{closed}}, pool(t, e), failure.Transient, "Cannot reach"},
+		{"wrong key", cfgFor(e, "wrong"), e.TrustPool(), failure.Config, "rejected the Project ID and API key"},
+		{"untrusted TLS", cfgFor(e, e.APIKey()), other.TrustPool(), failure.Config, "not trusted"},
+		{"unreachable", &config.Config{ProjectID: "p", APIKey: "k", Brokers: []string{closed}}, e.TrustPool(), failure.Transient, "Cannot reach"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -305,7 +294,7 @@ func TestLanesOverALink(t *testing.T) {
 	t.Cleanup(e.Close)
 	var mu sync.Mutex
 	acked := map[uint64]int{}
-	s, err := Open(context.Background(), cfgFor(e, e.APIKey()), Options{RootCAs: pool(t, e), LaneBytes: 64 << 10},
+	s, err := Open(context.Background(), cfgFor(e, e.APIKey()), Options{RootCAs: e.TrustPool(), LaneBytes: 64 << 10},
 		func(env *Envelope) { mu.Lock(); acked[env.Seq]++; mu.Unlock() },
 		func(env *Envelope, err error) { t.Errorf("record %d failed: %v", env.Seq, err) })
 	if err != nil {
@@ -393,7 +382,7 @@ func TestProbeSeeds(t *testing.T) {
 	t.Cleanup(func() { seedGrace = old })
 
 	live := e.BrokerAddrs()
-	sc, err := SaramaConfig(cfgFor(e, e.APIKey()), Options{RootCAs: pool(t, e)}, false)
+	sc, err := SaramaConfig(cfgFor(e, e.APIKey()), Options{RootCAs: e.TrustPool()}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -410,7 +399,7 @@ func TestProbeSeeds(t *testing.T) {
 	if _, err := Probe([]string{refusedAddr}, sc); err == nil {
 		t.Fatal("no seed answered, and the probe passed")
 	}
-	bad, _ := SaramaConfig(cfgFor(e, "wrong-key"), Options{RootCAs: pool(t, e)}, false)
+	bad, _ := SaramaConfig(cfgFor(e, "wrong-key"), Options{RootCAs: e.TrustPool()}, false)
 	if _, err := Probe([]string{refusedAddr, live[0]}, bad); !errors.Is(err, sarama.ErrSASLAuthenticationFailed) {
 		t.Fatalf("a refused key: %v", err)
 	}

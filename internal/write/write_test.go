@@ -3,7 +3,6 @@ package write
 import (
 	"bytes"
 	"context"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"os"
@@ -67,15 +66,9 @@ func TestProgressLogs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	pem, err := os.ReadFile(e.CAFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	c := e.Config()
+	pool := e.TrustPool()
 	cfg := filepath.Join(t.TempDir(), "config.json")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, `{"project_id":%q,"api_key":%q,"kafka_bootstrap_servers":%q,"api_url":%q}`, c.ProjectID, c.APIKey, c.KafkaBootstrapServers, c.APIURL), 0o600); err != nil {
+	if err := os.WriteFile(cfg, e.Config().JSON(nil), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cat := filepath.Join(t.TempDir(), "catalog.json")

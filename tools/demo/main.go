@@ -51,11 +51,7 @@ func run(out io.Writer) error {
 	cfg := e.Config()
 	fmt.Fprintf(out, "== Local Keen: project %s\n   brokers %s (SASL/PLAIN over TLS)\n   API     %s\n\n", cfg.ProjectID, cfg.KafkaBootstrapServers, cfg.APIURL)
 	configPath := filepath.Join(dir, "config.json")
-	b, _ := json.Marshal(map[string]string{
-		"project_id": cfg.ProjectID, "api_key": cfg.APIKey,
-		"kafka_bootstrap_servers": cfg.KafkaBootstrapServers, "api_url": cfg.APIURL,
-	})
-	if err := os.WriteFile(configPath, b, 0o600); err != nil {
+	if err := os.WriteFile(configPath, cfg.JSON(nil), 0o600); err != nil {
 		return err
 	}
 	connectorEnv := append(os.Environ(), "SSL_CERT_FILE="+e.CAFile())

@@ -5,7 +5,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"log"
@@ -203,7 +202,7 @@ func runImage(t *testing.T, img v1.Image, built string) {
 	t.Cleanup(e.Close)
 	c := e.Config()
 	cfgDir := filepath.Join(fsDir, "tmp")
-	cfg, _ := json.Marshal(map[string]string{"project_id": c.ProjectID, "api_key": c.APIKey, "kafka_bootstrap_servers": c.KafkaBootstrapServers, "api_url": c.APIURL})
+	cfg := c.JSON(nil)
 	cfgPath := filepath.Join(cfgDir, "config.json")
 	ca := filepath.Join(cfgDir, "ca.pem")
 	pem, _ := os.ReadFile(c.CAFile)

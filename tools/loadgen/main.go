@@ -271,8 +271,7 @@ func blackhole(dir string, n int, latency time.Duration, producers int) (*emulat
 	}
 	cfg := e.Config()
 	cfgPath := filepath.Join(dir, fmt.Sprintf("config-%d.json", n))
-	if err := os.WriteFile(cfgPath, fmt.Appendf(nil, `{"project_id":%q,"api_key":%q,"kafka_bootstrap_servers":%q,"api_url":%q,"kafka_producers":%d}`,
-		cfg.ProjectID, cfg.APIKey, cfg.KafkaBootstrapServers, cfg.APIURL, producers), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, cfg.JSON(map[string]any{"kafka_producers": producers}), 0o600); err != nil {
 		e.Close()
 		return nil, "", err
 	}

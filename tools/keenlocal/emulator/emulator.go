@@ -15,6 +15,7 @@ package emulator
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -815,6 +816,29 @@ func (e *Emulator) Config() ConnectorConfig {
 		APIURL:                e.APIURL(),
 		CAFile:                e.caFile,
 	}
+}
+
+// JSON is the connector's config document for this emulator (every member
+// but ca_file, which is the test's to trust, not the connector's to read),
+// with override's members added or replacing.
+func (c ConnectorConfig) JSON(override map[string]any) []byte {
+	doc := map[string]any{"project_id": c.ProjectID, "api_key": c.APIKey, "kafka_bootstrap_servers": c.KafkaBootstrapServers, "api_url": c.APIURL}
+	for k, v := range override {
+		doc[k] = v
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		panic(fmt.Sprintf("emulator: config override does not marshal: %v", err)) // a test's mistake
+	}
+	return b
+}
+
+// TrustPool is a certificate pool holding the emulator's CA, for clients
+// in tests (a user trusts CAFile through SSL_CERT_FILE instead).
+func (e *Emulator) TrustPool() *x509.CertPool {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(e.ca.caPEM)
+	return pool
 }
 
 // WriteReadyFile writes Config as JSON to path atomically (a temporary file

@@ -48,6 +48,9 @@ func trust(t *testing.T, e *Emulator) *x509.CertPool {
 	if !pool.AppendCertsFromPEM(pem) {
 		t.Fatal("ca.pem holds no certificate")
 	}
+	if !pool.Equal(e.TrustPool()) {
+		t.Fatal("TrustPool differs from ca.pem")
+	}
 	return pool
 }
 
