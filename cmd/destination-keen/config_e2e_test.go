@@ -2,15 +2,12 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -60,27 +57,6 @@ func TestConfigTypos(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, want) {
 		t.Fatalf("write: exit %d\n%s", r.code, r.stdout)
 	}
-}
-
-// refusedAddr returns an address that refuses connections for the rest of
-// the test: a port bound and never listened on. A port listened on and
-// closed could be taken meanwhile by another test process's emulator (go
-// test runs packages side by side), whose brokers would then answer.
-func refusedAddr(t *testing.T) string {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
 }
 
 func TestUnreachableBrokers(t *testing.T) {

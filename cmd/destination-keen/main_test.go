@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -25,12 +24,7 @@ func TestCommandLine(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.json")
 	bad := filepath.Join(dir, "bad.json")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := l.Addr().String() // nothing listens there once closed
-	l.Close()
+	closed := refusedAddr(t)
 	goodDoc := fmt.Sprintf(`{"project_id":"p","api_key":"SECRET-key-7f3a9c","kafka_bootstrap_servers":%q,"api_url":"https://%s/3.0"}`, closed, closed)
 	if err := os.WriteFile(good, []byte(goodDoc), 0o600); err != nil {
 		t.Fatal(err)

@@ -3,8 +3,8 @@ package keenapi
 import (
 	"context"
 	"crypto/x509"
+	"destination-keen/tools/keenlocal/emulator"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -131,12 +131,11 @@ func TestUntrustedTLS(t *testing.T) {
 }
 
 func TestConnectionRefused(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, release, err := emulator.RefusingAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
+	defer release()
 	c := New(&config.Config{ProjectID: "p1", APIKey: key, APIURL: "https://" + addr + "/3.0"})
 	c.Backoff, c.MaxWait = 10*time.Millisecond, 50*time.Millisecond
 	_, err = c.DeleteEvents(context.Background(), "c", nil)

@@ -831,3 +831,21 @@ func TestWaitEvents(t *testing.T) {
 		t.Fatalf("held %d, %v: want 3 and the deadline", held, err)
 	}
 }
+
+// TestRefusingAddr: nothing answers at the address until it is released,
+// and the port stays taken meanwhile.
+func TestRefusingAddr(t *testing.T) {
+	addr, release, err := RefusingAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	if c, err := net.DialTimeout("tcp", addr, 5*time.Second); err == nil {
+		c.Close()
+		t.Fatalf("%s accepted a connection", addr)
+	}
+	if l, err := net.Listen("tcp", addr); err == nil {
+		l.Close()
+		t.Fatalf("%s could be listened on by another", addr)
+	}
+}
