@@ -3,7 +3,6 @@ package keenapi
 import (
 	"context"
 	"crypto/x509"
-	"destination-keen/tools/keenlocal/emulator"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +13,7 @@ import (
 
 	"destination-keen/internal/config"
 	"destination-keen/internal/failure"
+	"destination-keen/tools/keenlocal/emulator"
 )
 
 const key = "SECRET-key-7f3a9c"
