@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -38,6 +39,9 @@ type Emitter struct {
 	err     error // first write error; later writes are skipped
 	secrets []string
 	now     func() time.Time
+
+	logOnce sync.Once
+	log     *slog.Logger
 }
 
 // NewEmitter returns an emitter writing to w. Every message is flushed as it
@@ -133,17 +137,6 @@ func Plural(n int64, one, many string) string {
 		return one
 	}
 	return many
-}
-
-// Logf writes one LOG message.
-func (e *Emitter) Logf(level protocol.AirbyteLogMessageLevel, format string, args ...any) error {
-	e.mu.Lock()
-	msg := e.scrub(fmt.Sprintf(format, args...))
-	e.mu.Unlock()
-	return e.emit(&protocol.AirbyteMessage{
-		Type: protocol.AirbyteMessageTypeLOG,
-		Log:  &protocol.AirbyteLogMessage{Level: level, Message: msg},
-	})
 }
 
 // TraceError writes one TRACE ERROR message for err, classified by package

@@ -25,9 +25,9 @@ func TestEmitterRemembersWriteError(t *testing.T) {
 	if err := em.Line([]byte(`{"type":"STATE","state":{}}`)); err != nil {
 		t.Fatalf("first line: %v", err)
 	}
-	err := em.Logf(Info, "second")
-	if !errors.Is(err, errClosed) {
-		t.Fatalf("want the writer's error, got %v", err)
+	em.Log().Info("second")
+	if !errors.Is(em.Err(), errClosed) {
+		t.Fatalf("want the writer's error, got %v", em.Err())
 	}
 	if !errors.Is(em.Err(), errClosed) || !errors.Is(em.Line([]byte(`{}`)), errClosed) {
 		t.Fatal("the first write error must stick")
@@ -42,7 +42,7 @@ func TestEmitterLinesAreWholeUnderConcurrency(t *testing.T) {
 		wg.Go(func() {
 			for range 100 {
 				if i%2 == 0 {
-					_ = em.Logf(Info, "worker %d", i)
+					em.Log().Info("worker", "n", i)
 				} else {
 					_ = em.Line([]byte(`{"type":"STATE","state":{"data":{}}}`))
 				}
@@ -66,7 +66,7 @@ func TestRedact(t *testing.T) {
 	em := NewEmitter(&out)
 	em.Redact("")
 	em.Redact("hunter2")
-	_ = em.Logf(Warn, "password %s rejected", "hunter2")
+	em.Log().Warn("password hunter2 rejected")
 	_ = em.ConnectionStatus(false, "bad hunter2")
 	if strings.Contains(out.String(), "hunter2") || strings.Count(out.String(), Redacted) != 2 {
 		t.Fatalf("not redacted: %s", out.String())
@@ -78,9 +78,7 @@ func TestRedact(t *testing.T) {
 func TestNoHTMLEscaping(t *testing.T) {
 	var out bytes.Buffer
 	em := NewEmitter(&out)
-	if err := em.Logf(Info, `Stream "a" -> collection "a": <b> & >=`); err != nil {
-		t.Fatal(err)
-	}
+	em.Log().Info(`Stream "a" -> collection "a": <b> & >=`)
 	if got := out.String(); !strings.Contains(got, `Stream \"a\" -> collection \"a\": <b> & >=`) || strings.Contains(got, `\u003e`) {
 		t.Fatalf("escaped: %s", got)
 	}

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"regexp"
@@ -32,6 +33,9 @@ func (s Secret) Reveal() string { return string(s) }
 
 func (Secret) String() string   { return "[redacted]" }
 func (Secret) GoString() string { return "[redacted]" }
+
+// LogValue keeps the secret out of every log record (slog).
+func (Secret) LogValue() slog.Value { return slog.StringValue("[redacted]") }
 
 // MarshalJSON keeps the secret out of any JSON the connector writes.
 func (Secret) MarshalJSON() ([]byte, error) { return []byte(`"[redacted]"`), nil }

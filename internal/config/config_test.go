@@ -1,10 +1,12 @@
 package config
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -201,7 +203,13 @@ func TestSecretNeverFormats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{fmt.Sprint(c.APIKey), fmt.Sprintf("%v %+v %#v %s", c, c, c, c), fmt.Sprintf("%#v", *c), string(b)} {
+	var logged bytes.Buffer
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("config", "key", c.APIKey, "config", c)
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("config", "key", c.APIKey, "config", c)
+	if strings.Count(logged.String(), "[redacted]") < 3 {
+		t.Errorf("slog did not redact: %s", logged.String())
+	}
+	for _, s := range []string{fmt.Sprint(c.APIKey), fmt.Sprintf("%v %+v %#v %s", c, c, c, c), fmt.Sprintf("%#v", *c), string(b), logged.String()} {
 		if strings.Contains(s, key) {
 			t.Errorf("secret leaked: %s", s)
 		}

@@ -3,6 +3,7 @@ package connector
 import (
 	"context"
 	"crypto/x509"
+	"log/slog"
 	"time"
 
 	"destination-keen/internal/config"
@@ -18,14 +19,14 @@ const CheckTimeout = 20 * time.Second
 // system trust store (tests only; nil in production).
 func OnlineProbes(rootCAs *x509.CertPool) []Probe {
 	return []Probe{
-		func(ctx context.Context, cfg *config.Config, warn func(string, ...any)) error {
+		func(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			ctx, cancel := context.WithTimeout(ctx, CheckTimeout)
 			defer cancel()
 			o := sink.OptionsFor(cfg)
-			o.RootCAs, o.ConnectTimeout, o.Logf = rootCAs, CheckTimeout, warn
+			o.RootCAs, o.ConnectTimeout, o.Log = rootCAs, CheckTimeout, log
 			return sink.Check(ctx, cfg, o)
 		},
-		func(ctx context.Context, cfg *config.Config, _ func(string, ...any)) error {
+		func(ctx context.Context, cfg *config.Config, _ *slog.Logger) error {
 			ctx, cancel := context.WithTimeout(ctx, CheckTimeout)
 			defer cancel()
 			api := keenapi.New(cfg)

@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 
 	"destination-keen/gen/protocol"
 	"destination-keen/internal/airbyte"
@@ -73,7 +74,7 @@ func RunSpec(em *airbyte.Emitter) error {
 // nil when the check passes, or an error whose failure.Error message tells the
 // user what to fix; warn logs what the user should know of a check that
 // passes (a Kafka seed that cannot be reached).
-type Probe func(ctx context.Context, cfg *config.Config, warn func(format string, args ...any)) error
+type Probe func(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 
 // RunCheck prints one CONNECTION_STATUS: FAILED with what to fix when the
 // config is invalid or a probe fails, SUCCEEDED otherwise. The returned error
@@ -85,9 +86,8 @@ func RunCheck(ctx context.Context, em *airbyte.Emitter, configPath string, probe
 	}
 	em.Redact(cfg.APIKey.Reveal())
 	LogConfigWarnings(em, cfg)
-	warn := func(format string, args ...any) { _ = em.Logf(airbyte.Warn, format, args...) }
 	for _, probe := range probes {
-		if err := probe(ctx, cfg, warn); err != nil {
+		if err := probe(ctx, cfg, em.Log()); err != nil {
 			f := failure.As(err)
 			msg := f.Message
 			if f.Cause != nil {
@@ -103,6 +103,6 @@ func RunCheck(ctx context.Context, em *airbyte.Emitter, configPath string, probe
 // option (a typo takes the option's default silently otherwise).
 func LogConfigWarnings(em *airbyte.Emitter, cfg *config.Config) {
 	for _, w := range cfg.Warnings {
-		_ = em.Logf(airbyte.Warn, "Config: %s", w)
+		em.Log().Warn(fmt.Sprintf("Config: %s", w))
 	}
 }

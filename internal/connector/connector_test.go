@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -92,7 +93,7 @@ func TestCheckOffline(t *testing.T) {
 		{"missing key", `{"project_id":"p"}`, nil, `api_key: is required`},
 		{"mistyped", `{"project_id":"p","api_key":"` + key + `","infer_timestamp":"` + key + `"}`, nil, `infer_timestamp: expected boolean, but got string`},
 		{"valid, no probes", `{"project_id":"p","api_key":"` + key + `"}`, nil, `"status":"SUCCEEDED"`},
-		{"probe fails", `{"project_id":"p","api_key":"` + key + `"}`, []Probe{func(_ context.Context, c *config.Config, _ func(string, ...any)) error {
+		{"probe fails", `{"project_id":"p","api_key":"` + key + `"}`, []Probe{func(_ context.Context, c *config.Config, _ *slog.Logger) error {
 			return failure.Configf(errors.New("server said: bad password "+c.APIKey.Reveal()), "Keen rejected the API key")
 		}}, `Keen rejected the API key (server said: bad password [redacted])`},
 	}

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -36,8 +37,8 @@ type Client struct {
 	// Backoff is the first wait between retries (doubling, at most 30 s)
 	// when the server gives no Retry-After; default 1 s.
 	Backoff time.Duration
-	// Logf receives one line per retry.
-	Logf func(format string, args ...any)
+	// Log receives a WARN per retry; default none.
+	Log *slog.Logger
 }
 
 // New returns a client for the config's project and API. TLS is always
@@ -52,7 +53,7 @@ func New(cfg *config.Config) *Client {
 		hc:      &http.Client{Transport: tr, Timeout: 60 * time.Second},
 		MaxWait: 5 * time.Minute,
 		Backoff: time.Second,
-		Logf:    func(string, ...any) {},
+		Log:     slog.New(slog.DiscardHandler),
 	}
 }
 
@@ -140,7 +141,7 @@ func (c *Client) do(ctx context.Context, method, u, what string, retry bool) err
 		if waited+wait > c.MaxWait {
 			return failure.Transientf(err, "Cannot %s after %d attempts over %s: %s", what, attempt, waited.Round(time.Second), transientAdvice)
 		}
-		c.Logf("Keen's API: %s failed (%v); retrying in %s", what, err, wait)
+		c.Log.Warn(fmt.Sprintf("Keen's API: %s failed (%v); retrying in %s", what, err, wait))
 		select {
 		case <-ctx.Done():
 			return failure.Transientf(ctx.Err(), "Cannot %s: the sync was stopped", what)

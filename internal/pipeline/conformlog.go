@@ -68,10 +68,10 @@ func (pl *Pipeline) conformed(p *catalog.Plan, changes []keen.Change) {
 			s.first = append(s.first, c)
 		}
 		if len(s.seen) > warnPaths {
-			_ = pl.em.Logf(airbyte.Warn, "Stream %q: more properties were changed to follow Keen's rules; the sync summary counts them", p.Name())
+			pl.em.Log().Warn(fmt.Sprintf("Stream %q: more properties were changed to follow Keen's rules; the sync summary counts them", p.Name()))
 			continue
 		}
-		_ = pl.em.Logf(airbyte.Warn, "Stream %q: %s, as Keen would drop the event otherwise", p.Name(), c)
+		pl.em.Log().Warn(fmt.Sprintf("Stream %q: %s, as Keen would drop the event otherwise", p.Name(), c))
 	}
 }
 
@@ -95,7 +95,7 @@ func (pl *Pipeline) reject(it *item) error {
 	}
 	pl.conform.mu.Unlock()
 	if first {
-		_ = pl.em.Logf(airbyte.Warn, "Skipping the records of stream %q with %s (first on input line %d, at %s): Keen would drop them; nonconforming_records is skip", p.Name(), c.Rule, it.lineNo, keen.FormatPath(c.Path))
+		pl.em.Log().Warn(fmt.Sprintf("Skipping the records of stream %q with %s (first on input line %d, at %s): Keen would drop them; nonconforming_records is skip", p.Name(), c.Rule, it.lineNo, keen.FormatPath(c.Path)))
 	}
 	return pl.tracker.Done(pl.tracker.Next())
 }

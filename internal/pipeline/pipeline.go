@@ -591,7 +591,7 @@ func (p *Pipeline) sequence(ctx context.Context, ordered <-chan *batch) error {
 			case itemUnknown:
 				if !p.unknownTypes[it.typeName] && len(p.unknownTypes) < 100 {
 					p.unknownTypes[it.typeName] = true
-					_ = p.em.Logf(airbyte.Warn, "Skipping messages of type %.40q (first on input line %d): the Airbyte protocol this connector follows has no such type", it.typeName, it.lineNo)
+					p.em.Log().Warn(fmt.Sprintf("Skipping messages of type %.40q (first on input line %d): the Airbyte protocol this connector follows has no such type", it.typeName, it.lineNo))
 				}
 			case itemFail:
 				return it.err
@@ -624,7 +624,7 @@ func (p *Pipeline) ended(it *item) {
 			targets = p.streams[it.plan.Index : it.plan.Index+1]
 			which = fmt.Sprintf("stream %q does not replace its collection's earlier events", it.plan.Name())
 		}
-		_ = p.em.Logf(airbyte.Warn, "Input line %d is an ERROR trace, a failure upstream of the connector: %s in this sync", it.lineNo, which)
+		p.em.Log().Warn(fmt.Sprintf("Input line %d is an ERROR trace, a failure upstream of the connector: %s in this sync", it.lineNo, which))
 		for i := range targets {
 			targets[i].apply(endError)
 		}
@@ -638,7 +638,7 @@ func (p *Pipeline) ended(it *item) {
 		}
 		if !p.unknownEnds[name] && len(p.unknownEnds) < 100 {
 			p.unknownEnds[name] = true
-			_ = p.em.Logf(airbyte.Warn, "Input line %d: a stream status for stream %.100q, which is not in the configured catalog; ignored", it.lineNo, name)
+			p.em.Log().Warn(fmt.Sprintf("Input line %d: a stream status for stream %.100q, which is not in the configured catalog; ignored", it.lineNo, name))
 		}
 		return
 	}
@@ -649,7 +649,7 @@ func (p *Pipeline) ended(it *item) {
 func (p *Pipeline) count(plan *catalog.Plan, rejected bool, line int) {
 	st := &p.streams[plan.Index]
 	if st.apply(endRecord) {
-		_ = p.em.Logf(airbyte.Warn, "Input line %d is a record of stream %q after the platform reported the stream COMPLETE: the stream counts as complete again only after another COMPLETE", line, plan.Name())
+		p.em.Log().Warn(fmt.Sprintf("Input line %d is a record of stream %q after the platform reported the stream COMPLETE: the stream counts as complete again only after another COMPLETE", line, plan.Name()))
 	}
 	st.Records.Add(1)
 	p.records.Add(1)
@@ -690,7 +690,7 @@ func (p *Pipeline) send(ctx context.Context, it *item) error {
 		}
 		p.count(plan, true, it.lineNo)
 		st.Oversized.Add(1)
-		_ = p.em.Logf(airbyte.Warn, "Skipped the record on input line %d of stream %q: %s", it.lineNo, plan.Name(), what)
+		p.em.Log().Warn(fmt.Sprintf("Skipped the record on input line %d of stream %q: %s", it.lineNo, plan.Name(), what))
 		return p.tracker.Done(p.tracker.Next())
 	}
 	p.count(plan, false, it.lineNo)

@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"slices"
 	"strings"
@@ -109,16 +110,16 @@ type Options struct {
 	// ClientID names the connector to the brokers; default
 	// "destination-keen".
 	ClientID string
-	// Logf takes the warnings of the sink (a dead seed, a refused
+	// Log takes the warnings of the sink (a dead seed, a refused
 	// idempotence); default none.
-	Logf func(format string, args ...any)
+	Log *slog.Logger
 }
 
 // OptionsFor returns the options a sync's producer takes from its config:
 // compression, producers, and a patience 30 s past the delivery timeout, so
 // that sarama's own retries outlast the sync's watchdog, which enforces
 // delivery_timeout_seconds with a clearer message. The rest take their
-// defaults; callers add RootCAs and Logf.
+// defaults; callers add RootCAs and Log.
 func OptionsFor(cfg *config.Config) Options {
 	o := Options{Compression: cfg.Compression, Lanes: cfg.Producers, Patience: cfg.DeliveryTimeout + 30*time.Second}
 	o.defaults()
@@ -144,8 +145,8 @@ func (o *Options) defaults() {
 	if o.ClientID == "" {
 		o.ClientID = "destination-keen"
 	}
-	if o.Logf == nil {
-		o.Logf = func(string, ...any) {}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
 	}
 }
 
@@ -307,7 +308,7 @@ func Open(ctx context.Context, cfg *config.Config, o Options, onAck func(*Envelo
 		go func() { closeLanes((<-lanesCh).lanes) }()
 		return nil, err
 	}
-	seeds.warn(o.Logf)
+	seeds.warn(o.Log)
 	s.RoundTrip = seeds.RoundTrip
 	if o.Lanes <= 0 {
 		o.Lanes = AutoLanes(seeds.RoundTrip)
@@ -325,7 +326,7 @@ func Open(ctx context.Context, cfg *config.Config, o Options, onAck func(*Envelo
 	}
 	s.Idempotent = true
 	if r.err != nil && refusedIdempotence(r.err) {
-		o.Logf("The brokers refused the idempotent producer (%v); continuing without it: a retried batch may then be written twice", r.err)
+		o.Log.Warn(fmt.Sprintf("The brokers refused the idempotent producer (%v); continuing without it: a retried batch may then be written twice", r.err))
 		s.Idempotent = false
 		r.lanes, r.err = connectLanes(ctx, cfg, seeds.Live, o, false, o.Lanes)
 	}
@@ -473,9 +474,9 @@ type DeadSeed struct {
 }
 
 // warn logs each dead seed.
-func (s Seeds) warn(logf func(string, ...any)) {
+func (s Seeds) warn(log *slog.Logger) {
 	for _, d := range s.Dead {
-		logf("Kafka bootstrap server %s cannot be reached (%v); connecting through %s", d.Addr, d.Err, strings.Join(s.Live, ","))
+		log.Warn(fmt.Sprintf("Kafka bootstrap server %s cannot be reached (%v); connecting through %s", d.Addr, d.Err, strings.Join(s.Live, ",")))
 	}
 }
 
@@ -799,7 +800,7 @@ func Check(ctx context.Context, cfg *config.Config, o Options) error {
 	if err != nil {
 		return err
 	}
-	seeds.warn(o.Logf)
+	seeds.warn(o.Log)
 	c, err := dial(ctx, seeds.Live, sc, o.ConnectTimeout)
 	if err != nil {
 		return err

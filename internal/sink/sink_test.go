@@ -407,7 +407,7 @@ func TestOptionsFor(t *testing.T) {
 	if o.Compression != "zstd" || o.Lanes != 3 || o.Patience != 90*time.Second {
 		t.Fatalf("compression %q, lanes %d, patience %v", o.Compression, o.Lanes, o.Patience)
 	}
-	if o.LaneBytes != BytesInFlightPerLane || o.MaxMessageBytes != DefaultMaxMessageBytes || o.ConnectTimeout != 20*time.Second || o.ClientID != "destination-keen" || o.Logf == nil {
+	if o.LaneBytes != BytesInFlightPerLane || o.MaxMessageBytes != DefaultMaxMessageBytes || o.ConnectTimeout != 20*time.Second || o.ClientID != "destination-keen" || o.Log == nil {
 		t.Fatalf("defaults not taken: %+v", o)
 	}
 	if d := OptionsFor(&config.Config{}); d.Compression != "lz4" || d.Lanes != 0 || d.Patience != 30*time.Second {

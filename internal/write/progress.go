@@ -38,7 +38,7 @@ func progressLine(prev, cur progressSnap) string {
 	inFlight := cur.sent - cur.acked
 	switch {
 	case inFlight > 0 && cur.acked == prev.acked:
-		line += fmt.Sprintf("; waiting for Keen's brokers: nothing acknowledged for %s, %d records in flight", interval, inFlight)
+		line += fmt.Sprintf("; waiting for Keen's brokers: nothing acknowledged for %s, %d %s in flight", interval, inFlight, airbyte.Plural(int64(inFlight), "record", "records"))
 	case cur.read == prev.read && inFlight == 0:
 		line += fmt.Sprintf("; waiting for the source: no input for %s", interval)
 	}

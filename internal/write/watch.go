@@ -2,6 +2,7 @@ package write
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -37,7 +38,7 @@ func (s *syncRun) watch(ctx context.Context) {
 			return false
 		}
 		if waiting {
-			_ = s.em.Logf(airbyte.Info, "Keen's Kafka brokers acknowledge records again, after %s without", now.Sub(progress).Round(time.Second))
+			s.em.Log().Info(fmt.Sprintf("Keen's Kafka brokers acknowledge records again, after %s without", now.Sub(progress).Round(time.Second)))
 			waiting = false
 		}
 		last, progress = st.Finished, now
@@ -59,7 +60,8 @@ func (s *syncRun) watch(ctx context.Context) {
 			if !waiting {
 				waiting = true
 				st := s.tracker.Stats()
-				_ = s.em.Logf(airbyte.Warn, "Keen's Kafka brokers have acknowledged nothing for %s, with %d records in flight; waiting for them, up to %s", stalled.Round(time.Second), st.Records-st.Finished, s.cfg.DeliveryTimeout)
+				n := int64(st.Records - st.Finished)
+				s.em.Log().Warn(fmt.Sprintf("Keen's Kafka brokers have acknowledged nothing for %s, with %d %s in flight; waiting for them, up to %s", stalled.Round(time.Second), n, airbyte.Plural(n, "record", "records"), s.cfg.DeliveryTimeout))
 			}
 			if now.Sub(diagnosed) >= 15*time.Second {
 				// A fresh connection says whether the brokers now refuse the
@@ -69,7 +71,7 @@ func (s *syncRun) watch(ctx context.Context) {
 				probes.Add(1)
 				go func() {
 					defer probes.Done()
-					if err := s.sink.Diagnose(s.cfg); err != nil {
+					if err := s.diagnose(); err != nil {
 						s.noFlush.Store(true) // the brokers refuse us: nothing will flush
 						s.fail(err)
 					}

@@ -102,13 +102,14 @@ func Run(ctx context.Context, em *airbyte.Emitter, configPath, catalogPath strin
 	s := &syncRun{em: em, cat: cat, cfg: cfg, opts: opts, tracker: checkpoint.New(em.Line)}
 	so := sink.OptionsFor(cfg)
 	so.RootCAs = opts.RootCAs
-	so.Logf = func(format string, args ...any) { _ = em.Logf(airbyte.Warn, format, args...) }
+	so.Log = em.Log()
 	if s.sink, err = sink.Open(ctx, cfg, so, s.acked, s.failed); err != nil {
 		return err
 	}
-	_ = em.Logf(airbyte.Info, "Round trip to Keen's Kafka brokers: %s; %s", s.sink.RoundTrip.Round(100*time.Microsecond), s.sink.Describe())
+	s.diagnose = func() error { return s.sink.Diagnose(cfg) }
+	em.Log().Info(fmt.Sprintf("Round trip to Keen's Kafka brokers: %s; %s", s.sink.RoundTrip.Round(100*time.Microsecond), s.sink.Describe()))
 	if !s.sink.Idempotent {
-		_ = em.Logf(airbyte.Warn, "Producing without idempotence: if a batch is retried after the brokers stored it, its events appear twice in Keen")
+		em.Log().Warn("Producing without idempotence: if a batch is retried after the brokers stored it, its events appear twice in Keen")
 	}
 	s.pipe = pipeline.New(cat, cfg, s.sink, s.tracker, em)
 	if err := s.checkTruncate(ctx); err != nil {
@@ -119,7 +120,7 @@ func Run(ctx context.Context, em *airbyte.Emitter, configPath, catalogPath strin
 }
 
 func logPlan(em *airbyte.Emitter, cfg *config.Config, cat *catalog.Catalog) {
-	_ = em.Logf(airbyte.Info, "destination-keen %s: %s", connector.Version, cfg)
+	em.Log().Info(fmt.Sprintf("destination-keen %s: %s", connector.Version, cfg))
 	for _, p := range cat.Plans {
 		ts := "emitted_at"
 		if p.TimestampFromCursor {
@@ -133,10 +134,10 @@ func logPlan(em *airbyte.Emitter, cfg *config.Config, cat *catalog.Catalog) {
 		if p.Token.Kind == catalog.TokenNone {
 			tokens = "no keen.uniqueness_token " + noTokenReason(p)
 		}
-		_ = em.Logf(airbyte.Info, "Stream %q -> collection %q%s: %s; keen.timestamp from %s; %s", p.Name(), p.Collection, named, p.Reason, ts, tokens)
+		em.Log().Info(fmt.Sprintf("Stream %q -> collection %q%s: %s; keen.timestamp from %s; %s", p.Name(), p.Collection, named, p.Reason, ts, tokens))
 	}
 	for _, warning := range cat.Warnings {
-		_ = em.Logf(airbyte.Warn, "Namespaces are not part of collection names: %s", warning)
+		em.Log().Warn(fmt.Sprintf("Namespaces are not part of collection names: %s", warning))
 	}
 }
 
@@ -149,6 +150,10 @@ type syncRun struct {
 	sink    *sink.Sink
 	tracker *checkpoint.Tracker
 	pipe    *pipeline.Pipeline
+	// diagnose opens a fresh connection to the brokers and says whether
+	// they now refuse the key or the certificate (the sink's Diagnose; a
+	// fake in the watchdog's tests).
+	diagnose func() error
 
 	mu     sync.Mutex
 	err    error              // the first failure, under mu
@@ -194,7 +199,7 @@ func (s *syncRun) failed(env *sink.Envelope, err error) {
 		// to may already have gone with its counts: the summary counts it.
 		p := s.cat.Plans[env.Plan]
 		s.pipe.Stream(p).Oversized.Add(1)
-		_ = s.em.Logf(airbyte.Warn, "Keen's brokers refused a record of stream %q as too large (%d bytes); skipped", p.Name(), len(env.Buf))
+		s.em.Log().Warn(fmt.Sprintf("Keen's brokers refused a record of stream %q as too large (%d bytes); skipped", p.Name(), len(env.Buf)))
 		if err := s.tracker.Done(env.Seq); err != nil {
 			s.fail(failure.Systemf(err, "Cannot write to stdout"))
 		}
@@ -209,7 +214,7 @@ func (s *syncRun) failed(env *sink.Envelope, err error) {
 
 func (s *syncRun) api() *keenapi.Client {
 	api := keenapi.New(s.cfg)
-	api.Logf = func(format string, args ...any) { _ = s.em.Logf(airbyte.Warn, format, args...) }
+	api.Log = s.em.Log()
 	if s.opts.RootCAs != nil {
 		api.SetRootCAs(s.opts.RootCAs)
 	}
@@ -254,10 +259,10 @@ func (s *syncRun) replaceGenerations(ctx context.Context) error {
 		if c := st.Completion(); c != pipeline.Completed {
 			if !s.pipe.StatusesSeen() && !warnedSilence {
 				warnedSilence = true
-				_ = s.em.Logf(airbyte.Warn, "The platform sent no stream status in this sync. Airbyte platforms that report completion send a STREAM_STATUS COMPLETE for every stream when the source succeeds, and none when it fails: either the source failed, or this platform is too old to report completion. Overwrite and refresh streams keep their earlier events either way; on an old platform, upgrade Airbyte so that a successful sync replaces them")
+				s.em.Log().Warn("The platform sent no stream status in this sync. Airbyte platforms that report completion send a STREAM_STATUS COMPLETE for every stream when the source succeeds, and none when it fails: either the source failed, or this platform is too old to report completion. Overwrite and refresh streams keep their earlier events either way; on an old platform, upgrade Airbyte so that a successful sync replaces them")
 			}
 			n := st.Sent()
-			_ = s.em.Logf(airbyte.Warn, "Stream %q did not complete: %s. The earlier events of collection %q are kept next to its %d new %s of generation %s; the next sync that completes replaces them", p.Name(), c.Why(), p.Collection, n, airbyte.Plural(n, "event", "events"), p.Generation)
+			s.em.Log().Warn(fmt.Sprintf("Stream %q did not complete: %s. The earlier events of collection %q are kept next to its %d new %s of generation %s; the next sync that completes replaces them", p.Name(), c.Why(), p.Collection, n, airbyte.Plural(n, "event", "events"), p.Generation))
 			continue
 		}
 		began := time.Now()
@@ -278,10 +283,10 @@ func (s *syncRun) replaceGenerations(ctx context.Context) error {
 			existed = existed || ok
 		}
 		if !existed {
-			_ = s.em.Logf(airbyte.Info, "Collection %q of stream %q (%s) does not exist in Keen: nothing to delete", p.Collection, p.Name(), p.Reason)
+			s.em.Log().Info(fmt.Sprintf("Collection %q of stream %q (%s) does not exist in Keen: nothing to delete", p.Collection, p.Name(), p.Reason))
 			continue
 		}
-		_ = s.em.Logf(airbyte.Info, "Stream %q (%s) ended: deleted the events of collection %q not of generation %s (%s = %s) in %s", p.Name(), p.Reason, p.Collection, p.Generation, catalog.GenerationProperty, p.Generation, time.Since(began).Round(time.Millisecond))
+		s.em.Log().Info(fmt.Sprintf("Stream %q (%s) ended: deleted the events of collection %q not of generation %s (%s = %s) in %s", p.Name(), p.Reason, p.Collection, p.Generation, catalog.GenerationProperty, p.Generation, time.Since(began).Round(time.Millisecond)))
 	}
 	return nil
 }
@@ -329,13 +334,13 @@ running:
 			break running
 		case now := <-progress.C:
 			cur := s.snap(now)
-			_ = s.em.Logf(airbyte.Info, "%s", progressLine(last, cur))
+			s.em.Log().Info(progressLine(last, cur))
 			last = cur
 			progress.Reset(s.opts.Progress)
 		}
 	}
 	if parent.Err() != nil && s.firstFailure() == nil {
-		_ = s.em.Logf(airbyte.Info, "Stopping on a signal: reading no more input; waiting up to %s for the brokers to acknowledge what was sent, so that its states go out", s.opts.FlushTimeout)
+		s.em.Log().Info(fmt.Sprintf("Stopping on a signal: reading no more input; waiting up to %s for the brokers to acknowledge what was sent, so that its states go out", s.opts.FlushTimeout))
 		s.fail(failure.Transientf(context.Cause(parent), "The sync was stopped by a signal before the end of its input"))
 	}
 
@@ -406,8 +411,8 @@ func (s *syncRun) summary(elapsed time.Duration, st checkpoint.Stats) {
 	if n, ok := peakMemory(); ok {
 		peak = fmt.Sprintf(", peak memory %d MiB", n>>20)
 	}
-	_ = s.em.Logf(airbyte.Info, "Sync summary: %d %s read, %d acknowledged by Keen's brokers, %d skipped (oversized or breaking Keen's rules), %d %s read, %d echoed, %.1fs (%.0f records/s)%s",
-		read, airbyte.Plural(read, "record", "records"), int64(st.Finished)-skipped, skipped, states, airbyte.Plural(states, "state", "states"), st.Emitted, elapsed.Seconds(), float64(read)/secs, peak)
+	s.em.Log().Info(fmt.Sprintf("Sync summary: %d %s read, %d acknowledged by Keen's brokers, %d skipped (oversized or breaking Keen's rules), %d %s read, %d echoed, %.1fs (%.0f records/s)%s",
+		read, airbyte.Plural(read, "record", "records"), int64(st.Finished)-skipped, skipped, states, airbyte.Plural(states, "state", "states"), st.Emitted, elapsed.Seconds(), float64(read)/secs, peak))
 	for _, p := range s.cat.Plans {
 		c := s.pipe.Stream(p)
 		n := c.Records.Load()
@@ -425,7 +430,7 @@ func (s *syncRun) summary(elapsed time.Duration, st checkpoint.Stats) {
 		if conform := s.pipe.ConformSummary(p); conform != "" {
 			line += "; " + conform
 		}
-		_ = s.em.Logf(airbyte.Info, "%s", line)
+		s.em.Log().Info(line)
 	}
 }
 
@@ -462,7 +467,7 @@ func reportGoroutines(em *airbyte.Emitter, start int) {
 	for deadline := time.Now().Add(2 * time.Second); end > start && time.Now().Before(deadline); end = runtime.NumGoroutine() {
 		time.Sleep(10 * time.Millisecond)
 	}
-	_ = em.Logf(airbyte.Debug, "Goroutines: %d at start, %d at the end", start, end)
+	em.Log().Debug(fmt.Sprintf("Goroutines: %d at start, %d at the end", start, end))
 }
 
 // peakMemory returns the process's peak resident memory so far, in bytes,
