@@ -34,7 +34,7 @@ func TestCompletion(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.events, func(t *testing.T) {
-			var s Stream
+			var s Counts
 			for _, w := range strings.Fields(tt.events) {
 				s.apply(names[w])
 			}
@@ -48,7 +48,7 @@ func TestCompletion(t *testing.T) {
 // TestReopenedOnce: apply reports the one record that takes a completion
 // back, so that the log says it once, not once per record.
 func TestReopenedOnce(t *testing.T) {
-	var s Stream
+	var s Counts
 	s.apply(endRecord)
 	s.apply(endComplete)
 	var reports []bool

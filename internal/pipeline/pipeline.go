@@ -68,7 +68,7 @@ type Pipeline struct {
 	tracker *checkpoint.Tracker
 	em      *airbyte.Emitter
 
-	streams []Stream           // by plan index
+	streams []Counts           // by plan index
 	gens    []*keen.Generation // by plan index; nil unless the stream truncates
 	conform *conformLog
 	records atomic.Int64 // read
@@ -84,10 +84,10 @@ type Pipeline struct {
 	rejectedTotal int64
 }
 
-// Stream counts what happened to one stream's records, in input order: the
+// Counts counts what happened to one stream's records, in input order: the
 // sequencer counts a record when it applies it, so after a failure the
 // counts stop at the record that failed.
-type Stream struct {
+type Counts struct {
 	Records         atomic.Int64 // read and applied
 	FromCursor      atomic.Int64 // keen.timestamp taken from the cursor
 	Fallbacks       atomic.Int64 // cursor missing or unreadable: emitted_at
@@ -103,17 +103,17 @@ type Stream struct {
 
 // Sent is how many of the stream's records were sent as events: those read
 // less those skipped on purpose.
-func (s *Stream) Sent() int64 {
+func (s *Counts) Sent() int64 {
 	return s.Records.Load() - s.Oversized.Load() - s.Nonconforming.Load()
 }
 
 // Completion is how the stream ended, as far as the platform said; final
 // once Run has returned.
-func (s *Stream) Completion() Completion { return Completion(s.completion.Load()) }
+func (s *Counts) Completion() Completion { return Completion(s.completion.Load()) }
 
 // apply moves the stream's completion on by e and says whether it was
 // Completed before e and is no longer.
-func (s *Stream) apply(e end) (reopened bool) {
+func (s *Counts) apply(e end) (reopened bool) {
 	was := s.Completion()
 	now := was.next(e)
 	if now != was {
@@ -126,7 +126,7 @@ func (s *Stream) apply(e end) (reopened bool) {
 func New(cat *catalog.Catalog, cfg *config.Config, s Transport, tr *checkpoint.Tracker, em *airbyte.Emitter) *Pipeline {
 	n := len(cat.Plans)
 	p := &Pipeline{cat: cat, cfg: cfg, out: s, tracker: tr, em: em,
-		streams: make([]Stream, n), gens: make([]*keen.Generation, n), conform: newConformLog(n),
+		streams: make([]Counts, n), gens: make([]*keen.Generation, n), conform: newConformLog(n),
 		sinceState: make([]int64, n), rejectedSince: make([]int64, n), unknownTypes: map[string]bool{}, unknownEnds: map[string]bool{}}
 	for _, plan := range cat.Plans {
 		if plan.Truncate {
@@ -136,8 +136,8 @@ func New(cat *catalog.Catalog, cfg *config.Config, s Transport, tr *checkpoint.T
 	return p
 }
 
-// Stream returns the counts of the plan's stream.
-func (p *Pipeline) Stream(plan *catalog.Plan) *Stream { return &p.streams[plan.Index] }
+// Counts returns the counts of the plan's stream.
+func (p *Pipeline) Counts(plan *catalog.Plan) *Counts { return &p.streams[plan.Index] }
 
 // Skipped returns how many records were left out on purpose, all streams.
 func (p *Pipeline) Skipped() int64 {

@@ -198,7 +198,7 @@ func (s *syncRun) failed(env *sink.Envelope, err error) {
 		// ones the connector finds too large itself, but the state it belongs
 		// to may already have gone with its counts: the summary counts it.
 		p := s.cat.Plans[env.Plan]
-		s.pipe.Stream(p).Oversized.Add(1)
+		s.pipe.Counts(p).Oversized.Add(1)
 		s.em.Log().Warn(fmt.Sprintf("Keen's brokers refused a record of stream %q as too large (%d bytes); skipped", p.Name(), len(env.Buf)))
 		if err := s.tracker.Done(env.Seq); err != nil {
 			s.fail(failure.Systemf(err, "Cannot write to stdout"))
@@ -255,7 +255,7 @@ func (s *syncRun) replaceGenerations(ctx context.Context) error {
 		if !p.Truncate {
 			continue
 		}
-		st := s.pipe.Stream(p)
+		st := s.pipe.Counts(p)
 		if c := st.Completion(); c != pipeline.Completed {
 			if !s.pipe.StatusesSeen() && !warnedSilence {
 				warnedSilence = true
@@ -414,7 +414,7 @@ func (s *syncRun) summary(elapsed time.Duration, st checkpoint.Stats) {
 	s.em.Log().Info(fmt.Sprintf("Sync summary: %d %s read, %d acknowledged by Keen's brokers, %d skipped (oversized or breaking Keen's rules), %d %s read, %d echoed, %.1fs (%.0f records/s)%s",
 		read, airbyte.Plural(read, "record", "records"), int64(st.Finished)-skipped, skipped, states, airbyte.Plural(states, "state", "states"), st.Emitted, elapsed.Seconds(), float64(read)/secs, peak))
 	for _, p := range s.cat.Plans {
-		c := s.pipe.Stream(p)
+		c := s.pipe.Counts(p)
 		n := c.Records.Load()
 		line := fmt.Sprintf("Stream %q -> %q: %d %s", p.Name(), p.Collection, n, airbyte.Plural(n, "record", "records"))
 		if p.TimestampFromCursor {
@@ -440,7 +440,7 @@ func noTokenReason(p *catalog.Plan) string { return strings.TrimPrefix(p.Token.W
 
 // tokenTally says, for the summary, how many of the stream's events carry a
 // uniqueness token derived here, the source's own, or none.
-func tokenTally(p *catalog.Plan, c *pipeline.Stream) string {
+func tokenTally(p *catalog.Plan, c *pipeline.Counts) string {
 	ours, theirs := c.Tokens.Load(), c.SourceTokens.Load()
 	none := max(c.Sent()-ours-theirs, 0)
 	if p.Token.Kind == catalog.TokenNone {
