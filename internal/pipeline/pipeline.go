@@ -4,7 +4,7 @@
 // batches in input order on one sequencer, which numbers records for the
 // checkpoint tracker, counts them for states and for the summary, applies
 // the oversized and nonconforming policies, and hands events to the
-// transport (package sink's Kafka producer, behind the Transport interface).
+// transport (Kafka or HTTPS, behind the Transport interface).
 //
 // It owns its goroutines: Run returns once every one of them has ended. It
 // does not open or close the sink, delete collections, watch the brokers or
@@ -30,7 +30,7 @@ import (
 	"destination-keen/internal/jsonx"
 	"destination-keen/internal/keen"
 	"destination-keen/internal/message"
-	"destination-keen/internal/sink"
+	"destination-keen/internal/transport"
 )
 
 // The input is read in batches of lines; workers decode and shape the
@@ -46,18 +46,18 @@ const (
 )
 
 // Transport takes events to Keen: the pipeline gets an envelope, fills it
-// and sends it. Package sink's Kafka producer is the one a sync uses; a
-// transport reports each event's fate (stored, or failed) to whoever opened
-// it, not to the pipeline, which neither waits for acknowledgements nor
-// knows the transport's errors.
+// and sends it. Package sink's Kafka producer and package bulk's HTTPS
+// requests are the two; a transport reports each event's outcome (package
+// transport) to whoever opened it, not to the pipeline, which neither waits
+// for acknowledgements nor knows the transport's errors.
 type Transport interface {
-	// Get returns an envelope to fill (Buf empty, Seq to set).
-	Get() *sink.Envelope
+	// Get returns an envelope to fill (Buf empty).
+	Get() *transport.Envelope
 	// MaxMessageBytes is the largest event the transport takes.
 	MaxMessageBytes() int
-	// Send hands the envelope over to be delivered to collection; false
-	// when ctx ended first (the envelope is then not delivered).
-	Send(ctx context.Context, env *sink.Envelope, collection string) bool
+	// Send hands the envelope over to be delivered to its collection;
+	// false when ctx ended first (the envelope is then not delivered).
+	Send(ctx context.Context, env *transport.Envelope) bool
 }
 
 // Pipeline is the record path of one sync.
@@ -256,8 +256,8 @@ const (
 type item struct {
 	kind   itemKind
 	plan   *catalog.Plan
-	env    *sink.Envelope // nil for a record over message.MaxLine
-	size   int64          // the event's bytes, or the line's when env is nil
+	env    *transport.Envelope // nil for a record over message.MaxLine
+	size   int64               // the event's bytes, or the line's when env is nil
 	line   []byte
 	lineNo int
 	// RECORD: what shaping found, counted by the sequencer in input order
@@ -512,7 +512,7 @@ func (p *Pipeline) shapeRecord(wk *worker, it *item) {
 	if sh.SourceToken {
 		outcome = tokenSource
 	}
-	env.Stream, env.Plan = plan.Stream, plan.Index
+	env.Stream, env.Plan, env.Collection = plan.Stream, plan.Index, plan.Collection
 	it.kind, it.env, it.size, it.fromCursor, it.droppedKey, it.token = itemRecord, env, int64(len(env.Buf)), fromCursor, sh.DroppedKeenKeys, outcome
 }
 
@@ -703,7 +703,7 @@ func (p *Pipeline) send(ctx context.Context, it *item) error {
 	env.Seq = p.tracker.Next()
 	// When ctx ends first, the sync is ending: this record is not
 	// delivered, nor any state after it.
-	p.out.Send(ctx, env, plan.Collection)
+	p.out.Send(ctx, env)
 	return nil
 }
 

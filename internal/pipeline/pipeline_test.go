@@ -16,7 +16,7 @@ import (
 	"destination-keen/internal/config"
 	"destination-keen/internal/failure"
 	"destination-keen/internal/message"
-	"destination-keen/internal/sink"
+	"destination-keen/internal/transport"
 )
 
 // fakeTransport keeps what the pipeline sends and acknowledges it at once
@@ -37,12 +37,12 @@ type sentEvent struct {
 	seq        uint64
 }
 
-func (f *fakeTransport) Get() *sink.Envelope  { return &sink.Envelope{} }
-func (f *fakeTransport) MaxMessageBytes() int { return f.max }
+func (f *fakeTransport) Get() *transport.Envelope { return &transport.Envelope{} }
+func (f *fakeTransport) MaxMessageBytes() int     { return f.max }
 
-func (f *fakeTransport) Send(_ context.Context, env *sink.Envelope, collection string) bool {
+func (f *fakeTransport) Send(_ context.Context, env *transport.Envelope) bool {
 	f.mu.Lock()
-	f.sent = append(f.sent, sentEvent{collection, bytes.Clone(env.Buf), env.Seq})
+	f.sent = append(f.sent, sentEvent{env.Collection, bytes.Clone(env.Buf), env.Seq})
 	f.mu.Unlock()
 	if !f.hold {
 		if err := f.tracker.Done(env.Seq); err != nil {

@@ -44,6 +44,7 @@ import (
 
 	"destination-keen/internal/config"
 	"destination-keen/internal/failure"
+	"destination-keen/internal/transport"
 )
 
 // KafkaVersion is the protocol version the producer speaks: 2.1, the first
@@ -232,26 +233,20 @@ func retriesWithin(d time.Duration, backoff func(int, int) time.Duration) int {
 	}
 }
 
-// Envelope carries one record through the producer; it is pooled and
-// recycled once the record is acknowledged or has failed.
-type Envelope struct {
-	msg    sarama.ProducerMessage
-	Buf    []byte // the event
-	Seq    uint64
-	Stream string // for messages about this record
-	Plan   int    // the caller's mark: the index of the stream's plan
-	lane   int    // the lane it went to
+// kafkaMsg is the sink's part of an envelope (its Carrier): the producer
+// message, made once with the envelope and reused with it.
+type kafkaMsg struct {
+	msg  sarama.ProducerMessage
+	env  *transport.Envelope
+	lane int // the lane it went to
 }
 
-// Encode and Length make the envelope its own sarama.Encoder, so that
+// Encode and Length make the message its own sarama.Encoder, so that
 // sending allocates nothing per record.
-func (e *Envelope) Encode() ([]byte, error) { return e.Buf, nil }
+func (k *kafkaMsg) Encode() ([]byte, error) { return k.env.Buf, nil }
 
 // Length is the event's size.
-func (e *Envelope) Length() int { return len(e.Buf) }
-
-// Topic returns the envelope's topic (its collection).
-func (e *Envelope) Topic() string { return e.msg.Topic }
+func (k *kafkaMsg) Length() int { return len(k.env.Buf) }
 
 // Sink is a set of open producers.
 type Sink struct {
@@ -273,13 +268,19 @@ type lane struct {
 	producer sarama.AsyncProducer
 }
 
-// Open connects to the brokers and starts the producers. onAck is called
-// for each acknowledged envelope, onError for each failed one, from the
-// producers' goroutines; the envelope is recycled after they return.
-func Open(ctx context.Context, cfg *config.Config, o Options, onAck func(*Envelope), onError func(*Envelope, error)) (*Sink, error) {
+// Open connects to the brokers and starts the producers. An acknowledged
+// envelope is reported to out.Stored, a failed one to out.Failed with its
+// error classified (Classify), from the producers' goroutines; the envelope
+// is recycled after they return. The sink never reports a refusal: Kafka's
+// acknowledgement says the brokers stored the event, not that Keen kept it.
+func Open(ctx context.Context, cfg *config.Config, o Options, out transport.Outcomes) (*Sink, error) {
 	o.defaults()
 	s := &Sink{}
-	s.pool.New = func() any { return &Envelope{} }
+	s.pool.New = func() any {
+		env := &transport.Envelope{}
+		env.Carrier = &kafkaMsg{env: env}
+		return env
+	}
 
 	// One connection proves the config and measures the round trip while
 	// the lanes connect, each a few round trips to far brokers: the most
@@ -341,16 +342,16 @@ func Open(ctx context.Context, cfg *config.Config, o Options, onAck func(*Envelo
 		go func() {
 			defer s.loops.Done()
 			for m := range l.producer.Successes() {
-				env := m.Metadata.(*Envelope)
-				onAck(env)
+				env := m.Metadata.(*kafkaMsg).env
+				out.Stored(env)
 				s.put(env)
 			}
 		}()
 		go func() {
 			defer s.loops.Done()
 			for pe := range l.producer.Errors() {
-				env := pe.Msg.Metadata.(*Envelope)
-				onError(env, pe.Err)
+				env := pe.Msg.Metadata.(*kafkaMsg).env
+				out.Failed(env, Classify(pe.Err, env.Collection, env.Stream, cfg.Brokers))
 				s.put(env)
 			}
 		}()
@@ -621,39 +622,41 @@ func refusedIdempotenceRaw(err error) bool {
 }
 
 // Get returns an empty envelope.
-func (s *Sink) Get() *Envelope { return s.pool.Get().(*Envelope) }
+func (s *Sink) Get() *transport.Envelope { return s.pool.Get().(*transport.Envelope) }
 
 // put releases e's bytes from its lane's share and recycles it.
-func (s *Sink) put(e *Envelope) {
-	s.budget.release(e.lane, int64(len(e.Buf)))
+func (s *Sink) put(e *transport.Envelope) {
+	k := e.Carrier.(*kafkaMsg)
+	s.budget.release(k.lane, int64(len(e.Buf)))
 	if cap(e.Buf) > 1<<20 {
 		return // let a huge buffer go
 	}
-	e.msg = sarama.ProducerMessage{}
-	e.Buf, e.Seq, e.Stream, e.Plan, e.lane = e.Buf[:0], 0, "", 0, 0
+	k.msg, k.lane = sarama.ProducerMessage{}, 0
+	e.Buf, e.Seq, e.Stream, e.Plan, e.Collection = e.Buf[:0], 0, "", 0, ""
 	s.pool.Put(e)
 }
 
-// Send hands e, an event for topic, to a lane: the current one while its
-// share of bytes in flight has room, else the next that has. It waits while
-// no share has room or the lane's queue is full, and returns false, e not
-// sent, when ctx ends first. One goroutine sends.
-func (s *Sink) Send(ctx context.Context, e *Envelope, topic string) bool {
+// Send hands e, an event for its collection, to a lane: the current one
+// while its share of bytes in flight has room, else the next that has. It
+// waits while no share has room or the lane's queue is full, and returns
+// false, e not sent, when ctx ends first. One goroutine sends.
+func (s *Sink) Send(ctx context.Context, e *transport.Envelope) bool {
 	n := int64(len(e.Buf))
 	k, ok := s.budget.acquire(ctx, s.cur, n)
 	if !ok {
 		return false
 	}
-	s.cur, e.lane = k, k
-	e.msg = sarama.ProducerMessage{Topic: topic, Value: e, Metadata: e}
+	m := e.Carrier.(*kafkaMsg)
+	s.cur, m.lane = k, k
+	m.msg = sarama.ProducerMessage{Topic: e.Collection, Value: m, Metadata: m}
 	in := s.lanes[k].producer.Input()
 	select { // the common case, without a two-way select
-	case in <- &e.msg:
+	case in <- &m.msg:
 		return true
 	default:
 	}
 	select {
-	case in <- &e.msg:
+	case in <- &m.msg:
 		return true
 	case <-ctx.Done():
 		s.budget.release(k, n)
@@ -749,7 +752,7 @@ func Classify(err error, topic, stream string, brokers []string) *failure.Error 
 		return &failure.Error{Kind: failure.Config, Stream: stream, Cause: err,
 			Message: fmt.Sprintf("Keen's brokers refused collection %q (stream %q) as a topic name", topic, stream)}
 	case hasK && kerr == sarama.ErrMessageSizeTooLarge:
-		return &failure.Error{Kind: failure.System, Stream: stream, Cause: err,
+		return &failure.Error{Kind: failure.System, Stream: stream, Cause: fmt.Errorf("%w: %w", transport.ErrTooLarge, err),
 			Message: fmt.Sprintf("Keen's brokers refused a record of stream %q as too large for collection %q", stream, topic)}
 	case errors.Is(err, sarama.ErrOutOfBrokers) || errors.Is(err, sarama.ErrNotConnected) || isNetwork(err):
 		return failure.Transientf(err, "Cannot reach Keen's Kafka brokers (%s)", strings.Join(brokers, ","))
@@ -832,10 +835,4 @@ func (s *Sink) Diagnose(cfg *config.Config) error {
 		return f
 	}
 	return nil
-}
-
-// TooLarge reports whether the brokers refused a record as too large.
-func TooLarge(err error) bool {
-	var kerr sarama.KError
-	return errors.As(err, &kerr) && kerr == sarama.ErrMessageSizeTooLarge
 }

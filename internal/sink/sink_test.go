@@ -19,6 +19,7 @@ import (
 
 	"destination-keen/internal/config"
 	"destination-keen/internal/failure"
+	"destination-keen/internal/transport"
 	"destination-keen/tools/keenlocal/emulator"
 )
 
@@ -41,8 +42,7 @@ func TestProduceAndAck(t *testing.T) {
 	var mu sync.Mutex
 	acked := map[uint64]bool{}
 	s, err := Open(context.Background(), cfgFor(e, e.APIKey()), Options{RootCAs: e.TrustPool()},
-		func(env *Envelope) { mu.Lock(); acked[env.Seq] = true; mu.Unlock() },
-		func(env *Envelope, err error) { t.Errorf("record %d failed: %v", env.Seq, err) })
+		outcomes(t, func(env *transport.Envelope) { mu.Lock(); acked[env.Seq] = true; mu.Unlock() }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,8 +52,8 @@ func TestProduceAndAck(t *testing.T) {
 	for i := 1; i <= 100; i++ {
 		env := s.Get()
 		env.Buf = append(env.Buf, `{"n":1}`...)
-		env.Seq = uint64(i)
-		if !s.Send(context.Background(), env, "acks") {
+		env.Seq, env.Collection = uint64(i), "acks"
+		if !s.Send(context.Background(), env) {
 			t.Fatal("Send refused a record with nothing in flight")
 		}
 	}
@@ -87,7 +87,7 @@ func TestOpenFailures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			began := time.Now()
-			_, err := Open(context.Background(), tt.cfg, Options{RootCAs: tt.pool, ConnectTimeout: 10 * time.Second}, func(*Envelope) {}, func(*Envelope, error) {})
+			_, err := Open(context.Background(), tt.cfg, Options{RootCAs: tt.pool, ConnectTimeout: 10 * time.Second}, outcomes(t, func(*transport.Envelope) {}))
 			f := failure.As(err)
 			if err == nil || f.Kind != tt.kind || !strings.Contains(f.Message, tt.msg) {
 				t.Fatalf("got %v (%s), want %s %q", err, f.Kind, tt.kind, tt.msg)
@@ -156,6 +156,9 @@ func TestClassify(t *testing.T) {
 			f := Classify(tt.err, "c", "s", []string{"b1:9092"})
 			if f.Kind != tt.kind || !strings.Contains(f.Message, tt.msg) {
 				t.Fatalf("%v: %s %q, want %s %q", tt.err, f.Kind, f.Message, tt.kind, tt.msg)
+			}
+			if tooLarge := tt.err == sarama.ErrMessageSizeTooLarge; errors.Is(f, transport.ErrTooLarge) != tooLarge {
+				t.Fatalf("%v: ErrTooLarge %v, want %v", tt.err, !tooLarge, tooLarge)
 			}
 		})
 	}
@@ -290,8 +293,7 @@ func TestLanesOverALink(t *testing.T) {
 	var mu sync.Mutex
 	acked := map[uint64]int{}
 	s, err := Open(context.Background(), cfgFor(e, e.APIKey()), Options{RootCAs: e.TrustPool(), LaneBytes: 64 << 10},
-		func(env *Envelope) { mu.Lock(); acked[env.Seq]++; mu.Unlock() },
-		func(env *Envelope, err error) { t.Errorf("record %d failed: %v", env.Seq, err) })
+		outcomes(t, func(env *transport.Envelope) { mu.Lock(); acked[env.Seq]++; mu.Unlock() }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +305,8 @@ func TestLanesOverALink(t *testing.T) {
 		env := s.Get()
 		env.Seq = uint64(i)
 		env.Buf = fmt.Appendf(env.Buf, `{"n":%d,"pad":"%0200d"}`, i, i)
-		if !s.Send(context.Background(), env, "lanes") {
+		env.Collection = "lanes"
+		if !s.Send(context.Background(), env) {
 			t.Fatal("Send gave up without a cancelled context")
 		}
 	}
@@ -424,4 +427,14 @@ func refused(t *testing.T) string {
 	}
 	t.Cleanup(release)
 	return addr
+}
+
+// outcomes reports stored events to stored and fails the test on any other
+// outcome: the sink never reports a refusal.
+func outcomes(t *testing.T, stored func(*transport.Envelope)) transport.Outcomes {
+	return transport.Outcomes{
+		Stored:  stored,
+		Refused: func(env *transport.Envelope, r transport.Refusal) { t.Errorf("record %d refused: %v", env.Seq, r) },
+		Failed:  func(env *transport.Envelope, err error) { t.Errorf("record %d failed: %v", env.Seq, err) },
+	}
 }

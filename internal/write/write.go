@@ -55,6 +55,7 @@ import (
 	"destination-keen/internal/keenapi"
 	"destination-keen/internal/pipeline"
 	"destination-keen/internal/sink"
+	"destination-keen/internal/transport"
 )
 
 // Options are the knobs of a sync that are not in the user's config.
@@ -103,7 +104,7 @@ func Run(ctx context.Context, em *airbyte.Emitter, configPath, catalogPath strin
 	so := sink.OptionsFor(cfg)
 	so.RootCAs = opts.RootCAs
 	so.Log = em.Log()
-	if s.sink, err = sink.Open(ctx, cfg, so, s.acked, s.failed); err != nil {
+	if s.sink, err = sink.Open(ctx, cfg, so, transport.Outcomes{Stored: s.acked, Refused: s.refused, Failed: s.failed}); err != nil {
 		return err
 	}
 	s.diagnose = func() error { return s.sink.Diagnose(cfg) }
@@ -184,16 +185,22 @@ func (s *syncRun) firstFailure() error {
 	return s.err
 }
 
-// acked is the producer's callback for an acknowledged record.
-func (s *syncRun) acked(env *sink.Envelope) {
+// acked is the transport's callback for a stored record.
+func (s *syncRun) acked(env *transport.Envelope) {
 	if err := s.tracker.Done(env.Seq); err != nil {
 		s.fail(failure.Systemf(err, "Cannot write to stdout"))
 	}
 }
 
-// failed is the producer's callback for a record it gave up on.
-func (s *syncRun) failed(env *sink.Envelope, err error) {
-	if sink.TooLarge(err) && s.cfg.SkipOversized {
+// refused is the transport's callback for an event Keen did not keep.
+func (s *syncRun) refused(env *transport.Envelope, r transport.Refusal) {
+	s.fail(failure.Systemf(nil, "Keen refused an event of stream %q: %s (%s)", env.Stream, r.Name, r.Description))
+}
+
+// failed is the transport's callback for a record it gave up on, with a
+// classified error.
+func (s *syncRun) failed(env *transport.Envelope, err error) {
+	if errors.Is(err, transport.ErrTooLarge) && s.cfg.SkipOversized {
 		// The brokers' limit is below ours. The record is left out like the
 		// ones the connector finds too large itself, but the state it belongs
 		// to may already have gone with its counts: the summary counts it.
@@ -205,7 +212,7 @@ func (s *syncRun) failed(env *sink.Envelope, err error) {
 		}
 		return
 	}
-	f := sink.Classify(err, env.Topic(), env.Stream, s.cfg.Brokers)
+	f := failure.As(err)
 	if f.Stream != "" {
 		f.Namespace = s.cat.Plans[env.Plan].Namespace
 	}

@@ -39,7 +39,7 @@ var mutants = []mutant{
 	{"THROTTLING_QUOTA_EXCEEDED classified as fatal", "internal/sink/sink.go",
 		`89: "THROTTLING_QUOTA_EXCEEDED", `, "", "./internal/sink", "TestRetriableCodes"},
 	{"a lane's bytes given back to another lane", "internal/sink/sink.go",
-		"s.budget.release(e.lane, int64(len(e.Buf)))", "s.budget.release(0, int64(len(e.Buf)))", "./internal/sink", "TestLanesOverALink"},
+		"s.budget.release(k.lane, int64(len(e.Buf)))", "s.budget.release(0, int64(len(e.Buf)))", "./internal/sink", "TestLanesOverALink"},
 	{"a cursor of year 0 taken for a time", "internal/keen/timestamp.go",
 		"if y := t.Year(); y < 1 || y > 9999 {", "if y := t.Year(); y < 0 || y > 9999 {", "./internal/keen", "TestParseCursor"},
 	{"rejected records not counted in GLOBAL and LEGACY states", "internal/pipeline/pipeline.go",
