@@ -6,6 +6,12 @@
 // record is finished. It does not produce, decode records or states (package
 // message reads a state's kind and stream, and sets its destinationStats) or
 // write anything but the echoed states.
+//
+// A record Keen refused (its HTTPS answer for that event) is finished too,
+// and counted toward the first state after it that covers its stream (a
+// STREAM state of that stream, or a GLOBAL or LEGACY state): that state's
+// rejectedRecordCount includes it. A refusal comes after its state was read,
+// but never after the state was written, since the state waits for it.
 package checkpoint
 
 import "sync"
@@ -19,6 +25,9 @@ type Tracker struct {
 	done    uint64              // every record numbered up to done is finished
 	ahead   map[uint64]struct{} // finished records above done+1
 	pending []pending           // states waiting, in input order
+	// carry holds, per stream (plan index), the refusals that no queued
+	// state covers yet: the next state that covers the stream takes them.
+	carry map[int]int64
 
 	emitMu  sync.Mutex // held while states are written, to keep their order
 	emit    func(line []byte) error
@@ -31,13 +40,19 @@ type Tracker struct {
 }
 
 type pending struct {
-	after uint64 // the last record before the state
-	line  []byte
+	after   uint64 // the last record before the state
+	scope   int    // the stream it covers, or AllStreams
+	refused int64  // refusals counted toward it
+	stamp   func(refused int64) []byte
 }
+
+// AllStreams is the scope of a GLOBAL or LEGACY state: it covers the
+// records of every stream.
+const AllStreams = -1
 
 // New returns a tracker that writes released states with emit.
 func New(emit func(line []byte) error) *Tracker {
-	return &Tracker{emit: emit, ahead: map[uint64]struct{}{}, drained: make(chan struct{})}
+	return &Tracker{emit: emit, ahead: map[uint64]struct{}{}, carry: map[int]int64{}, drained: make(chan struct{})}
 }
 
 // Seal says that no record will be numbered any more (the input ended):
@@ -87,6 +102,27 @@ func (t *Tracker) Next() uint64 {
 // Done marks record seq finished and releases the states it held back.
 func (t *Tracker) Done(seq uint64) error {
 	t.mu.Lock()
+	return t.finish(seq)
+}
+
+// Refused marks record seq, of the stream with plan index plan, finished
+// as refused by Keen, counts it toward the first state that covers it, and
+// releases the states it held back.
+func (t *Tracker) Refused(seq uint64, plan int) error {
+	t.mu.Lock()
+	for i := range t.pending {
+		p := &t.pending[i]
+		if p.after >= seq && (p.scope == AllStreams || p.scope == plan) {
+			p.refused++
+			return t.finish(seq)
+		}
+	}
+	t.carry[plan]++
+	return t.finish(seq)
+}
+
+// finish marks seq finished; t.mu is held, and unlocked on return.
+func (t *Tracker) finish(seq uint64) error {
 	if seq == t.done+1 {
 		t.done = seq
 		for {
@@ -108,11 +144,24 @@ func (t *Tracker) Done(seq uint64) error {
 	return nil
 }
 
-// State queues a state line (copied) behind every record numbered so far,
-// and writes it at once if they are all finished.
-func (t *Tracker) State(line []byte) error {
+// State queues a state behind every record numbered so far, covering the
+// records of the stream with plan index scope (or of every stream, for
+// AllStreams), and writes it at once if they are all finished. stamp makes
+// the line written, given the refusals counted toward the state; it is
+// called once, when the state is released.
+func (t *Tracker) State(scope int, stamp func(refused int64) []byte) error {
 	t.mu.Lock()
-	t.pending = append(t.pending, pending{after: t.next, line: append([]byte(nil), line...)})
+	var refused int64
+	if scope == AllStreams {
+		for k, n := range t.carry {
+			refused += n
+			delete(t.carry, k)
+		}
+	} else if n := t.carry[scope]; n > 0 {
+		refused = n
+		delete(t.carry, scope)
+	}
+	t.pending = append(t.pending, pending{after: t.next, scope: scope, refused: refused, stamp: stamp})
 	ready := t.pending[0].after <= t.done
 	t.mu.Unlock()
 	if ready {
@@ -136,7 +185,7 @@ func (t *Tracker) release() error {
 		t.pending[0] = pending{}
 		t.pending = t.pending[1:]
 		t.mu.Unlock()
-		if err := t.emit(p.line); err != nil {
+		if err := t.emit(p.stamp(p.refused)); err != nil {
 			t.mu.Lock()
 			t.emitErr = err
 			t.mu.Unlock()

@@ -17,11 +17,11 @@ func TestStatesWaitForTheirRecords(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must(tr.State([]byte("s0"))) // no records before it: out at once
+	must(tr.State(AllStreams, line("s0"))) // no records before it: out at once
 	r1, r2, r3 := tr.Next(), tr.Next(), tr.Next()
-	must(tr.State([]byte("s1")))
+	must(tr.State(AllStreams, line("s1")))
 	r4 := tr.Next()
-	must(tr.State([]byte("s2")))
+	must(tr.State(AllStreams, line("s2")))
 	if strings.Join(out, ",") != "s0" {
 		t.Fatalf("got %v", out)
 	}
@@ -45,10 +45,10 @@ func TestStatesWaitForTheirRecords(t *testing.T) {
 
 func TestEmitErrorSticks(t *testing.T) {
 	tr := New(func([]byte) error { return fmt.Errorf("broken pipe") })
-	if err := tr.State([]byte("s")); err == nil {
+	if err := tr.State(AllStreams, line("s")); err == nil {
 		t.Fatal("want the emit error")
 	}
-	if err := tr.State([]byte("t")); err == nil {
+	if err := tr.State(AllStreams, line("t")); err == nil {
 		t.Fatal("the error must stick")
 	}
 }
@@ -83,7 +83,7 @@ func TestConcurrentAcks(t *testing.T) {
 			mu.Lock()
 			after[states] = seqs[len(seqs)-1]
 			mu.Unlock()
-			if err := tr.State(fmt.Appendf(nil, "%d", states)); err != nil {
+			if err := tr.State(AllStreams, line(fmt.Sprint(states))); err != nil {
 				t.Fatal(err)
 			}
 			states++
@@ -139,7 +139,7 @@ func TestDrainedAndStop(t *testing.T) {
 		t.Fatal("drained before the input was sealed")
 	}
 	r3 := tr.Next()
-	if err := tr.State([]byte("s3")); err != nil {
+	if err := tr.State(AllStreams, line("s3")); err != nil {
 		t.Fatal(err)
 	}
 	tr.Seal()
@@ -155,5 +155,79 @@ func TestDrainedAndStop(t *testing.T) {
 	}
 	if len(out) != 0 {
 		t.Fatalf("a state was written after Stop: %v", out)
+	}
+}
+
+// line is a stamp that writes s, with the refusals counted toward the
+// state after a slash when there are any.
+func line(s string) func(int64) []byte {
+	return func(refused int64) []byte {
+		if refused > 0 {
+			return fmt.Appendf(nil, "%s/%d", s, refused)
+		}
+		return []byte(s)
+	}
+}
+
+// TestRefusalsCountTowardTheirState: a refused record finishes like an
+// acknowledged one and counts toward the first state after it that covers
+// its stream; one that no queued state covers waits for the next that does.
+func TestRefusalsCountTowardTheirState(t *testing.T) {
+	const a, b = 0, 1 // plan indexes
+	type step struct {
+		op    string // "rec" numbers a record; "ack" and "refuse" finish the one at index; "state" queues a state
+		index int    // the record (0-based in numbering order), or the state's scope
+		name  string // the state's
+	}
+	tests := []struct {
+		name  string
+		steps []step
+		want  string
+	}{
+		{"a refusal counts toward its stream's state", []step{
+			{"rec", 0, ""}, {"rec", 0, ""}, {"state", a, "sa"}, {"refuse", 1, ""}, {"ack", 0, ""}}, "sa/1"},
+		{"not toward another stream's state, but the next of its own", []step{
+			{"rec", 0, ""}, {"state", b, "sb"}, {"rec", 0, ""}, {"state", a, "sa"}, {"refuse", 0, ""}, {"ack", 1, ""}}, "sb,sa/1"},
+		{"a global state covers every stream", []step{
+			{"rec", 0, ""}, {"rec", 0, ""}, {"state", AllStreams, "g"}, {"refuse", 0, ""}, {"refuse", 1, ""}}, "g/2"},
+		{"the first state after the record, not a later one", []step{
+			{"rec", 0, ""}, {"state", a, "s1"}, {"rec", 0, ""}, {"state", a, "s2"}, {"refuse", 1, ""}, {"refuse", 0, ""}}, "s1/1,s2/1"},
+		{"no state yet: the next that covers the stream", []step{
+			{"rec", 0, ""}, {"refuse", 0, ""}, {"state", b, "sb"}, {"state", a, "sa"}}, "sb,sa/1"},
+		{"no state yet: a global one takes every stream's", []step{
+			{"rec", 0, ""}, {"rec", 0, ""}, {"refuse", 0, ""}, {"refuse", 1, ""}, {"state", AllStreams, "g"}, {"state", AllStreams, "h"}}, "g/2,h"},
+		{"the state of another stream keeps nothing", []step{
+			{"rec", 0, ""}, {"state", b, "sb"}, {"refuse", 0, ""}, {"rec", 0, ""}, {"state", a, "sa"}, {"ack", 1, ""}}, "sb,sa/1"},
+		{"acknowledged records count for nothing", []step{
+			{"rec", 0, ""}, {"state", a, "sa"}, {"ack", 0, ""}}, "sa"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out []string
+			tr := New(func(l []byte) error { out = append(out, string(l)); return nil })
+			var seqs []uint64
+			for _, st := range tt.steps {
+				var err error
+				switch st.op {
+				case "rec":
+					seqs = append(seqs, tr.Next())
+				case "ack":
+					err = tr.Done(seqs[st.index])
+				case "refuse":
+					err = tr.Refused(seqs[st.index], a)
+				case "state":
+					err = tr.State(st.index, line(st.name))
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := strings.Join(out, ","); got != tt.want {
+				t.Fatalf("got %s, want %s", got, tt.want)
+			}
+			if s := tr.Stats(); s.Finished != s.Records || s.Held != 0 {
+				t.Fatalf("stats %+v", s)
+			}
+		})
 	}
 }

@@ -12,6 +12,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -707,12 +708,18 @@ func (p *Pipeline) send(ctx context.Context, it *item) error {
 	return nil
 }
 
+// noStream is the scope of a STREAM state of a stream not in the catalog.
+const noStream = -2
+
 // state counts the records tied to a state, sets its destinationStats and
 // queues it behind them.
 func (p *Pipeline) state(it *item) error {
 	var records, rejected int64
+	scope := checkpoint.AllStreams
 	if it.stateKind == message.StreamState {
+		scope = noStream // a stream not in the catalog has no records
 		if plan := p.cat.Lookup(it.ns, it.name); plan != nil {
+			scope = plan.Index
 			records, rejected = p.sinceState[plan.Index], p.rejectedSince[plan.Index]
 			p.sinceState[plan.Index], p.rejectedSince[plan.Index] = 0, 0
 		}
@@ -720,9 +727,14 @@ func (p *Pipeline) state(it *item) error {
 		records, rejected = p.total, p.rejectedTotal
 	}
 	p.total, p.rejectedTotal = 0, 0
-	out := message.WithDestinationStats(it.line, it.stateAt, records, rejected)
+	line, at := bytes.Clone(it.line), it.stateAt
 	p.states.Add(1)
-	if err := p.tracker.State(out); err != nil {
+	// Keen's refusals (HTTPS) of records before the state are known only
+	// when the state is released: they join its rejected records then.
+	stamp := func(refused int64) []byte {
+		return message.WithDestinationStats(line, at, records, rejected+refused)
+	}
+	if err := p.tracker.State(scope, stamp); err != nil {
 		return failure.Systemf(err, "Cannot write to stdout")
 	}
 	return nil
