@@ -57,9 +57,9 @@ type Options struct {
 	DataDir string
 	// Blackhole acknowledges produce requests without storing anything.
 	Blackhole bool
-	// Latency holds every byte the brokers send for this long, so that
-	// each round trip to them costs that much more, as across the internet
-	// (the HTTP API is not delayed).
+	// Latency holds every byte the brokers and the HTTPS API send for this
+	// long, so that each round trip to them costs that much more, as
+	// across the internet.
 	Latency time.Duration
 	// Logf, when set, receives one line per notable event.
 	Logf func(format string, args ...any)
@@ -110,7 +110,10 @@ type Emulator struct {
 	deletes   map[string][]deleteRule    // filtered deletes, per collection
 	requests  []Request
 	deleteFlt []httpFault
-	filed     chan struct{} // closed, and replaced, after the consumer files a fetch
+	bulkFlt   []bulkFault      // faults of the next bulk requests
+	bulkCount atomic.Int64     // bulk requests read
+	httpsNext map[string]int64 // the next offset of an event sent over HTTPS, per collection
+	filed     chan struct{}    // closed, and replaced, after the consumer files a fetch
 
 	kafkaMu     sync.Mutex // serialises StopKafka and StartKafka
 	movers      movers     // leader moves started by produce requests
@@ -157,6 +160,7 @@ func Start(opts Options) (*Emulator, error) {
 		consumed:  map[string]map[int32]int64{},
 		cutoff:    map[string]map[int32]int64{},
 		deletes:   map[string][]deleteRule{},
+		httpsNext: map[string]int64{},
 	}
 	e.internal.user, e.internal.pass = "keenlocal-internal", randomHex(16)
 	ok := false
@@ -358,21 +362,9 @@ func (e *Emulator) file(r *kgo.Record) {
 	if r.Offset < e.cutoff[r.Topic][r.Partition] {
 		return // deleted
 	}
-	reject := func(reason string) {
-		v := r.Value
-		if len(v) > 1024 {
-			v = v[:1024]
-		}
-		e.rejected = append(e.rejected, Rejection{Collection: r.Topic, Partition: r.Partition, Offset: r.Offset, Reason: reason, Value: string(v)})
-		e.opts.Logf("rejected %s/%d@%d: %s", r.Topic, r.Partition, r.Offset, reason)
-	}
-	if err := CheckCollection(r.Topic); err != nil {
-		reject(err.Error())
-		return
-	}
-	ev, err := CheckEvent(r.Value)
+	ev, err := e.check(r.Topic, r.Value)
 	if err != nil {
-		reject(err.Error())
+		e.reject(r.Topic, r.Partition, r.Offset, r.Value, err)
 		return
 	}
 	for _, d := range e.deletes[r.Topic] {
@@ -380,19 +372,55 @@ func (e *Emulator) file(r *kgo.Record) {
 			return // deleted by a filtered delete made after it was produced
 		}
 	}
+	if !e.store(r.Topic, r.Partition, r.Offset, r.Timestamp, ev) {
+		return
+	}
+	if e.producers[r.Topic] == nil {
+		e.producers[r.Topic] = map[int64]int{}
+	}
+	e.producers[r.Topic][r.ProducerID]++
+	if e.codecs[r.Topic] == nil {
+		e.codecs[r.Topic] = map[string]int{}
+	}
+	e.codecs[r.Topic][codecNames[r.Attrs.CompressionType()]]++
+}
+
+// check applies Keen's rules to an event for collection: its collection
+// name, then the event itself.
+func (e *Emulator) check(collection string, value []byte) (Event, error) {
+	if err := CheckCollection(collection); err != nil {
+		return nil, err
+	}
+	return CheckEvent(value)
+}
+
+// reject keeps an event Keen would drop, and why; e.mu is held. partition
+// is HTTPSPartition for an event sent over HTTPS.
+func (e *Emulator) reject(collection string, partition int32, offset int64, value []byte, why error) {
+	if len(value) > 1024 {
+		value = value[:1024]
+	}
+	e.rejected = append(e.rejected, Rejection{Collection: collection, Partition: partition, Offset: offset, Reason: why.Error(), Value: string(value)})
+	e.opts.Logf("rejected %s/%d@%d: %s", collection, partition, offset, why)
+}
+
+// store keeps an event that passed Keen's rules, with the properties Keen
+// adds, unless its uniqueness token is taken in the collection (a duplicate,
+// counted); it reports whether it stored it. e.mu is held.
+func (e *Emulator) store(collection string, partition int32, offset int64, at time.Time, ev Event) bool {
 	k, _ := ev["keen"].(map[string]any)
 	if tok, ok := k["uniqueness_token"].(string); ok {
 		// Keen keeps only the first event with a token in a collection.
-		if e.tokens[r.Topic][tok] {
-			e.dups[r.Topic]++
-			return
+		if e.tokens[collection][tok] {
+			e.dups[collection]++
+			return false
 		}
-		if e.tokens[r.Topic] == nil {
-			e.tokens[r.Topic] = map[string]bool{}
+		if e.tokens[collection] == nil {
+			e.tokens[collection] = map[string]bool{}
 		}
-		e.tokens[r.Topic][tok] = true
+		e.tokens[collection][tok] = true
 	}
-	created := r.Timestamp.UTC().Format("2006-01-02T15:04:05.000Z")
+	created := at.UTC().Format("2006-01-02T15:04:05.000Z")
 	if k == nil {
 		k = map[string]any{}
 		ev["keen"] = k
@@ -402,15 +430,8 @@ func (e *Emulator) file(r *kgo.Record) {
 	if _, ok := k["timestamp"]; !ok {
 		k["timestamp"] = created
 	}
-	e.events[r.Topic] = append(e.events[r.Topic], stored{partition: r.Partition, offset: r.Offset, event: ev})
-	if e.producers[r.Topic] == nil {
-		e.producers[r.Topic] = map[int64]int{}
-	}
-	e.producers[r.Topic][r.ProducerID]++
-	if e.codecs[r.Topic] == nil {
-		e.codecs[r.Topic] = map[string]int{}
-	}
-	e.codecs[r.Topic][codecNames[r.Attrs.CompressionType()]]++
+	e.events[collection] = append(e.events[collection], stored{partition: partition, offset: offset, event: ev})
+	return true
 }
 
 // Sync waits until everything the brokers have acknowledged so far has been
@@ -738,7 +759,7 @@ func (e *Emulator) DeleteEvents(ctx context.Context, collection string, filters 
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	d := deleteRule{filters: filters, ends: map[int32]int64{}}
+	d := deleteRule{filters: filters, ends: map[int32]int64{HTTPSPartition: e.httpsNext[collection]}}
 	ends.Each(func(o kadm.ListedOffset) {
 		if o.Topic == collection {
 			d.ends[o.Partition] = o.Offset

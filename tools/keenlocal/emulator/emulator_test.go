@@ -378,6 +378,121 @@ func TestEventRules(t *testing.T) {
 	if !strings.Contains(body, `"reason"`) {
 		t.Fatalf("rejected endpoint: %s", body)
 	}
+	// The same rules over HTTPS, for every case that is one JSON value (the
+	// others cannot be put in a request): Keen's answer for the event says
+	// success or names the error, and a refused event is a rejection too.
+	for _, tt := range tests {
+		if !json.Valid([]byte(tt.value)) {
+			continue
+		}
+		t.Run("https/"+tt.name, func(t *testing.T) {
+			status, answer := postEvents(t, e, e.APIKey(), fmt.Sprintf(`{%q:[%s]}`, tt.collection, tt.value))
+			if status != http.StatusOK || len(answer[tt.collection]) != 1 {
+				t.Fatalf("%d %v", status, answer)
+			}
+			got := answer[tt.collection][0]
+			switch {
+			case tt.reason == "" && !got.Success:
+				t.Fatalf("refused: %+v", got.Error)
+			case tt.reason != "" && (got.Success || got.Error == nil || !strings.Contains(got.Error.Description, tt.reason) || got.Error.Name == ""):
+				t.Fatalf("answer %+v, want refused for %q", got, tt.reason)
+			}
+			if tt.reason != "" {
+				rej, err := e.Rejected(ctx(t))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if last := rej[len(rej)-1]; last.Partition != HTTPSPartition || last.Value != tt.value {
+					t.Fatalf("last rejection %+v", last)
+				}
+			}
+		})
+	}
+}
+
+// postEvents sends a bulk request with key and returns the status and
+// Keen's per-event answer.
+func postEvents(t *testing.T, e *Emulator, key, body string) (int, map[string][]bulkResult) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, e.APIURL()+"/projects/"+e.ProjectID()+"/events", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", key)
+	resp, err := httpClient(t, e).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var answer map[string][]bulkResult
+	if resp.StatusCode == http.StatusOK {
+		if err := json.Unmarshal(b, &answer); err != nil {
+			t.Fatalf("answer %s: %v", b, err)
+		}
+	}
+	return resp.StatusCode, answer
+}
+
+// TestBulkEvents: Keen's bulk API answers per event and in order, keeps
+// one event per uniqueness token, takes the write key, and refuses a wrong
+// key or project; its faults fail, drop or delay requests.
+func TestBulkEvents(t *testing.T) {
+	e := start(t, Options{WriteKey: "write-key"})
+	status, answer := postEvents(t, e, "write-key", `{"a":[{"n":1},{"$bad":2},{"n":3,"keen":{"uniqueness_token":"t"}}],"b":[{"n":4},{"n":5,"keen":{"uniqueness_token":"t"}}]}`)
+	if status != http.StatusOK {
+		t.Fatalf("status %d", status)
+	}
+	if a := answer["a"]; len(a) != 3 || !a[0].Success || a[1].Success || a[1].Error.Name != "InvalidPropertyNameError" || !a[2].Success {
+		t.Fatalf("collection a: %+v", a)
+	}
+	if b := answer["b"]; len(b) != 2 || !b[0].Success || !b[1].Success {
+		t.Fatalf("collection b: %+v", b)
+	}
+	// A token is a collection's: the same token in another collection is
+	// another event, and again in the same one a duplicate, answered as kept.
+	if _, again := postEvents(t, e, e.APIKey(), `{"a":[{"n":6,"keen":{"uniqueness_token":"t"}}]}`); len(again["a"]) != 1 || !again["a"][0].Success {
+		t.Fatalf("a duplicate: %+v", again)
+	}
+	if n := len(extract(t, e, "a")); n != 2 {
+		t.Fatalf("%d events in a, want 2 (the refused one and the duplicate left out)", n)
+	}
+	if n := len(extract(t, e, "b")); n != 2 {
+		t.Fatalf("%d events in b, want 2", n)
+	}
+	if dups, err := e.Duplicates(ctx(t)); err != nil || dups["a"] != 1 {
+		t.Fatalf("duplicates %v %v", dups, err)
+	}
+	if status, _ := postEvents(t, e, "wrong", `{"a":[{"n":1}]}`); status != http.StatusUnauthorized {
+		t.Fatalf("a wrong key: %d", status)
+	}
+	if status, _ := postEvents(t, e, e.APIKey(), `{"a":[{"n":1}]`); status != http.StatusBadRequest {
+		t.Fatalf("a body that is not JSON: %d", status)
+	}
+
+	e.FailEvents(1, http.StatusTooManyRequests, "2")
+	code, hdr, _ := call(t, e, http.MethodPost, e.APIURL()+"/projects/"+e.ProjectID()+"/events", e.APIKey())
+	if code != http.StatusTooManyRequests || hdr.Get("Retry-After") != "2" {
+		t.Fatalf("429 fault: %d %v", code, hdr)
+	}
+	e.DropEventsConnections(1)
+	req, _ := http.NewRequest(http.MethodPost, e.APIURL()+"/projects/"+e.ProjectID()+"/events", strings.NewReader(`{"dropped":[{"n":1}]}`))
+	req.Header.Set("Authorization", e.APIKey())
+	if resp, err := httpClient(t, e).Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("a dropped connection answered %d", resp.StatusCode)
+	}
+	if n := len(extract(t, e, "dropped")); n != 1 {
+		t.Fatalf("the dropped request's event: %d stored, want 1", n)
+	}
+	e.DelayEvents(300*time.Millisecond, 1)
+	began := time.Now()
+	if status, _ := postEvents(t, e, e.APIKey(), `{"late":[{"n":1}]}`); status != http.StatusOK || time.Since(began) < 300*time.Millisecond {
+		t.Fatalf("a delayed answer: %d after %v", status, time.Since(began))
+	}
+	if n := e.BulkRequests(); n != 6 { // the wrong key's is refused unread
+		t.Fatalf("%d bulk requests read, want 6", n)
+	}
 }
 
 func TestParseTimestamp(t *testing.T) {
@@ -708,6 +823,13 @@ func TestLatency(t *testing.T) {
 	}
 	if events := extract(t, e, "far"); len(events) != 4 {
 		t.Fatalf("%d events landed, want 4", len(events))
+	}
+	began = time.Now() // the HTTPS API is as far: a new connection, TLS, the request
+	if status, _ := postEvents(t, e, e.APIKey(), `{"far":[{"a":5}]}`); status != http.StatusOK {
+		t.Fatalf("status %d", status)
+	}
+	if took := time.Since(began); took < 2*d {
+		t.Fatalf("a bulk request over a new connection took %v, want at least 2 round trips of %v", took, d)
 	}
 }
 

@@ -17,12 +17,17 @@ import (
 
 // startHTTP serves Keen's API shape over TLS on a loopback port.
 func (e *Emulator) startHTTP() error {
-	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(e.opts.HTTPPort)))
+	listen := net.Listen
+	if e.opts.Latency > 0 {
+		listen = listenDelayed(e.opts.Latency)
+	}
+	l, err := listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(e.opts.HTTPPort)))
 	if err != nil {
 		return fmt.Errorf("listen http: %w", err)
 	}
 	e.httpAddr = l.Addr().String()
 	mux := http.NewServeMux()
+	mux.HandleFunc("POST /3.0/projects/{project}/events", e.writer(e.handleEvents))
 	mux.HandleFunc("DELETE /3.0/projects/{project}/events/{collection}", e.master(e.handleDelete))
 	mux.HandleFunc("GET /3.0/projects/{project}/events", e.master(e.handleCollections))
 	mux.HandleFunc("GET /3.0/projects/{project}/queries/extraction", e.master(e.handleExtraction))
