@@ -229,52 +229,54 @@ func syncSource(t *testing.T, s source, policy string) {
 // (internal/keen/testdata/conform/rules.json): Keen takes its event, every
 // value is in it, keen.addons is untouched, and the summary lists changes.
 func TestNonconformingFixture(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join("..", "..", "internal", "keen", "testdata", "conform", "rules.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var compact bytes.Buffer
-	if err := json.Compact(&compact, data); err != nil {
-		t.Fatal(err)
-	}
-	e := newEnv(t, emulator.Options{})
-	cat := e.write("catalog.json", catalogDoc(cstream{name: "rules", mode: "append"}))
-	r := e.run(lines(rec("rules", compact.String(), 1700000000000), streamState("rules", "1")), "write", "--config", e.config(nil), "--catalog", cat)
-	if r.code != 0 || len(r.states()) != 1 {
-		t.Fatalf("exit %d:\n%s", r.code, r.stdout)
-	}
-	e.noRejections()
-	evs := e.events("rules")
-	if len(evs) != 1 {
-		t.Fatalf("%d events", len(evs))
-	}
-	b, _ := json.Marshal(evs[0])
-	got, err := keentest.Leaves(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, err := keentest.Leaves(compact.Bytes())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(got, want) {
-		t.Fatalf("values differ:\n got %q\nwant %q", got, want)
-	}
-	addons := evs[0]["keen"].(map[string]any)["addons"].([]any)
-	if len(addons) != 1 || addons[0].(map[string]any)["name"] != "keen:ip_to_geo" {
-		t.Fatalf("keen.addons changed: %v", addons)
-	}
-	logs := r.logs()
-	for _, want := range []string{
-		`1 record changed to follow Keen's rules (12 property names changed, 3 arrays kept as JSON text, 4 values made safe)`,
-		`["ad_metrics.cost"] (a property name containing '.') is now ad_metrics_cost`,
-		`Stream "rules": fee_details (an array holding objects or arrays) is now a string holding its JSON text`,
-		`Stream "rules": big (a number outside the range of a double) is now a string holding the number's text`,
-		`Stream "rules": cut (a string holding a lone UTF-16 surrogate) now holds U+FFFD in its place`,
-		"[\"name\ufffd\"] (a property name holding a lone UTF-16 surrogate) is now name\ufffd",
-	} {
-		if !strings.Contains(logs, want) {
-			t.Errorf("the log lacks %q:\n%s", want, logs)
+	eachTransport(t, func(t *testing.T, tr string) {
+		data, err := os.ReadFile(filepath.Join("..", "..", "internal", "keen", "testdata", "conform", "rules.json"))
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, data); err != nil {
+			t.Fatal(err)
+		}
+		e := newEnvOver(t, tr, emulator.Options{})
+		cat := e.write("catalog.json", catalogDoc(cstream{name: "rules", mode: "append"}))
+		r := e.run(lines(rec("rules", compact.String(), 1700000000000), streamState("rules", "1")), "write", "--config", e.config(nil), "--catalog", cat)
+		if r.code != 0 || len(r.states()) != 1 {
+			t.Fatalf("exit %d:\n%s", r.code, r.stdout)
+		}
+		e.noRejections()
+		evs := e.events("rules")
+		if len(evs) != 1 {
+			t.Fatalf("%d events", len(evs))
+		}
+		b, _ := json.Marshal(evs[0])
+		got, err := keentest.Leaves(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := keentest.Leaves(compact.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("values differ:\n got %q\nwant %q", got, want)
+		}
+		addons := evs[0]["keen"].(map[string]any)["addons"].([]any)
+		if len(addons) != 1 || addons[0].(map[string]any)["name"] != "keen:ip_to_geo" {
+			t.Fatalf("keen.addons changed: %v", addons)
+		}
+		logs := r.logs()
+		for _, want := range []string{
+			`1 record changed to follow Keen's rules (12 property names changed, 3 arrays kept as JSON text, 4 values made safe)`,
+			`["ad_metrics.cost"] (a property name containing '.') is now ad_metrics_cost`,
+			`Stream "rules": fee_details (an array holding objects or arrays) is now a string holding its JSON text`,
+			`Stream "rules": big (a number outside the range of a double) is now a string holding the number's text`,
+			`Stream "rules": cut (a string holding a lone UTF-16 surrogate) now holds U+FFFD in its place`,
+			"[\"name\ufffd\"] (a property name holding a lone UTF-16 surrogate) is now name\ufffd",
+		} {
+			if !strings.Contains(logs, want) {
+				t.Errorf("the log lacks %q:\n%s", want, logs)
+			}
+		}
+	})
 }

@@ -144,7 +144,7 @@ func TestBrokerOutage(t *testing.T) {
 	if len(evs) != 3000 {
 		t.Errorf("%d events for 3000 records: the outage duplicated some", len(evs))
 	}
-	for _, s := range []string{`"cursor":1000}`, `"cursor":2000}`, `"cursor":3000}`, "acknowledged nothing for", "records in flight; waiting for them, up to 5m0s", "acknowledge records again, after 1m"} {
+	for _, s := range []string{`"cursor":1000}`, `"cursor":2000}`, `"cursor":3000}`, "Nothing acknowledged by Keen's Kafka brokers for", "records in flight; waiting, up to 5m0s", "Acknowledgements from Keen's Kafka brokers resumed, after 1m"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("output lacks %q:\n%s", s, out)
 		}

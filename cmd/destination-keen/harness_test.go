@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,6 +54,29 @@ type env struct {
 	t   *testing.T
 	emu *emulator.Emulator
 	dir string
+	// transport is the config's transport: "kafka" (the default, written
+	// as no member) or "https", whose config also points
+	// kafka_bootstrap_servers at an address that refuses connections, so
+	// that a sync that touched Kafka would fail.
+	transport string
+}
+
+// transports are the transports every case of eachTransport runs over.
+var transports = []string{"kafka", "https"}
+
+// eachTransport runs f once per transport, as subtests named after them:
+// the cases whose behaviour is the same over Kafka and over HTTPS.
+func eachTransport(t *testing.T, f func(t *testing.T, transport string)) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) { f(t, tr) })
+	}
+}
+
+// newEnvOver is newEnv for a sync over transport.
+func newEnvOver(t *testing.T, transport string, opts emulator.Options) *env {
+	e := newEnv(t, opts)
+	e.transport = transport
+	return e
 }
 
 func newEnv(t *testing.T, opts emulator.Options) *env {
@@ -77,6 +101,11 @@ func newEnv(t *testing.T, opts emulator.Options) *env {
 
 // config writes a connector config pointing at the emulator.
 func (e *env) config(override map[string]any) string {
+	if e.transport == "https" {
+		over := map[string]any{"transport": "https", "kafka_bootstrap_servers": refusedAddr(e.t)}
+		maps.Copy(over, override)
+		override = over
+	}
 	p := filepath.Join(e.dir, "config.json")
 	if err := os.WriteFile(p, e.emu.Config().JSON(override), 0o600); err != nil {
 		e.t.Fatal(err)
@@ -139,6 +168,9 @@ func (e *env) runFrom(stdin io.Reader, args ...string) result {
 	}
 	if strings.Contains(r.stdout+r.stderr, secretKey) {
 		e.t.Errorf("the API key appears in the connector's output")
+	}
+	if e.transport == "https" && len(args) > 0 && args[0] == "write" && r.code == 0 && !strings.Contains(r.stdout, "Transport https: ") {
+		e.t.Errorf("a sync meant to go over HTTPS did not:\n%s", r.stdout)
 	}
 	for l := range strings.Lines(r.stdout) {
 		l = strings.TrimSuffix(l, "\n")

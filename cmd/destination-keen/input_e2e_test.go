@@ -10,73 +10,75 @@ import (
 )
 
 func TestSyncTimestampsAndEvents(t *testing.T) {
-	e := newEnv(t, emulator.Options{})
-	cat := e.write("catalog.json", catalogDoc(
-		cstream{name: "visits", mode: "append", cursor: []string{"ts"}},
-		cstream{name: "Ünïcödé Stream!", mode: "append", cursor: []string{"meta", "updated"},
-			schema: `{"properties":{"meta":{"properties":{"updated":{"type":["null","string"],"format":"date-time"}}}}}`},
-	))
-	in := lines(
-		rec("visits", `{"id":"java-utc","ts":"1999/12/15 14:44 utc"}`, 1602637789200),
-		rec("visits", `{"id":"seconds","ts":1628080068}`, 1602637789200),
-		rec("visits", `{"id":"millis","ts":1628081113151}`, 1602637789200),
-		rec("visits", `{"id":"an-id","ts":250000}`, 1602637789200),
-		rec("visits", `{"id":"text","ts":"some_text"}`, 1602637789200),
-		rec("visits", `{"id":"missing"}`, 1602637789200),
-		rec("visits", `{"id":"big","ts":1628080068,"n":18446744073709551615,"s":"a\nb\r\u2028 \"q\" 日本","keen":{"uniqueness_token":"u1","id":"x","location":{"coordinates":[1,2]}}}`, 1602637789200),
-		"",
-		rec("Ünïcödé Stream!", `{"id":"nested","meta":{"updated":"2021-08-04T14:27:48+02:00"}}`, 1602637789200),
-		rec("Ünïcödé Stream!", `{"id":"nested-null","meta":{"updated":null}}`, 1602637789200),
-		`{"type":"LOG","log":{"level":"INFO","message":"from the source"}}`,
-		`{"type":"TRACE","trace":{"type":"STREAM_STATUS","emitted_at":1,"stream_status":{"stream_descriptor":{"name":"visits"},"status":"COMPLETE"}}}`,
-		`{"type":"CONTROL","control":{"type":"CONNECTOR_CONFIG","emitted_at":1,"connectorConfig":{"config":{}}}}`,
-		streamState("visits", "1"),
-	)
-	r := e.run(in, "write", "--config", e.config(nil), "--catalog", cat)
-	if r.code != 0 {
-		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
-	}
-	visits := byField(e.events("visits"), "id")
-	want := map[string]string{
-		"java-utc": "1999-12-15T14:44:00Z",
-		"seconds":  "2021-08-04T12:27:48Z",
-		"millis":   "2021-08-04T12:45:13.151Z",
-		"an-id":    "2020-10-14T01:09:49.200Z",
-		"text":     "2020-10-14T01:09:49.200Z",
-		"missing":  "2020-10-14T01:09:49.200Z",
-		"big":      "2021-08-04T12:27:48Z",
-	}
-	if len(visits) != len(want) {
-		t.Fatalf("%d visits landed, want %d", len(visits), len(want))
-	}
-	for id, ts := range want {
-		if got := keenTS(visits[id]); got != ts {
-			t.Errorf("%s: keen.timestamp %s, want %s", id, got, ts)
+	eachTransport(t, func(t *testing.T, tr string) {
+		e := newEnvOver(t, tr, emulator.Options{})
+		cat := e.write("catalog.json", catalogDoc(
+			cstream{name: "visits", mode: "append", cursor: []string{"ts"}},
+			cstream{name: "Ünïcödé Stream!", mode: "append", cursor: []string{"meta", "updated"},
+				schema: `{"properties":{"meta":{"properties":{"updated":{"type":["null","string"],"format":"date-time"}}}}}`},
+		))
+		in := lines(
+			rec("visits", `{"id":"java-utc","ts":"1999/12/15 14:44 utc"}`, 1602637789200),
+			rec("visits", `{"id":"seconds","ts":1628080068}`, 1602637789200),
+			rec("visits", `{"id":"millis","ts":1628081113151}`, 1602637789200),
+			rec("visits", `{"id":"an-id","ts":250000}`, 1602637789200),
+			rec("visits", `{"id":"text","ts":"some_text"}`, 1602637789200),
+			rec("visits", `{"id":"missing"}`, 1602637789200),
+			rec("visits", `{"id":"big","ts":1628080068,"n":18446744073709551615,"s":"a\nb\r\u2028 \"q\" 日本","keen":{"uniqueness_token":"u1","id":"x","location":{"coordinates":[1,2]}}}`, 1602637789200),
+			"",
+			rec("Ünïcödé Stream!", `{"id":"nested","meta":{"updated":"2021-08-04T14:27:48+02:00"}}`, 1602637789200),
+			rec("Ünïcödé Stream!", `{"id":"nested-null","meta":{"updated":null}}`, 1602637789200),
+			`{"type":"LOG","log":{"level":"INFO","message":"from the source"}}`,
+			`{"type":"TRACE","trace":{"type":"STREAM_STATUS","emitted_at":1,"stream_status":{"stream_descriptor":{"name":"visits"},"status":"COMPLETE"}}}`,
+			`{"type":"CONTROL","control":{"type":"CONNECTOR_CONFIG","emitted_at":1,"connectorConfig":{"config":{}}}}`,
+			streamState("visits", "1"),
+		)
+		r := e.run(in, "write", "--config", e.config(nil), "--catalog", cat)
+		if r.code != 0 {
+			t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 		}
-	}
-	big := visits["big"]
-	if fmt.Sprint(big["n"]) != "18446744073709551615" || big["s"] != "a\nb\r\u2028 \"q\" 日本" {
-		t.Errorf("data changed: n=%v s=%q", big["n"], big["s"])
-	}
-	k := big["keen"].(map[string]any)
-	if k["uniqueness_token"] != "u1" || k["location"] == nil {
-		t.Errorf("writable keen keys lost: %v", k)
-	}
-	uni := byField(e.events("Unicode_Stream"), "id")
-	if keenTS(uni["nested"]) != "2021-08-04T12:27:48Z" || keenTS(uni["nested-null"]) != "2020-10-14T01:09:49.200Z" {
-		t.Errorf("nested cursor: %v", uni)
-	}
-	logs := r.logs()
-	for _, s := range []string{
-		`Stream "visits" -> "visits": 7 records; keen.timestamp from the cursor for 4, from emitted_at for 3`,
-		`Stream "Ünïcödé Stream!" -> collection "Unicode_Stream"`,
-		`1 key of the source's keen objects dropped`,
-	} {
-		if !strings.Contains(logs, s) {
-			t.Errorf("logs lack %q:\n%s", s, logs)
+		visits := byField(e.events("visits"), "id")
+		want := map[string]string{
+			"java-utc": "1999-12-15T14:44:00Z",
+			"seconds":  "2021-08-04T12:27:48Z",
+			"millis":   "2021-08-04T12:45:13.151Z",
+			"an-id":    "2020-10-14T01:09:49.200Z",
+			"text":     "2020-10-14T01:09:49.200Z",
+			"missing":  "2020-10-14T01:09:49.200Z",
+			"big":      "2021-08-04T12:27:48Z",
 		}
-	}
-	e.noRejections()
+		if len(visits) != len(want) {
+			t.Fatalf("%d visits landed, want %d", len(visits), len(want))
+		}
+		for id, ts := range want {
+			if got := keenTS(visits[id]); got != ts {
+				t.Errorf("%s: keen.timestamp %s, want %s", id, got, ts)
+			}
+		}
+		big := visits["big"]
+		if fmt.Sprint(big["n"]) != "18446744073709551615" || big["s"] != "a\nb\r\u2028 \"q\" 日本" {
+			t.Errorf("data changed: n=%v s=%q", big["n"], big["s"])
+		}
+		k := big["keen"].(map[string]any)
+		if k["uniqueness_token"] != "u1" || k["location"] == nil {
+			t.Errorf("writable keen keys lost: %v", k)
+		}
+		uni := byField(e.events("Unicode_Stream"), "id")
+		if keenTS(uni["nested"]) != "2021-08-04T12:27:48Z" || keenTS(uni["nested-null"]) != "2020-10-14T01:09:49.200Z" {
+			t.Errorf("nested cursor: %v", uni)
+		}
+		logs := r.logs()
+		for _, s := range []string{
+			`Stream "visits" -> "visits": 7 records; keen.timestamp from the cursor for 4, from emitted_at for 3`,
+			`Stream "Ünïcödé Stream!" -> collection "Unicode_Stream"`,
+			`1 key of the source's keen objects dropped`,
+		} {
+			if !strings.Contains(logs, s) {
+				t.Errorf("logs lack %q:\n%s", s, logs)
+			}
+		}
+		e.noRejections()
+	})
 }
 
 func TestInferenceOff(t *testing.T) {
@@ -93,37 +95,39 @@ func TestInferenceOff(t *testing.T) {
 }
 
 func TestStateCounting(t *testing.T) {
-	e := newEnv(t, emulator.Options{})
-	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}, cstream{name: "b", mode: "append"}))
-	blob := `{"cursor":18446744073709551615,"nested":{"k":[1,2]}}`
-	in := lines(
-		streamState("a", `"start"`), // before any record: 0.0
-		rec("a", `{"n":1}`, 1), rec("b", `{"n":1}`, 1), rec("a", `{"n":2}`, 1),
-		streamState("a", `"a2"`), // a: 2
-		rec("b", `{"n":2}`, 1),
-		streamState("b", `"b2"`), // b: 2 (one before a's state, one after)
-		rec("a", `{"n":3}`, 1), rec("b", `{"n":3}`, 1),
-		`{"type":"STATE","state":{"type":"GLOBAL","global":{"shared_state":`+blob+`,"stream_states":[]},"sourceStats":{"recordCount":2.0}}}`, // all: 2
-		rec("a", `{"n":4}`, 1),
-		`{"type":"STATE","state":{"data":`+blob+`}}`, // LEGACY: 1
-		`{"type":"STATE","state":{"type":"LEGACY","data":{},"destinationStats":{"recordCount":99}}}`, // 0, replaced
-	)
-	r := e.run(in, "write", "--config", e.config(nil), "--catalog", cat)
-	if r.code != 0 {
-		t.Fatalf("exit %d: %s", r.code, r.stdout)
-	}
-	var counts []string
-	for _, s := range r.states() {
-		counts = append(counts, fmt.Sprint(s["destinationStats"].(map[string]any)["recordCount"]))
-	}
-	if got := strings.Join(counts, ","); got != "0.0,2.0,2.0,2.0,1.0,0.0" {
-		t.Fatalf("recordCounts %s, want 0.0,2.0,2.0,2.0,1.0,0.0", got)
-	}
-	// Blobs pass through byte for byte, sourceStats too.
-	if !strings.Contains(r.stdout, `"shared_state":`+blob) || !strings.Contains(r.stdout, `"data":`+blob) || !strings.Contains(r.stdout, `"sourceStats":{"recordCount":2.0}`) {
-		t.Fatalf("state blobs changed:\n%s", r.stdout)
-	}
-	e.noRejections()
+	eachTransport(t, func(t *testing.T, tr string) {
+		e := newEnvOver(t, tr, emulator.Options{})
+		cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}, cstream{name: "b", mode: "append"}))
+		blob := `{"cursor":18446744073709551615,"nested":{"k":[1,2]}}`
+		in := lines(
+			streamState("a", `"start"`), // before any record: 0.0
+			rec("a", `{"n":1}`, 1), rec("b", `{"n":1}`, 1), rec("a", `{"n":2}`, 1),
+			streamState("a", `"a2"`), // a: 2
+			rec("b", `{"n":2}`, 1),
+			streamState("b", `"b2"`), // b: 2 (one before a's state, one after)
+			rec("a", `{"n":3}`, 1), rec("b", `{"n":3}`, 1),
+			`{"type":"STATE","state":{"type":"GLOBAL","global":{"shared_state":`+blob+`,"stream_states":[]},"sourceStats":{"recordCount":2.0}}}`, // all: 2
+			rec("a", `{"n":4}`, 1),
+			`{"type":"STATE","state":{"data":`+blob+`}}`, // LEGACY: 1
+			`{"type":"STATE","state":{"type":"LEGACY","data":{},"destinationStats":{"recordCount":99}}}`, // 0, replaced
+		)
+		r := e.run(in, "write", "--config", e.config(nil), "--catalog", cat)
+		if r.code != 0 {
+			t.Fatalf("exit %d: %s", r.code, r.stdout)
+		}
+		var counts []string
+		for _, s := range r.states() {
+			counts = append(counts, fmt.Sprint(s["destinationStats"].(map[string]any)["recordCount"]))
+		}
+		if got := strings.Join(counts, ","); got != "0.0,2.0,2.0,2.0,1.0,0.0" {
+			t.Fatalf("recordCounts %s, want 0.0,2.0,2.0,2.0,1.0,0.0", got)
+		}
+		// Blobs pass through byte for byte, sourceStats too.
+		if !strings.Contains(r.stdout, `"shared_state":`+blob) || !strings.Contains(r.stdout, `"data":`+blob) || !strings.Contains(r.stdout, `"sourceStats":{"recordCount":2.0}`) {
+			t.Fatalf("state blobs changed:\n%s", r.stdout)
+		}
+		e.noRejections()
+	})
 }
 
 // TestRejectedCounts: records left out on purpose (nonconforming_records:
@@ -131,33 +135,35 @@ func TestStateCounting(t *testing.T) {
 // every kind of state: per stream for a STREAM state, all streams since the
 // previous state for GLOBAL and LEGACY; written only when not zero.
 func TestRejectedCounts(t *testing.T) {
-	e := newEnv(t, emulator.Options{})
-	cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}, cstream{name: "b", mode: "append"}))
-	in := lines(
-		rec("a", `{"ok":1}`, 1), rec("a", `{"$bad":1}`, 1),
-		streamState("a", "1"), // a: 2 records, 1 rejected
-		rec("b", `{"$bad":2}`, 1), rec("a", `{"$bad":3}`, 1), rec("b", `{"ok":2}`, 1),
-		`{"type":"STATE","state":{"type":"GLOBAL","global":{"shared_state":{"c":2},"stream_states":[]}}}`, // all: 3, 2 rejected
-		rec("a", `{"$bad":4}`, 1),
-		`{"type":"STATE","state":{"data":{"c":3}}}`, // LEGACY: 1, 1 rejected
-		rec("b", `{"ok":3}`, 1),
-		`{"type":"STATE","state":{"type":"LEGACY","data":{"c":4}}}`, // LEGACY: 1, none rejected
-	)
-	r := e.run(in, "write", "--config", e.config(map[string]any{"nonconforming_records": "skip"}), "--catalog", cat)
-	if r.code != 0 {
-		t.Fatalf("exit %d: %s", r.code, r.stdout)
-	}
-	var got []string
-	for _, s := range r.states() {
-		ds := s["destinationStats"].(map[string]any)
-		got = append(got, fmt.Sprintf("%v/%v", ds["recordCount"], ds["rejectedRecordCount"]))
-	}
-	if want := "2.0/1.0,3.0/2.0,1.0/1.0,1.0/<nil>"; strings.Join(got, ",") != want {
-		t.Fatalf("recordCount/rejectedRecordCount %s, want %s", strings.Join(got, ","), want)
-	}
-	if n := len(e.events("a")) + len(e.events("b")); n != 3 {
-		t.Fatalf("%d events, want the 3 that follow Keen's rules", n)
-	}
+	eachTransport(t, func(t *testing.T, tr string) {
+		e := newEnvOver(t, tr, emulator.Options{})
+		cat := e.write("catalog.json", catalogDoc(cstream{name: "a", mode: "append"}, cstream{name: "b", mode: "append"}))
+		in := lines(
+			rec("a", `{"ok":1}`, 1), rec("a", `{"$bad":1}`, 1),
+			streamState("a", "1"), // a: 2 records, 1 rejected
+			rec("b", `{"$bad":2}`, 1), rec("a", `{"$bad":3}`, 1), rec("b", `{"ok":2}`, 1),
+			`{"type":"STATE","state":{"type":"GLOBAL","global":{"shared_state":{"c":2},"stream_states":[]}}}`, // all: 3, 2 rejected
+			rec("a", `{"$bad":4}`, 1),
+			`{"type":"STATE","state":{"data":{"c":3}}}`, // LEGACY: 1, 1 rejected
+			rec("b", `{"ok":3}`, 1),
+			`{"type":"STATE","state":{"type":"LEGACY","data":{"c":4}}}`, // LEGACY: 1, none rejected
+		)
+		r := e.run(in, "write", "--config", e.config(map[string]any{"nonconforming_records": "skip"}), "--catalog", cat)
+		if r.code != 0 {
+			t.Fatalf("exit %d: %s", r.code, r.stdout)
+		}
+		var got []string
+		for _, s := range r.states() {
+			ds := s["destinationStats"].(map[string]any)
+			got = append(got, fmt.Sprintf("%v/%v", ds["recordCount"], ds["rejectedRecordCount"]))
+		}
+		if want := "2.0/1.0,3.0/2.0,1.0/1.0,1.0/<nil>"; strings.Join(got, ",") != want {
+			t.Fatalf("recordCount/rejectedRecordCount %s, want %s", strings.Join(got, ","), want)
+		}
+		if n := len(e.events("a")) + len(e.events("b")); n != 3 {
+			t.Fatalf("%d events, want the 3 that follow Keen's rules", n)
+		}
+	})
 }
 
 func TestBadInputStopsTheSync(t *testing.T) {

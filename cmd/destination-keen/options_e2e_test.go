@@ -112,6 +112,19 @@ func TestEveryOptionReachesItsComponent(t *testing.T) {
 					t.Fatalf("the sink does not run two producers:\n%s", r.logs())
 				}
 			}},
+		{"transport", "https", emulator.Options{}, cstream{name: "a", mode: "append"}, []string{rec("a", `{"n":1}`, 1)},
+			func(t *testing.T, e *env, r result) {
+				if len(e.events("a")) != 1 || e.emu.BulkRequests() < 2 || !strings.Contains(r.logs(), "Transport https: ") {
+					t.Fatalf("%d events, %d bulk requests:\n%s", len(e.events("a")), e.emu.BulkRequests(), r.logs())
+				}
+			}},
+		{"refused_records", "fail", emulator.Options{ExtraRule: refuseMarked}, cstream{name: "a", mode: "append"}, []string{rec("a", `{"n":1,"marked":true}`, 1)},
+			func(t *testing.T, e *env, r result) {
+				// With transport https (set below): Keen's refusal fails the sync.
+				if r.code != 1 || !r.failed("system_error", "refused_records is fail") {
+					t.Fatalf("exit %d:\n%s", r.code, r.stdout)
+				}
+			}},
 	}
 	var spec struct {
 		Properties map[string]json.RawMessage `json:"properties"`
@@ -136,10 +149,12 @@ func TestEveryOptionReachesItsComponent(t *testing.T) {
 				value = e.emu.BrokerAddrs()[2]
 			case "api_url":
 				value = e.emu.APIURL() + "/"
+			case "refused_records":
+				e.transport = "https"
 			}
 			cat := e.write("catalog.json", catalogDoc(tt.stream))
 			r := e.run(lines(tt.input...), "write", "--config", e.config(map[string]any{tt.option: value}), "--catalog", cat)
-			if r.code != 0 {
+			if r.code != 0 && tt.option != "refused_records" {
 				t.Fatalf("exit %d:\n%s", r.code, r.stdout)
 			}
 			tt.check(t, e, r)

@@ -231,31 +231,33 @@ func TestRetriedSyncAfterOutage(t *testing.T) {
 // event; the same version sent again is not; with tokens off every record
 // is an event. The value of earlier versions (primary_key) still works.
 func TestUpdatedRows(t *testing.T) {
-	in := lines(rec("a", `{"id":1,"u":1}`, 1), rec("a", `{"id":1,"u":2}`, 1), rec("a", `{"id":1,"u":2}`, 1), rec("a", `{"id":2,"u":2}`, 1),
-		rec("a", `{"u":3}`, 1), // no key value: no token
-		streamState("a", "1"))
-	for _, tt := range []struct {
-		policy string
-		want   int
-	}{{"keyed_streams", 4}, {"primary_key", 4}, {"off", 5}} {
-		t.Run(tt.policy, func(t *testing.T) {
-			e := newEnv(t, emulator.Options{})
-			cat := e.write("catalog.json", keyedCatalog())
-			r := e.run(in, "write", "--config", e.config(map[string]any{"uniqueness_token": tt.policy}), "--catalog", cat)
-			if r.code != 0 {
-				t.Fatalf("exit %d:\n%s", r.code, r.stdout)
-			}
-			if n := len(e.events("a")); n != tt.want {
-				t.Fatalf("%d events, want %d", n, tt.want)
-			}
-			if tt.policy != "off" && !strings.Contains(r.logs(), "uniqueness tokens from the primary key [id], the cursor u and the record's content") {
-				t.Fatalf("the summary does not say where tokens come from:\n%s", r.logs())
-			}
-			if deprecated := strings.Contains(r.logs(), `Config: uniqueness_token: "primary_key" is the value of an earlier version and now means "keyed_streams"`); deprecated != (tt.policy == "primary_key") {
-				t.Fatalf("a WARN for the earlier value: %v\n%s", deprecated, r.logs())
-			}
-		})
-	}
+	eachTransport(t, func(t *testing.T, tr string) {
+		in := lines(rec("a", `{"id":1,"u":1}`, 1), rec("a", `{"id":1,"u":2}`, 1), rec("a", `{"id":1,"u":2}`, 1), rec("a", `{"id":2,"u":2}`, 1),
+			rec("a", `{"u":3}`, 1), // no key value: no token
+			streamState("a", "1"))
+		for _, tt := range []struct {
+			policy string
+			want   int
+		}{{"keyed_streams", 4}, {"primary_key", 4}, {"off", 5}} {
+			t.Run(tt.policy, func(t *testing.T) {
+				e := newEnvOver(t, tr, emulator.Options{})
+				cat := e.write("catalog.json", keyedCatalog())
+				r := e.run(in, "write", "--config", e.config(map[string]any{"uniqueness_token": tt.policy}), "--catalog", cat)
+				if r.code != 0 {
+					t.Fatalf("exit %d:\n%s", r.code, r.stdout)
+				}
+				if n := len(e.events("a")); n != tt.want {
+					t.Fatalf("%d events, want %d", n, tt.want)
+				}
+				if tt.policy != "off" && !strings.Contains(r.logs(), "uniqueness tokens from the primary key [id], the cursor u and the record's content") {
+					t.Fatalf("the summary does not say where tokens come from:\n%s", r.logs())
+				}
+				if deprecated := strings.Contains(r.logs(), `Config: uniqueness_token: "primary_key" is the value of an earlier version and now means "keyed_streams"`); deprecated != (tt.policy == "primary_key") {
+					t.Fatalf("a WARN for the earlier value: %v\n%s", deprecated, r.logs())
+				}
+			})
+		}
+	})
 }
 
 // TestRealSourcesTwice: the corpus synced twice into one project, as two
@@ -321,64 +323,66 @@ func TestRealSourcesTwice(t *testing.T) {
 // figure, the common case for ad and analytics sources whose key holds
 // the date they use as cursor). The unchanged rows read again add nothing.
 func TestChangedRowsLand(t *testing.T) {
-	exchange := cstream{name: "exchange_rate", mode: "append", key: [][]string{{"id"}}, cursor: []string{"date"}, syncID: 1}
-	ads := func(sync int) cstream {
-		return cstream{name: "ads_insights", mode: "append", key: [][]string{{"date_start"}, {"ad_id"}}, cursor: []string{"date_start"}, syncID: sync}
-	}
-	tests := []struct {
-		name       string
-		collection string
-		syncs      []struct {
-			s  cstream
-			in []string
+	eachTransport(t, func(t *testing.T, tr string) {
+		exchange := cstream{name: "exchange_rate", mode: "append", key: [][]string{{"id"}}, cursor: []string{"date"}, syncID: 1}
+		ads := func(sync int) cstream {
+			return cstream{name: "ads_insights", mode: "append", key: [][]string{{"date_start"}, {"ad_id"}}, cursor: []string{"date_start"}, syncID: sync}
 		}
-		want []string // the rows Keen holds, by their data
-		dups int      // events Keen dropped by their token
-	}{
-		{"inside one sync", "exchange_rate", []struct {
-			s  cstream
-			in []string
-		}{{exchange, []string{
-			rec("exchange_rate", `{"id":1,"currency":"USD","date":"2020-08-29T00:00:00Z","NZD":1.14}`, 1),
-			rec("exchange_rate", `{"id":2,"currency":"EUR","date":"2020-08-31T00:00:00Z","NZD":3.89}`, 1),
-			rec("exchange_rate", `{"id":2,"currency":"EUR","date":"2020-08-31T00:00:00Z","NZD":3.99}`, 1),
-			rec("exchange_rate", `{"id":1,"currency":"USD","date":"2020-08-29T00:00:00Z","NZD":1.14}`, 2), // read again: a duplicate
-		}}}, []string{`{"NZD":1.14,"currency":"USD","date":"2020-08-29T00:00:00Z","id":1}`, `{"NZD":3.89,"currency":"EUR","date":"2020-08-31T00:00:00Z","id":2}`, `{"NZD":3.99,"currency":"EUR","date":"2020-08-31T00:00:00Z","id":2}`}, 1},
-		{"across syncs", "ads_insights", []struct {
-			s  cstream
-			in []string
+		tests := []struct {
+			name       string
+			collection string
+			syncs      []struct {
+				s  cstream
+				in []string
+			}
+			want []string // the rows Keen holds, by their data
+			dups int      // events Keen dropped by their token
 		}{
-			{ads(1), []string{rec("ads_insights", `{"date_start":"2024-01-01","ad_id":"a1","clicks":5}`, 1), rec("ads_insights", `{"date_start":"2024-01-01","ad_id":"a2","clicks":3}`, 1)}},
-			{ads(2), []string{rec("ads_insights", `{"date_start":"2024-01-01","ad_id":"a1","clicks":7}`, 2), rec("ads_insights", `{"date_start":"2024-01-01","ad_id":"a2","clicks":3}`, 2)}},
-		}, []string{`{"ad_id":"a1","clicks":5,"date_start":"2024-01-01"}`, `{"ad_id":"a1","clicks":7,"date_start":"2024-01-01"}`, `{"ad_id":"a2","clicks":3,"date_start":"2024-01-01"}`}, 1},
-		// A keyed record without a cursor value: its token holds the sync
-		// and the content, never the key alone.
-		{"a keyed record without a cursor value", "users", []struct {
-			s  cstream
-			in []string
-		}{
-			{cstream{name: "users", mode: "append", key: [][]string{{"id"}}, cursor: []string{"u"}, syncID: 1}, []string{rec("users", `{"id":1,"v":1}`, 1), rec("users", `{"id":1,"v":1}`, 1)}},
-			{cstream{name: "users", mode: "append", key: [][]string{{"id"}}, cursor: []string{"u"}, syncID: 2}, []string{rec("users", `{"id":1,"v":2}`, 2)}},
-		}, []string{`{"id":1,"v":1}`, `{"id":1,"v":2}`}, 1},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t, emulator.Options{})
-			for _, sync := range tt.syncs {
-				e.accept(t, []cstream{sync.s}, append(sync.in, streamState(sync.s.name, "1"), complete(sync.s.name)))
-			}
-			sameRecords(t, tt.collection, tt.want, e.stored(tt.collection))
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			dups, err := e.emu.Duplicates(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if dups[tt.collection] != tt.dups {
-				t.Fatalf("%d events dropped by their token, want %d (the unchanged rows read again)", dups[tt.collection], tt.dups)
-			}
-		})
-	}
+			{"inside one sync", "exchange_rate", []struct {
+				s  cstream
+				in []string
+			}{{exchange, []string{
+				rec("exchange_rate", `{"id":1,"currency":"USD","date":"2020-08-29T00:00:00Z","NZD":1.14}`, 1),
+				rec("exchange_rate", `{"id":2,"currency":"EUR","date":"2020-08-31T00:00:00Z","NZD":3.89}`, 1),
+				rec("exchange_rate", `{"id":2,"currency":"EUR","date":"2020-08-31T00:00:00Z","NZD":3.99}`, 1),
+				rec("exchange_rate", `{"id":1,"currency":"USD","date":"2020-08-29T00:00:00Z","NZD":1.14}`, 2), // read again: a duplicate
+			}}}, []string{`{"NZD":1.14,"currency":"USD","date":"2020-08-29T00:00:00Z","id":1}`, `{"NZD":3.89,"currency":"EUR","date":"2020-08-31T00:00:00Z","id":2}`, `{"NZD":3.99,"currency":"EUR","date":"2020-08-31T00:00:00Z","id":2}`}, 1},
+			{"across syncs", "ads_insights", []struct {
+				s  cstream
+				in []string
+			}{
+				{ads(1), []string{rec("ads_insights", `{"date_start":"2024-01-01","ad_id":"a1","clicks":5}`, 1), rec("ads_insights", `{"date_start":"2024-01-01","ad_id":"a2","clicks":3}`, 1)}},
+				{ads(2), []string{rec("ads_insights", `{"date_start":"2024-01-01","ad_id":"a1","clicks":7}`, 2), rec("ads_insights", `{"date_start":"2024-01-01","ad_id":"a2","clicks":3}`, 2)}},
+			}, []string{`{"ad_id":"a1","clicks":5,"date_start":"2024-01-01"}`, `{"ad_id":"a1","clicks":7,"date_start":"2024-01-01"}`, `{"ad_id":"a2","clicks":3,"date_start":"2024-01-01"}`}, 1},
+			// A keyed record without a cursor value: its token holds the sync
+			// and the content, never the key alone.
+			{"a keyed record without a cursor value", "users", []struct {
+				s  cstream
+				in []string
+			}{
+				{cstream{name: "users", mode: "append", key: [][]string{{"id"}}, cursor: []string{"u"}, syncID: 1}, []string{rec("users", `{"id":1,"v":1}`, 1), rec("users", `{"id":1,"v":1}`, 1)}},
+				{cstream{name: "users", mode: "append", key: [][]string{{"id"}}, cursor: []string{"u"}, syncID: 2}, []string{rec("users", `{"id":1,"v":2}`, 2)}},
+			}, []string{`{"id":1,"v":1}`, `{"id":1,"v":2}`}, 1},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				e := newEnvOver(t, tr, emulator.Options{})
+				for _, sync := range tt.syncs {
+					e.accept(t, []cstream{sync.s}, append(sync.in, streamState(sync.s.name, "1"), complete(sync.s.name)))
+				}
+				sameRecords(t, tt.collection, tt.want, e.stored(tt.collection))
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				dups, err := e.emu.Duplicates(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if dups[tt.collection] != tt.dups {
+					t.Fatalf("%d events dropped by their token, want %d (the unchanged rows read again)", dups[tt.collection], tt.dups)
+				}
+			})
+		}
+	})
 }
 
 // TestTokenInputs: the connector derives each token from the documented
@@ -386,82 +390,86 @@ func TestChangedRowsLand(t *testing.T) {
 // collection, the key values, the cursor value and the content, and the
 // sync's ID for a snapshot.
 func TestTokenInputs(t *testing.T) {
-	data := `{"id":1,"currency":"USD","date":"2020-08-29T00:00:00Z","NZD":1.14}`
-	tests := []struct {
-		name string
-		s    cstream
-		in   keen.TokenInput
-	}{
-		{"incremental", cstream{name: "exchange_rate", mode: "append", key: [][]string{{"id"}}, cursor: []string{"date"}, syncID: 5},
-			keen.TokenInput{Collection: "exchange_rate", Key: [][]byte{[]byte(`1`)}, Cursor: []byte(`"2020-08-29T00:00:00Z"`), Content: []byte(data)}},
-		{"full refresh snapshot", cstream{name: "exchange_rate", mode: "append", key: [][]string{{"id"}}, syncMode: "full_refresh", syncID: 5},
-			keen.TokenInput{Collection: "exchange_rate", SyncID: "5", Key: [][]byte{[]byte(`1`)}, Content: []byte(data)}},
-		{"refresh generation", cstream{name: "exchange_rate", mode: "append", key: [][]string{{"id"}}, cursor: []string{"date"}, syncID: 5, gen: 3, minGen: 3},
-			keen.TokenInput{Collection: "exchange_rate", Generation: "3", Key: [][]byte{[]byte(`1`)}, Cursor: []byte(`"2020-08-29T00:00:00Z"`), Content: []byte(data)}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t, emulator.Options{})
-			e.accept(t, []cstream{tt.s}, []string{rec("exchange_rate", data, 1), complete("exchange_rate")})
-			var tk keen.Tokener
-			want := string(tk.Append(nil, &tt.in))
-			evs := e.events("exchange_rate")
-			if len(evs) != 1 {
-				t.Fatalf("%d events", len(evs))
-			}
-			if got := evs[0]["keen"].(map[string]any)["uniqueness_token"]; got != want {
-				t.Fatalf("token %v, want %s", got, want)
-			}
-		})
-	}
+	eachTransport(t, func(t *testing.T, tr string) {
+		data := `{"id":1,"currency":"USD","date":"2020-08-29T00:00:00Z","NZD":1.14}`
+		tests := []struct {
+			name string
+			s    cstream
+			in   keen.TokenInput
+		}{
+			{"incremental", cstream{name: "exchange_rate", mode: "append", key: [][]string{{"id"}}, cursor: []string{"date"}, syncID: 5},
+				keen.TokenInput{Collection: "exchange_rate", Key: [][]byte{[]byte(`1`)}, Cursor: []byte(`"2020-08-29T00:00:00Z"`), Content: []byte(data)}},
+			{"full refresh snapshot", cstream{name: "exchange_rate", mode: "append", key: [][]string{{"id"}}, syncMode: "full_refresh", syncID: 5},
+				keen.TokenInput{Collection: "exchange_rate", SyncID: "5", Key: [][]byte{[]byte(`1`)}, Content: []byte(data)}},
+			{"refresh generation", cstream{name: "exchange_rate", mode: "append", key: [][]string{{"id"}}, cursor: []string{"date"}, syncID: 5, gen: 3, minGen: 3},
+				keen.TokenInput{Collection: "exchange_rate", Generation: "3", Key: [][]byte{[]byte(`1`)}, Cursor: []byte(`"2020-08-29T00:00:00Z"`), Content: []byte(data)}},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				e := newEnvOver(t, tr, emulator.Options{})
+				e.accept(t, []cstream{tt.s}, []string{rec("exchange_rate", data, 1), complete("exchange_rate")})
+				var tk keen.Tokener
+				want := string(tk.Append(nil, &tt.in))
+				evs := e.events("exchange_rate")
+				if len(evs) != 1 {
+					t.Fatalf("%d events", len(evs))
+				}
+				if got := evs[0]["keen"].(map[string]any)["uniqueness_token"]; got != want {
+					t.Fatalf("token %v, want %s", got, want)
+				}
+			})
+		}
+	})
 }
 
 // TestTokenTally: the summary counts, per stream, the events with a token
 // derived here, with the source's own, and with none, for every mix.
 func TestTokenTally(t *testing.T) {
-	own := func(id string) string { return `"keen":{"uniqueness_token":"` + id + `"}` }
-	tests := []struct {
-		name   string
-		s      cstream
-		in     []string
-		want   string
-		absent []string
-	}{
-		{"no key, one record with its own token", cstream{name: "a", mode: "append"},
-			[]string{`{"n":1}`, `{"n":2,` + own("t2") + `}`, `{"n":3}`},
-			`Stream "a" -> "a": 3 records; uniqueness tokens: the source's own for 1, none for 2 (no primary key`, nil},
-		{"no key, no token", cstream{name: "a", mode: "append"},
-			[]string{`{"n":1}`},
-			`Stream "a" -> "a": 1 record; no uniqueness tokens (no primary key`, []string{"source's own"}},
-		{"a key: derived, the source's own, and none", cstream{name: "a", mode: "append", key: [][]string{{"id"}}, cursor: []string{"u"}},
-			[]string{`{"id":1,"u":1}`, `{"id":2,"u":1,` + own("t2") + `}`, `{"u":1}`},
-			`the cursor u and the record's content (and the sync's ID for a record without a cursor value) for 1, the source's own for 1, none for 1 (a key value, or the cursor and the sync_id, missing)`, nil},
-		{"a key: all derived", cstream{name: "a", mode: "append", key: [][]string{{"id"}}, cursor: []string{"u"}},
-			[]string{`{"id":1,"u":1}`, `{"id":2,"u":1}`},
-			`for a record without a cursor value) for 2`, []string{"source's own", "none for"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t, emulator.Options{})
-			var in []string
-			for _, d := range tt.in {
-				in = append(in, rec("a", d, 1))
-			}
-			r := e.accept(t, []cstream{tt.s}, in)
-			var summary string
-			for l := range strings.Lines(r.logs()) {
-				if strings.HasPrefix(l, `Stream "a" -> "a": `) {
-					summary = l
+	eachTransport(t, func(t *testing.T, tr string) {
+		own := func(id string) string { return `"keen":{"uniqueness_token":"` + id + `"}` }
+		tests := []struct {
+			name   string
+			s      cstream
+			in     []string
+			want   string
+			absent []string
+		}{
+			{"no key, one record with its own token", cstream{name: "a", mode: "append"},
+				[]string{`{"n":1}`, `{"n":2,` + own("t2") + `}`, `{"n":3}`},
+				`Stream "a" -> "a": 3 records; uniqueness tokens: the source's own for 1, none for 2 (no primary key`, nil},
+			{"no key, no token", cstream{name: "a", mode: "append"},
+				[]string{`{"n":1}`},
+				`Stream "a" -> "a": 1 record; no uniqueness tokens (no primary key`, []string{"source's own"}},
+			{"a key: derived, the source's own, and none", cstream{name: "a", mode: "append", key: [][]string{{"id"}}, cursor: []string{"u"}},
+				[]string{`{"id":1,"u":1}`, `{"id":2,"u":1,` + own("t2") + `}`, `{"u":1}`},
+				`the cursor u and the record's content (and the sync's ID for a record without a cursor value) for 1, the source's own for 1, none for 1 (a key value, or the cursor and the sync_id, missing)`, nil},
+			{"a key: all derived", cstream{name: "a", mode: "append", key: [][]string{{"id"}}, cursor: []string{"u"}},
+				[]string{`{"id":1,"u":1}`, `{"id":2,"u":1}`},
+				`for a record without a cursor value) for 2`, []string{"source's own", "none for"}},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				e := newEnvOver(t, tr, emulator.Options{})
+				var in []string
+				for _, d := range tt.in {
+					in = append(in, rec("a", d, 1))
 				}
-			}
-			if !strings.Contains(summary, tt.want) {
-				t.Fatalf("summary %q lacks %q", summary, tt.want)
-			}
-			for _, a := range tt.absent {
-				if strings.Contains(summary, a) {
-					t.Fatalf("summary %q holds %q", summary, a)
+				r := e.accept(t, []cstream{tt.s}, in)
+				var summary string
+				for l := range strings.Lines(r.logs()) {
+					if strings.HasPrefix(l, `Stream "a" -> "a": `) {
+						summary = l
+					}
 				}
-			}
-		})
-	}
+				if !strings.Contains(summary, tt.want) {
+					t.Fatalf("summary %q lacks %q", summary, tt.want)
+				}
+				for _, a := range tt.absent {
+					if strings.Contains(summary, a) {
+						t.Fatalf("summary %q holds %q", summary, a)
+					}
+				}
+			})
+		}
+	})
 }

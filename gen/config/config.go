@@ -15,9 +15,10 @@ type Config struct {
 	// Kafka Inbound Cluster.
 	APIKey string `json:"api_key"`
 
-	// Base URL of Keen's HTTP API, used to check the key and to delete collections
-	// for overwrite syncs. Change it only to go through a proxy or to try the
-	// connector against a local emulator. Must be https.
+	// Base URL of Keen's HTTP API, used to check the key, to delete collections for
+	// overwrite syncs and, with transport https, to send events. Change it only to go
+	// through a proxy or to try the connector against a local emulator. Must be
+	// https.
 	APIURL string `json:"api_url,omitempty,omitzero"`
 
 	// How event batches are compressed on their way to Keen's Kafka brokers. lz4
@@ -25,10 +26,11 @@ type Config struct {
 	// compresses best but is slower. Default: lz4.
 	Compression ConfigCompression `json:"compression,omitempty,omitzero"`
 
-	// How long a sync waits for Keen's Kafka brokers to acknowledge records while
-	// they are unreachable or failing, before it fails with a transient error
-	// (Airbyte then retries the sync from its last state). A refused key or an
-	// untrusted certificate fails at once. Default: 300.
+	// How long a sync waits for Keen (its Kafka brokers, or its HTTPS API with
+	// transport https) to acknowledge records while it is unreachable or failing,
+	// before it fails with a transient error (Airbyte then retries the sync from its
+	// last state). A refused key or an untrusted certificate fails at once. Default:
+	// 300.
 	DeliveryTimeoutSeconds int `json:"delivery_timeout_seconds,omitempty,omitzero"`
 
 	// Use the stream's cursor field, when it holds a date-time or an epoch time, as
@@ -60,14 +62,31 @@ type Config struct {
 	NonconformingRecords ConfigNonconformingRecords `json:"nonconforming_records,omitempty,omitzero"`
 
 	// What to do with a record whose event is larger than Keen accepts (1,000,000
-	// bytes): fail stops the sync with an error naming the stream; skip leaves the
-	// record out, logs a warning and counts it in the state's rejectedRecordCount.
-	// Default: fail.
+	// bytes through Kafka, 900,000 through HTTPS): fail stops the sync with an error
+	// naming the stream; skip leaves the record out, logs a warning and counts it in
+	// the state's rejectedRecordCount. Default: fail.
 	OversizedRecords ConfigOversizedRecords `json:"oversized_records,omitempty,omitzero"`
 
 	// The ID of the Keen project to write to: in Keen's web app, open the project and
 	// copy the Project ID from the Access tab.
 	ProjectID string `json:"project_id"`
+
+	// With transport https, Keen answers for every event; an event it refuses breaks
+	// one of its rules that this connector does not know. skip counts the record in
+	// the state's rejectedRecordCount and in the sync summary, and logs a warning
+	// with Keen's error the first time per stream and error; fail stops the sync with
+	// an error naming the stream and Keen's error. With kafka, Keen's refusals cannot
+	// be heard. Default: skip.
+	RefusedRecords ConfigRefusedRecords `json:"refused_records,omitempty,omitzero"`
+
+	// How events reach Keen. kafka: through Keen's Kafka Inbound Cluster (port 9092),
+	// the fastest; its acknowledgement says the brokers stored an event, not that
+	// Keen kept it. https: through Keen's HTTPS API (port 443, the way of Keen's
+	// SDKs), for networks where only HTTPS leaves; events go in batches, and Keen
+	// answers for each event whether it kept it (see refused_records).
+	// kafka_bootstrap_servers, compression and kafka_producers apply to kafka only.
+	// Default: kafka.
+	Transport ConfigTransport `json:"transport,omitempty,omitzero"`
 
 	// Which streams' events get a keen.uniqueness_token, with which Keen keeps only
 	// the first event of a token in a collection for 31 days, so that records sent
@@ -182,6 +201,66 @@ func (j *ConfigOversizedRecords) UnmarshalJSON(value []byte) error {
 	return nil
 }
 
+type ConfigRefusedRecords string
+
+const ConfigRefusedRecordsFail ConfigRefusedRecords = "fail"
+const ConfigRefusedRecordsSkip ConfigRefusedRecords = "skip"
+
+var enumValues_ConfigRefusedRecords = []interface{}{
+	"skip",
+	"fail",
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (j *ConfigRefusedRecords) UnmarshalJSON(value []byte) error {
+	var v string
+	if err := json.Unmarshal(value, &v); err != nil {
+		return err
+	}
+	var ok bool
+	for _, expected := range enumValues_ConfigRefusedRecords {
+		if reflect.DeepEqual(v, expected) {
+			ok = true
+			break
+		}
+	}
+	if !ok {
+		return fmt.Errorf("invalid value (expected one of %#v): %#v", enumValues_ConfigRefusedRecords, v)
+	}
+	*j = ConfigRefusedRecords(v)
+	return nil
+}
+
+type ConfigTransport string
+
+const ConfigTransportHttps ConfigTransport = "https"
+const ConfigTransportKafka ConfigTransport = "kafka"
+
+var enumValues_ConfigTransport = []interface{}{
+	"kafka",
+	"https",
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (j *ConfigTransport) UnmarshalJSON(value []byte) error {
+	var v string
+	if err := json.Unmarshal(value, &v); err != nil {
+		return err
+	}
+	var ok bool
+	for _, expected := range enumValues_ConfigTransport {
+		if reflect.DeepEqual(v, expected) {
+			ok = true
+			break
+		}
+	}
+	if !ok {
+		return fmt.Errorf("invalid value (expected one of %#v): %#v", enumValues_ConfigTransport, v)
+	}
+	*j = ConfigTransport(v)
+	return nil
+}
+
 type ConfigUniquenessToken string
 
 const ConfigUniquenessTokenAllStreams ConfigUniquenessToken = "all_streams"
@@ -284,6 +363,12 @@ func (j *Config) UnmarshalJSON(value []byte) error {
 	}
 	if utf8.RuneCountInString(string(plain.ProjectID)) > 128 {
 		return fmt.Errorf("field %s length: must be <= %d", "project_id", 128)
+	}
+	if v, ok := raw["refused_records"]; !ok || v == nil {
+		plain.RefusedRecords = "skip"
+	}
+	if v, ok := raw["transport"]; !ok || v == nil {
+		plain.Transport = "kafka"
 	}
 	if v, ok := raw["uniqueness_token"]; !ok || v == nil {
 		plain.UniquenessToken = "keyed_streams"

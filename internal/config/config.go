@@ -64,10 +64,25 @@ type Config struct {
 	// Producers is how many Kafka producers send side by side; 0 lets the
 	// sink pick from the round trip to the brokers.
 	Producers int
+	// Transport is how events reach Keen: Kafka (default) or HTTPS.
+	Transport Transport
+	// FailRefused: with HTTPS, an event Keen refuses fails the sync instead
+	// of being counted and skipped (refused_records).
+	FailRefused bool
 	// Warnings name the config's fields that are not options, with the
 	// option each was probably meant to be; check and write log them.
 	Warnings []string
 }
+
+// Transport is how events reach Keen (transport).
+type Transport uint8
+
+const (
+	Kafka Transport = iota // Keen's Kafka Inbound Cluster
+	HTTPS                  // Keen's HTTPS API
+)
+
+func (t Transport) String() string { return [...]string{"kafka", "https"}[t] }
 
 // Policy is what the connector does with a record that breaks Keen's event
 // rules (nonconforming_records).
@@ -303,6 +318,10 @@ func adapt(g *genconfig.Config) *Config {
 		Tokens:          tokenPolicies[g.UniquenessToken],
 		DeliveryTimeout: time.Duration(g.DeliveryTimeoutSeconds) * time.Second,
 		Producers:       g.KafkaProducers,
+		FailRefused:     g.RefusedRecords == genconfig.ConfigRefusedRecordsFail,
+	}
+	if g.Transport == genconfig.ConfigTransportHttps {
+		c.Transport = HTTPS
 	}
 	c.Brokers = splitBrokers(g.KafkaBootstrapServers)
 	return c
@@ -363,6 +382,10 @@ func (c *Config) String() string {
 	if c.Producers > 0 {
 		producers = fmt.Sprint(c.Producers)
 	}
-	return fmt.Sprintf("project_id=%s infer_timestamp=%t kafka_bootstrap_servers=%s api_url=%s compression=%s oversized_records=%s nonconforming_records=%s uniqueness_token=%s delivery_timeout_seconds=%d kafka_producers=%s",
-		c.ProjectID, c.InferTimestamp, strings.Join(c.Brokers, ","), c.APIURL, c.Compression, oversized, c.Nonconforming, c.Tokens, int(c.DeliveryTimeout.Seconds()), producers)
+	refused := "skip"
+	if c.FailRefused {
+		refused = "fail"
+	}
+	return fmt.Sprintf("project_id=%s transport=%s infer_timestamp=%t kafka_bootstrap_servers=%s api_url=%s compression=%s oversized_records=%s nonconforming_records=%s uniqueness_token=%s delivery_timeout_seconds=%d kafka_producers=%s refused_records=%s",
+		c.ProjectID, c.Transport, c.InferTimestamp, strings.Join(c.Brokers, ","), c.APIURL, c.Compression, oversized, c.Nonconforming, c.Tokens, int(c.DeliveryTimeout.Seconds()), producers, refused)
 }

@@ -41,9 +41,12 @@ func TestParseDefaults(t *testing.T) {
 func TestParseOverrides(t *testing.T) {
 	c, err := Parse([]byte(`{"project_id":"p1","api_key":"k","infer_timestamp":false,
 		"kafka_bootstrap_servers":" 127.0.0.1:9092 ,localhost:9093","api_url":"https://127.0.0.1:8443/3.0/",
-		"compression":"zstd","oversized_records":"skip"}`))
+		"compression":"zstd","oversized_records":"skip","transport":"https","refused_records":"fail"}`))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if c.Transport != HTTPS || !c.FailRefused || !strings.Contains(c.String(), " transport=https ") || !strings.HasSuffix(c.String(), " refused_records=fail") {
+		t.Errorf("transport %v, fail refused %v: %s", c.Transport, c.FailRefused, c)
 	}
 	if c.InferTimestamp {
 		t.Error("infer_timestamp false was not kept")

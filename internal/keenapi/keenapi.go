@@ -1,12 +1,13 @@
 // Package keenapi is the connector's client of Keen's HTTP API: it deletes
-// collections for truncating streams and proves that the key is the
-// project's master key. It retries what is worth retrying (429 honouring
+// collections for truncating streams, proves that the key is the project's
+// master key, and records events in bulk (the HTTPS transport's requests). It retries what is worth retrying (429 honouring
 // Retry-After, 5xx, timeouts, refused connections) with backoff up to a
 // bound, and classifies every failure for the user. Keen quotes the key in
 // some error bodies, so no response body ever reaches an error message.
 package keenapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -85,7 +86,7 @@ func (c *Client) DeleteEvents(ctx context.Context, collection string, filters []
 	} else {
 		what = fmt.Sprintf("delete collection %q", collection)
 	}
-	err = c.do(ctx, http.MethodDelete, u, what, true)
+	_, err = c.do(ctx, request{method: http.MethodDelete, url: u, what: what, retry: true})
 	if se, ok := errors.AsType[*StatusError](err); ok && se.Status == http.StatusNotFound && se.ErrorCode == errResourceNotFound {
 		return false, nil
 	}
@@ -103,7 +104,53 @@ const (
 // collections) without retrying, for check.
 func (c *Client) CheckMasterKey(ctx context.Context) error {
 	u := c.base + "/projects/" + url.PathEscape(c.project) + "/events"
-	return c.do(ctx, http.MethodGet, u, "call Keen's API with the master key", false)
+	_, err := c.do(ctx, request{method: http.MethodGet, url: u, what: "call Keen's API with the master key"})
+	return err
+}
+
+// MaxAnswerBytes bounds the body of a successful answer the client reads:
+// a bulk answer is about 20 bytes per event.
+const MaxAnswerBytes = 16 << 20
+
+// PostEvents records events in bulk: body is {"<collection>": [event,
+// ...], ...}, sent to POST /projects/P/events with the key, which may be a
+// write key. It returns Keen's answer, one result per event (package bulk
+// reads it). Network errors, 408, 429 (after its Retry-After) and 5xx are
+// retried with backoff within MaxWait; a request retried after the
+// connection broke may have been stored already, which uniqueness tokens
+// make harmless. 401, 403 and 404 fail at once with what to fix.
+func (c *Client) PostEvents(ctx context.Context, body []byte, events int) ([]byte, error) {
+	u := c.base + "/projects/" + url.PathEscape(c.project) + "/events"
+	return c.do(ctx, request{method: http.MethodPost, url: u, body: body, retry: true,
+		what:      fmt.Sprintf("send %d %s to Keen's HTTPS API", events, plural(events, "event", "events")),
+		forbidden: "the API key may not write events; use the project's Write Key or Master API Key, from the Access tab"})
+}
+
+// CheckWrite proves the key may record events without recording any: one
+// bulk request with no collection. (Keen checks the key and project before
+// it reads the events; an empty request records nothing.) check makes it
+// once; a sync retries it as it retries its requests.
+func (c *Client) CheckWrite(ctx context.Context, retry bool) error {
+	u := c.base + "/projects/" + url.PathEscape(c.project) + "/events"
+	_, err := c.do(ctx, request{method: http.MethodPost, url: u, body: []byte("{}"), what: "send events to Keen's HTTPS API", retry: retry,
+		forbidden: "the API key may not write events; use the project's Write Key or Master API Key, from the Access tab"})
+	return err
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// request is one call: what it does, for messages; whether to retry; what
+// a 403 means for it.
+type request struct {
+	method, url, what string
+	body              []byte // sent as JSON when not nil
+	retry             bool
+	forbidden         string // the message of a 403; default: not the master key
 }
 
 // StatusError is an HTTP answer that is not a success.
@@ -119,32 +166,33 @@ func (e *StatusError) Error() string {
 	return fmt.Sprintf("HTTP %d", e.Status)
 }
 
-func (c *Client) do(ctx context.Context, method, u, what string, retry bool) error {
+func (c *Client) do(ctx context.Context, r request) ([]byte, error) {
 	var waited time.Duration
 	backoff := c.Backoff
+	what := r.what
 	for attempt := 1; ; attempt++ {
-		wait, err := c.once(ctx, method, u)
+		answer, wait, err := c.once(ctx, r)
 		if err == nil {
-			return nil
+			return answer, nil
 		}
 		if f, ok := errors.AsType[*failure.Error](err); ok && f.Kind != failure.Transient {
 			f.Message = "Cannot " + what + ": " + f.Message
-			return f
+			return nil, f
 		}
-		if !retry || ctx.Err() != nil {
-			return failure.Transientf(err, "Cannot %s: %s", what, transientAdvice)
+		if !r.retry || ctx.Err() != nil {
+			return nil, failure.Transientf(err, "Cannot %s: %s", what, transientAdvice)
 		}
 		if wait <= 0 {
 			wait = backoff
 			backoff = min(backoff*2, 30*time.Second)
 		}
 		if waited+wait > c.MaxWait {
-			return failure.Transientf(err, "Cannot %s after %d attempts over %s: %s", what, attempt, waited.Round(time.Second), transientAdvice)
+			return nil, failure.Transientf(err, "Cannot %s after %d attempts over %s: %s", what, attempt, waited.Round(time.Second), transientAdvice)
 		}
 		c.Log.Warn(fmt.Sprintf("Keen's API: %s failed (%v); retrying in %s", what, err, wait))
 		select {
 		case <-ctx.Done():
-			return failure.Transientf(ctx.Err(), "Cannot %s: the sync was stopped", what)
+			return nil, failure.Transientf(ctx.Err(), "Cannot %s: the sync was stopped", what)
 		case <-time.After(wait):
 		}
 		waited += wait
@@ -155,25 +203,36 @@ const transientAdvice = "Keen's API is unreachable or overloaded; try the sync a
 
 // once makes one request. A transient failure comes back as a plain error
 // with the wait the server asked for; anything else is a *failure.Error.
-func (c *Client) once(ctx context.Context, method, u string) (time.Duration, error) {
-	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+func (c *Client) once(ctx context.Context, r request) ([]byte, time.Duration, error) {
+	var reqBody io.Reader
+	if r.body != nil {
+		reqBody = bytes.NewReader(r.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, r.method, r.url, reqBody)
 	if err != nil {
-		return 0, failure.Configf(err, "the API URL is not usable")
+		return nil, 0, failure.Configf(err, "the API URL is not usable")
 	}
 	req.Header.Set("Authorization", c.key.Reveal())
 	req.Header.Set("User-Agent", "destination-keen")
+	if r.body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if failure.IsTLSTrust(err) {
-			return 0, failure.Configf(scrubURL(err), "the TLS certificate of %s is not trusted; if a proxy intercepts TLS, add its CA to the system trust store or point SSL_CERT_FILE at it", req.URL.Host)
+			return nil, 0, failure.Configf(scrubURL(err), "the TLS certificate of %s is not trusted; if a proxy intercepts TLS, add its CA to the system trust store or point SSL_CERT_FILE at it", req.URL.Host)
 		}
-		return 0, scrubURL(err)
+		return nil, 0, scrubURL(err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		return 0, nil
+		answer, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswerBytes))
+		if err != nil {
+			return nil, 0, scrubURL(err) // the answer broke off: retried
+		}
+		return answer, 0, nil
 	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	se := &StatusError{Status: resp.StatusCode}
 	var kb struct {
 		ErrorCode string `json:"error_code"`
@@ -183,20 +242,22 @@ func (c *Client) once(ctx context.Context, method, u string) (time.Duration, err
 	}
 	switch s := resp.StatusCode; {
 	case s == http.StatusUnauthorized:
-		return 0, failure.Configf(se, "Keen rejected the API key; copy the Master API Key from the project's Access tab")
+		return nil, 0, failure.Configf(se, "Keen rejected the API key; copy the Master API Key from the project's Access tab")
+	case s == http.StatusForbidden && r.forbidden != "":
+		return nil, 0, failure.Configf(se, "%s", r.forbidden)
 	case s == http.StatusForbidden:
-		return 0, failure.Configf(se, "the API key is not the project's master key; overwrite syncs and check need the Master API Key from the project's Access tab")
+		return nil, 0, failure.Configf(se, "the API key is not the project's master key; overwrite syncs and check need the Master API Key from the project's Access tab")
 	case s == http.StatusNotFound && se.ErrorCode == errProjectNotFound:
-		return 0, failure.Configf(se, "Keen does not know project %q; check the Project ID", c.project)
+		return nil, 0, failure.Configf(se, "Keen does not know project %q; check the Project ID", c.project)
 	case s == http.StatusNotFound && se.ErrorCode == "":
 		// Not Keen's JSON: the path is not Keen's API (api_url without /3.0).
-		return 0, failure.Configf(se, "api_url: the address answers 404 for Keen's API paths: it should end in /3.0, as https://api.keen.io/3.0 does")
+		return nil, 0, failure.Configf(se, "api_url: the address answers 404 for Keen's API paths: it should end in /3.0, as https://api.keen.io/3.0 does")
 	case s == http.StatusNotFound:
-		return 0, failure.Configf(se, "Keen's API answered 404 (%s) for project %q; check the Project ID and api_url", se.ErrorCode, c.project)
-	case s == http.StatusTooManyRequests || s >= 500:
-		return retryAfter(resp.Header.Get("Retry-After")), se
+		return nil, 0, failure.Configf(se, "Keen's API answered 404 (%s) for project %q; check the Project ID and api_url", se.ErrorCode, c.project)
+	case s == http.StatusTooManyRequests || s == http.StatusRequestTimeout || s >= 500:
+		return nil, retryAfter(resp.Header.Get("Retry-After")), se
 	default:
-		return 0, failure.Systemf(se, "Keen's API refused the request")
+		return nil, 0, failure.Systemf(se, "Keen's API refused the request")
 	}
 }
 

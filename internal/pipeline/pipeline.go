@@ -94,6 +94,7 @@ type Counts struct {
 	Fallbacks       atomic.Int64 // cursor missing or unreadable: emitted_at
 	DroppedKeenKeys atomic.Int64
 	Oversized       atomic.Int64 // skipped as too large (oversized_records: skip)
+	Refused         atomic.Int64 // refused by Keen (HTTPS), counted as rejected
 	Nonconforming   atomic.Int64 // skipped as breaking Keen's rules (nonconforming_records: skip)
 	Tokens          atomic.Int64 // events sent with a uniqueness token derived here
 	SourceTokens    atomic.Int64 // events sent with the token their source set

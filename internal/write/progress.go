@@ -27,18 +27,19 @@ type progressSnap struct {
 
 // progressLine describes cur against prev, the previous line's snapshot
 // (or the start's).
-func progressLine(prev, cur progressSnap) string {
+// peer names who acknowledges: "Keen's brokers" or "Keen".
+func progressLine(prev, cur progressSnap, peer string) string {
 	secs := max(cur.at.Sub(prev.at).Seconds(), 1e-3)
 	interval := cur.at.Sub(prev.at).Round(time.Second)
 	if interval == 0 {
 		interval = cur.at.Sub(prev.at).Round(time.Millisecond) // tests' short intervals
 	}
-	line := fmt.Sprintf("Progress: %d %s read (%.0f/s over the last %s), %d acknowledged by Keen's brokers, %d %s read, %d echoed",
-		cur.read, airbyte.Plural(cur.read, "record", "records"), float64(cur.read-prev.read)/secs, interval, cur.acked, cur.states, airbyte.Plural(cur.states, "state", "states"), cur.echoed)
+	line := fmt.Sprintf("Progress: %d %s read (%.0f/s over the last %s), %d acknowledged by %s, %d %s read, %d echoed",
+		cur.read, airbyte.Plural(cur.read, "record", "records"), float64(cur.read-prev.read)/secs, interval, cur.acked, peer, cur.states, airbyte.Plural(cur.states, "state", "states"), cur.echoed)
 	inFlight := cur.sent - cur.acked
 	switch {
 	case inFlight > 0 && cur.acked == prev.acked:
-		line += fmt.Sprintf("; waiting for Keen's brokers: nothing acknowledged for %s, %d %s in flight", interval, inFlight, airbyte.Plural(int64(inFlight), "record", "records"))
+		line += fmt.Sprintf("; waiting for %s: nothing acknowledged for %s, %d %s in flight", peer, interval, inFlight, airbyte.Plural(int64(inFlight), "record", "records"))
 	case cur.read == prev.read && inFlight == 0:
 		line += fmt.Sprintf("; waiting for the source: no input for %s", interval)
 	}

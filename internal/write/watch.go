@@ -38,7 +38,7 @@ func (s *syncRun) watch(ctx context.Context) {
 			return false
 		}
 		if waiting {
-			s.em.Log().Info(fmt.Sprintf("Keen's Kafka brokers acknowledge records again, after %s without", now.Sub(progress).Round(time.Second)))
+			s.em.Log().Info(fmt.Sprintf("Acknowledgements from %s resumed, after %s without", s.peer.long, now.Sub(progress).Round(time.Second)))
 			waiting = false
 		}
 		last, progress = st.Finished, now
@@ -61,7 +61,7 @@ func (s *syncRun) watch(ctx context.Context) {
 				waiting = true
 				st := s.tracker.Stats()
 				n := int64(st.Records - st.Finished)
-				s.em.Log().Warn(fmt.Sprintf("Keen's Kafka brokers have acknowledged nothing for %s, with %d %s in flight; waiting for them, up to %s", stalled.Round(time.Second), n, airbyte.Plural(n, "record", "records"), s.cfg.DeliveryTimeout))
+				s.em.Log().Warn(fmt.Sprintf("Nothing acknowledged by %s for %s, with %d %s in flight; waiting, up to %s", s.peer.long, stalled.Round(time.Second), n, airbyte.Plural(n, "record", "records"), s.cfg.DeliveryTimeout))
 			}
 			if now.Sub(diagnosed) >= 15*time.Second {
 				// A fresh connection says whether the brokers now refuse the
@@ -81,7 +81,7 @@ func (s *syncRun) watch(ctx context.Context) {
 				st := s.tracker.Stats()
 				s.noFlush.Store(true) // nothing will flush: do not wait for it
 				n := int64(st.Records - st.Finished)
-				s.fail(failure.Transientf(nil, "Keen's Kafka brokers acknowledged nothing for %s (delivery_timeout_seconds); %d %s not delivered", stalled.Round(time.Second), n, airbyte.Plural(n, "record was", "records were")))
+				s.fail(failure.Transientf(nil, "Nothing acknowledged by %s for %s (delivery_timeout_seconds); %d %s not delivered", s.peer.long, stalled.Round(time.Second), n, airbyte.Plural(n, "record was", "records were")))
 				return
 			}
 		}

@@ -31,7 +31,7 @@ func newWatched(t *testing.T, inFlight int, timeout time.Duration) *watched {
 	out := &bytes.Buffer{}
 	em := airbyte.NewEmitter(out)
 	w := &watched{out: out}
-	w.syncRun = &syncRun{em: em, cfg: &config.Config{DeliveryTimeout: timeout}, tracker: checkpoint.New(em.Line)}
+	w.syncRun = &syncRun{em: em, cfg: &config.Config{DeliveryTimeout: timeout}, tracker: checkpoint.New(em.Line), peer: kafkaPeer}
 	w.diagnose = func() error {
 		w.diagnoses.Add(1)
 		return w.refuse
@@ -70,7 +70,7 @@ func TestWatchdog(t *testing.T) {
 			}
 			time.Sleep(time.Second)
 			synctest.Wait()
-			if !strings.Contains(w.out.String(), `"level":"WARN","message":"Keen's Kafka brokers have acknowledged nothing for 5s, with 3 records in flight; waiting for them, up to 1h0m0s"`) || w.diagnoses.Load() != 1 {
+			if !strings.Contains(w.out.String(), `"level":"WARN","message":"Nothing acknowledged by Keen's Kafka brokers for 5s, with 3 records in flight; waiting, up to 1h0m0s"`) || w.diagnoses.Load() != 1 {
 				t.Fatalf("at 5 s of stall: %d diagnoses, %s", w.diagnoses.Load(), w.out)
 			}
 			time.Sleep(14 * time.Second)
@@ -88,7 +88,7 @@ func TestWatchdog(t *testing.T) {
 			}
 			time.Sleep(time.Second)
 			synctest.Wait()
-			if !strings.Contains(w.out.String(), `"level":"INFO","message":"Keen's Kafka brokers acknowledge records again, after 21s without"`) {
+			if !strings.Contains(w.out.String(), `"level":"INFO","message":"Acknowledgements from Keen's Kafka brokers resumed, after 21s without"`) {
 				t.Fatalf("after an acknowledgement: %s", w.out)
 			}
 			if w.firstFailure() != nil {
@@ -125,7 +125,7 @@ func TestWatchdog(t *testing.T) {
 			time.Sleep(time.Second)
 			<-stopped
 			f := failure.As(w.firstFailure())
-			if f == nil || f.Kind != failure.Transient || f.Message != "Keen's Kafka brokers acknowledged nothing for 40s (delivery_timeout_seconds); 2 records were not delivered" {
+			if f == nil || f.Kind != failure.Transient || f.Message != "Nothing acknowledged by Keen's Kafka brokers for 40s (delivery_timeout_seconds); 2 records were not delivered" {
 				t.Fatalf("got %v", w.firstFailure())
 			}
 			if !w.noFlush.Load() {

@@ -40,6 +40,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,6 +48,7 @@ import (
 	"time"
 
 	"destination-keen/internal/airbyte"
+	"destination-keen/internal/bulk"
 	"destination-keen/internal/catalog"
 	"destination-keen/internal/checkpoint"
 	"destination-keen/internal/config"
@@ -100,25 +102,71 @@ func Run(ctx context.Context, em *airbyte.Emitter, configPath, catalogPath strin
 		defer reportGoroutines(em, runtime.NumGoroutine())
 	}
 
-	s := &syncRun{em: em, cat: cat, cfg: cfg, opts: opts, tracker: checkpoint.New(em.Line)}
-	so := sink.OptionsFor(cfg)
-	so.RootCAs = opts.RootCAs
-	so.Log = em.Log()
-	if s.sink, err = sink.Open(ctx, cfg, so, transport.Outcomes{Stored: s.acked, Refused: s.refused, Failed: s.failed}); err != nil {
+	s := &syncRun{em: em, cat: cat, cfg: cfg, opts: opts, tracker: checkpoint.New(em.Line), refusals: map[refusalKey]int64{}}
+	if err := s.open(ctx); err != nil {
 		return err
 	}
-	s.diagnose = func() error { return s.sink.Diagnose(cfg) }
-	em.Log().Info(fmt.Sprintf("Round trip to Keen's Kafka brokers: %s; %s", s.sink.RoundTrip.Round(100*time.Microsecond), s.sink.Describe()))
-	if !s.sink.Idempotent {
-		em.Log().Warn("Producing without idempotence: if a batch is retried after the brokers stored it, its events appear twice in Keen")
-	}
-	s.pipe = pipeline.New(cat, cfg, s.sink, s.tracker, em)
+	s.pipe = pipeline.New(cat, cfg, s.out, s.tracker, em)
 	if err := s.checkTruncate(ctx); err != nil {
-		s.sink.Close()
+		s.out.Close()
 		return err
 	}
 	return s.run(ctx, stdin)
 }
+
+// conn is the transport as a sync drives it: the pipeline's side, and
+// Close, which sends what is left and waits for every outcome.
+type conn interface {
+	pipeline.Transport
+	Close()
+}
+
+// peer names who acknowledges events, in messages.
+type peer struct{ long, short string }
+
+var (
+	kafkaPeer = peer{"Keen's Kafka brokers", "Keen's brokers"}
+	httpsPeer = peer{"Keen's HTTPS API", "Keen"}
+)
+
+// open opens the transport the config names: Kafka's producers, or HTTPS
+// requests (nothing then connects to Kafka).
+func (s *syncRun) open(ctx context.Context) error {
+	out := transport.Outcomes{Stored: s.acked, Refused: s.refused, Failed: s.failed}
+	if s.cfg.Transport == config.HTTPS {
+		api := s.api()
+		api.MaxWait = s.cfg.DeliveryTimeout
+		t, err := bulk.Open(ctx, api, out)
+		if err != nil {
+			return err
+		}
+		s.out, s.peer = t, httpsPeer
+		s.diagnose = func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), diagnoseTimeout)
+			defer cancel()
+			return t.Diagnose(ctx)
+		}
+		s.em.Log().Info(fmt.Sprintf("Transport https: round trip to Keen's HTTPS API %s; %s", t.RoundTrip.Round(100*time.Microsecond), t.Describe()))
+		return nil
+	}
+	so := sink.OptionsFor(s.cfg)
+	so.RootCAs = s.opts.RootCAs
+	so.Log = s.em.Log()
+	k, err := sink.Open(ctx, s.cfg, so, out)
+	if err != nil {
+		return err
+	}
+	s.out, s.peer = k, kafkaPeer
+	s.diagnose = func() error { return k.Diagnose(s.cfg) }
+	s.em.Log().Info(fmt.Sprintf("Round trip to Keen's Kafka brokers: %s; %s", k.RoundTrip.Round(100*time.Microsecond), k.Describe()))
+	if !k.Idempotent {
+		s.em.Log().Warn("Producing without idempotence: if a batch is retried after the brokers stored it, its events appear twice in Keen")
+	}
+	return nil
+}
+
+// diagnoseTimeout bounds the watchdog's check of the key over HTTPS.
+const diagnoseTimeout = 20 * time.Second
 
 func logPlan(em *airbyte.Emitter, cfg *config.Config, cat *catalog.Catalog) {
 	em.Log().Info(fmt.Sprintf("destination-keen %s: %s", connector.Version, cfg))
@@ -148,18 +196,21 @@ type syncRun struct {
 	cat     *catalog.Catalog
 	cfg     *config.Config
 	opts    Options
-	sink    *sink.Sink
 	tracker *checkpoint.Tracker
 	pipe    *pipeline.Pipeline
+	out     conn // the transport
+	peer    peer // who acknowledges, for messages
 	// diagnose opens a fresh connection to the brokers and says whether
 	// they now refuse the key or the certificate (the sink's Diagnose; a
 	// fake in the watchdog's tests).
 	diagnose func() error
 
-	mu     sync.Mutex
-	err    error              // the first failure, under mu
-	closed bool               // under mu: failures are no longer recorded
-	cancel context.CancelFunc // cancels the run's context, on the first failure
+	mu         sync.Mutex
+	err        error              // the first failure, under mu
+	closed     bool               // under mu: failures are no longer recorded
+	cancel     context.CancelFunc // cancels the run's context, on the first failure
+	refusalsMu sync.Mutex
+	refusals   map[refusalKey]int64 // Keen's refusals per stream and error name
 	// noFlush: the watchdog found that nothing will be acknowledged, so the
 	// final flush need not wait.
 	noFlush atomic.Bool
@@ -192,9 +243,39 @@ func (s *syncRun) acked(env *transport.Envelope) {
 	}
 }
 
-// refused is the transport's callback for an event Keen did not keep.
+// refusalKey is a stream (plan index) and the name of Keen's error.
+type refusalKey struct {
+	plan int
+	name string
+}
+
+// refused is the transport's callback for an event Keen did not keep: with
+// refused_records skip (the default), the record counts as rejected in its
+// state and in the summary, with a WARN the first time per stream and
+// error; with fail, the sync fails.
 func (s *syncRun) refused(env *transport.Envelope, r transport.Refusal) {
-	s.fail(failure.Systemf(nil, "Keen refused an event of stream %q: %s (%s)", env.Stream, r.Name, r.Description))
+	p := s.cat.Plans[env.Plan]
+	desc := r.Description
+	if len(desc) > 500 {
+		desc = desc[:500] + "…"
+	}
+	if s.cfg.FailRefused {
+		s.fail(&failure.Error{Kind: failure.System, Stream: p.Stream, Namespace: p.Namespace,
+			Message: fmt.Sprintf("Keen refused an event of stream %q: %s: %s; refused_records is fail (skip counts such records in rejectedRecordCount and goes on)", p.Name(), r.Name, desc)})
+		return
+	}
+	s.pipe.Counts(p).Refused.Add(1)
+	s.refusalsMu.Lock()
+	k := refusalKey{env.Plan, r.Name}
+	s.refusals[k]++
+	first := s.refusals[k] == 1
+	s.refusalsMu.Unlock()
+	if first {
+		s.em.Log().Warn(fmt.Sprintf("Keen refused an event of stream %q: %s: %s. Such records are counted in rejectedRecordCount and the sync summary, and the sync goes on (refused_records: skip)", p.Name(), r.Name, desc))
+	}
+	if err := s.tracker.Refused(env.Seq, env.Plan); err != nil {
+		s.fail(failure.Systemf(err, "Cannot write to stdout"))
+	}
 }
 
 // failed is the transport's callback for a record it gave up on, with a
@@ -341,7 +422,7 @@ running:
 			break running
 		case now := <-progress.C:
 			cur := s.snap(now)
-			s.em.Log().Info(progressLine(last, cur))
+			s.em.Log().Info(progressLine(last, cur, s.peer.short))
 			last = cur
 			progress.Reset(s.opts.Progress)
 		}
@@ -379,7 +460,7 @@ running:
 		// sarama's close cannot be cancelled: when the flush outlasts its
 		// bound, this goroutine ends on its own, and the tracker, stopped
 		// below, writes nothing more.
-		s.sink.Close()
+		s.out.Close()
 		close(flushed)
 	}()
 	flushFor := s.opts.FlushTimeout
@@ -389,7 +470,7 @@ running:
 	select {
 	case <-flushed:
 	case <-time.After(flushFor):
-		s.fail(failure.Transientf(nil, "Keen's Kafka brokers did not acknowledge the last records within %s", s.opts.FlushTimeout))
+		s.fail(failure.Transientf(nil, "%s did not acknowledge the last records within %s", s.peer.long, s.opts.FlushTimeout))
 	}
 	wg.Wait()
 
@@ -418,8 +499,18 @@ func (s *syncRun) summary(elapsed time.Duration, st checkpoint.Stats) {
 	if n, ok := peakMemory(); ok {
 		peak = fmt.Sprintf(", peak memory %d MiB", n>>20)
 	}
-	s.em.Log().Info(fmt.Sprintf("Sync summary: %d %s read, %d acknowledged by Keen's brokers, %d skipped (oversized or breaking Keen's rules), %d %s read, %d echoed, %.1fs (%.0f records/s)%s",
-		read, airbyte.Plural(read, "record", "records"), int64(st.Finished)-skipped, skipped, states, airbyte.Plural(states, "state", "states"), st.Emitted, elapsed.Seconds(), float64(read)/secs, peak))
+	refused := int64(0)
+	s.refusalsMu.Lock()
+	for _, n := range s.refusals {
+		refused += n
+	}
+	s.refusalsMu.Unlock()
+	byKeen := ""
+	if s.peer == httpsPeer {
+		byKeen = fmt.Sprintf(", %d refused by Keen", refused)
+	}
+	s.em.Log().Info(fmt.Sprintf("Sync summary: %d %s read, %d acknowledged by %s, %d skipped (oversized or breaking Keen's rules)%s, %d %s read, %d echoed, %.1fs (%.0f records/s)%s",
+		read, airbyte.Plural(read, "record", "records"), int64(st.Finished)-skipped-refused, s.peer.short, skipped, byKeen, states, airbyte.Plural(states, "state", "states"), st.Emitted, elapsed.Seconds(), float64(read)/secs, peak))
 	for _, p := range s.cat.Plans {
 		c := s.pipe.Counts(p)
 		n := c.Records.Load()
@@ -434,11 +525,37 @@ func (s *syncRun) summary(elapsed time.Duration, st checkpoint.Stats) {
 		if n := c.Oversized.Load(); n > 0 {
 			line += fmt.Sprintf("; %d oversized records skipped", n)
 		}
+		if n := c.Refused.Load(); n > 0 {
+			line += fmt.Sprintf("; %d refused by Keen (%s)", n, s.refusalNames(p.Index))
+		}
 		if conform := s.pipe.ConformSummary(p); conform != "" {
 			line += "; " + conform
 		}
 		s.em.Log().Info(line)
 	}
+}
+
+// refusalNames lists Keen's errors for a stream's refused records, with
+// their counts, most frequent first.
+func (s *syncRun) refusalNames(plan int) string {
+	type named struct {
+		name string
+		n    int64
+	}
+	var ns []named
+	s.refusalsMu.Lock()
+	for k, n := range s.refusals {
+		if k.plan == plan {
+			ns = append(ns, named{k.name, n})
+		}
+	}
+	s.refusalsMu.Unlock()
+	sort.Slice(ns, func(i, j int) bool { return ns[i].n > ns[j].n || ns[i].n == ns[j].n && ns[i].name < ns[j].name })
+	parts := make([]string, len(ns))
+	for i, x := range ns {
+		parts[i] = fmt.Sprintf("%s: %d", x.name, x.n)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // noTokenReason is why a stream's events get no token of ours, in

@@ -138,7 +138,7 @@ func TestProgressLine(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := progressLine(tt.prev, tt.cur)
+			got := progressLine(tt.prev, tt.cur, "Keen's brokers")
 			if !strings.Contains(got, tt.want) || strings.Contains(got, tt.not) {
 				t.Fatalf("%q: want %q, not %q", got, tt.want, tt.not)
 			}

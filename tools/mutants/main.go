@@ -32,6 +32,16 @@ type mutant struct {
 }
 
 var mutants = []mutant{
+	{"a refusal counted as stored", "internal/bulk/bulk.go",
+		"if r := results[c][i]; r.Success {", "if r := results[c][i]; r.Success || true {", "./internal/bulk", "TestOutcomesFollowKeensAnswer"},
+	{"results matched to the wrong event", "internal/bulk/bulk.go",
+		"if r := results[c][i]; r.Success {", "if r := results[c][len(results[c])-1-i]; r.Success {", "./internal/bulk", "TestOutcomesFollowKeensAnswer"},
+	{"an answer short of results taken", "internal/bulk/bulk.go",
+		"if got, sent := len(results[c]), len(b.events[c]); got != sent {", "if got, sent := len(results[c]), len(b.events[c]); got > sent {", "./internal/bulk", "TestAnswersThatDoNotMatch"},
+	{"a refusal counted toward the wrong state", "internal/checkpoint/checkpoint.go",
+		"if p.after >= seq && (p.scope == AllStreams || p.scope == plan) {", "if p.after >= seq {", "./internal/checkpoint", "TestRefusalsCountTowardTheirState"},
+	{"carried refusals lost", "internal/checkpoint/checkpoint.go",
+		"\t} else if n := t.carry[scope]; n > 0 {", "\t} else if n := t.carry[scope]; n > 1<<40 {", "./internal/checkpoint", "TestRefusalsCountTowardTheirState"},
 	{"epoch seconds/milliseconds boundary moved from 1e10 to 1e11", "internal/keen/timestamp.go",
 		"minEpochMillis  = 1e10", "minEpochMillis  = 1e11", "./internal/keen", "TestParseCursor"},
 	{"NOT_LEADER_FOR_PARTITION classified as fatal", "internal/sink/sink.go",
@@ -168,7 +178,7 @@ var mutants = []mutant{
 	{"the source's own token replaced", "internal/keen/event.go",
 		"if kept[tokenIndex] != nil {", "if false {", "./internal/keen", "TestAppendEventToken"},
 	{"the emulator stores events of a token already seen", "tools/keenlocal/emulator/emulator.go",
-		"if e.tokens[r.Topic][tok] {", "if false {", "./tools/keenlocal/emulator", "TestUniquenessTokens"},
+		"if e.tokens[collection][tok] {", "if false {", "./tools/keenlocal/emulator", "TestUniquenessTokens"},
 	// Overwrite without a gap.
 	{"old generations deleted without the platform's COMPLETE", "internal/write/write.go",
 		"if c := st.Completion(); c != pipeline.Completed {", "if c := st.Completion(); c == pipeline.Incomplete {", "./cmd/destination-keen", "TestOldEventsKeptWithoutCompletion"},

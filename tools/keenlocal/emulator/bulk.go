@@ -44,6 +44,9 @@ type bulkFault struct {
 	delay      time.Duration // answer this much later
 }
 
+// Faults apply to the bulk requests that carry events, in order; a request
+// of none (a check of the key) passes.
+
 // FailEvents answers each of the next n bulk requests with status (a 429,
 // 500, 503...), with Retry-After when retryAfter is not empty, storing
 // nothing.
@@ -97,9 +100,15 @@ func (e *Emulator) handleEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e.bulkCount.Add(1)
+	var batch map[string][]json.RawMessage
+	d := json.NewDecoder(bytes.NewReader(body))
+	if err := d.Decode(&batch); err != nil || d.More() {
+		keenError(w, http.StatusBadRequest, "InvalidEventError", "The request body must be one JSON object of collection names to arrays of events.")
+		return
+	}
 	e.mu.Lock()
 	var f bulkFault
-	if len(e.bulkFlt) > 0 {
+	if len(e.bulkFlt) > 0 && len(batch) > 0 { // a request without events (a key check) meets no fault
 		f = e.bulkFlt[0]
 		e.bulkFlt = e.bulkFlt[1:]
 	}
@@ -113,12 +122,6 @@ func (e *Emulator) handleEvents(w http.ResponseWriter, r *http.Request) {
 			code = "TooManyRequestsError"
 		}
 		keenError(w, f.status, code, http.StatusText(f.status))
-		return
-	}
-	var batch map[string][]json.RawMessage
-	d := json.NewDecoder(bytes.NewReader(body))
-	if err := d.Decode(&batch); err != nil || d.More() {
-		keenError(w, http.StatusBadRequest, "InvalidEventError", "The request body must be one JSON object of collection names to arrays of events.")
 		return
 	}
 	answer := make(map[string][]bulkResult, len(batch))

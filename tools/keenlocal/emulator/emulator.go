@@ -61,6 +61,10 @@ type Options struct {
 	// long, so that each round trip to them costs that much more, as
 	// across the internet.
 	Latency time.Duration
+	// ExtraRule, when set, is one more of Keen's rules, applied after the
+	// known ones over Kafka and HTTPS alike: a rule the connector does not
+	// know, for tests of what it does with Keen's refusals.
+	ExtraRule func(collection string, ev Event) error
 	// Logf, when set, receives one line per notable event.
 	Logf func(format string, args ...any)
 }
@@ -391,7 +395,14 @@ func (e *Emulator) check(collection string, value []byte) (Event, error) {
 	if err := CheckCollection(collection); err != nil {
 		return nil, err
 	}
-	return CheckEvent(value)
+	ev, err := CheckEvent(value)
+	if err == nil && e.opts.ExtraRule != nil {
+		err = e.opts.ExtraRule(collection, ev)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return ev, nil
 }
 
 // reject keeps an event Keen would drop, and why; e.mu is held. partition

@@ -471,12 +471,21 @@ func TestBulkEvents(t *testing.T) {
 	}
 
 	e.FailEvents(1, http.StatusTooManyRequests, "2")
-	code, hdr, _ := call(t, e, http.MethodPost, e.APIURL()+"/projects/"+e.ProjectID()+"/events", e.APIKey())
-	if code != http.StatusTooManyRequests || hdr.Get("Retry-After") != "2" {
-		t.Fatalf("429 fault: %d %v", code, hdr)
+	if status, _ := postEvents(t, e, e.APIKey(), `{}`); status != http.StatusOK {
+		t.Fatalf("a request of no events met the fault: %d", status)
+	}
+	req, _ := http.NewRequest(http.MethodPost, e.APIURL()+"/projects/"+e.ProjectID()+"/events", strings.NewReader(`{"x":[{"n":1}]}`))
+	req.Header.Set("Authorization", e.APIKey())
+	resp, err := httpClient(t, e).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "2" || len(extract(t, e, "x")) != 0 {
+		t.Fatalf("429 fault: %d %v", resp.StatusCode, resp.Header)
 	}
 	e.DropEventsConnections(1)
-	req, _ := http.NewRequest(http.MethodPost, e.APIURL()+"/projects/"+e.ProjectID()+"/events", strings.NewReader(`{"dropped":[{"n":1}]}`))
+	req, _ = http.NewRequest(http.MethodPost, e.APIURL()+"/projects/"+e.ProjectID()+"/events", strings.NewReader(`{"dropped":[{"n":1}]}`))
 	req.Header.Set("Authorization", e.APIKey())
 	if resp, err := httpClient(t, e).Do(req); err == nil {
 		resp.Body.Close()
@@ -490,8 +499,8 @@ func TestBulkEvents(t *testing.T) {
 	if status, _ := postEvents(t, e, e.APIKey(), `{"late":[{"n":1}]}`); status != http.StatusOK || time.Since(began) < 300*time.Millisecond {
 		t.Fatalf("a delayed answer: %d after %v", status, time.Since(began))
 	}
-	if n := e.BulkRequests(); n != 6 { // the wrong key's is refused unread
-		t.Fatalf("%d bulk requests read, want 6", n)
+	if n := e.BulkRequests(); n != 7 { // the wrong key's is refused unread
+		t.Fatalf("%d bulk requests read, want 7", n)
 	}
 }
 
