@@ -148,13 +148,22 @@ func run() error {
 			if err != nil {
 				return err
 			}
+			httpsPath := filepath.Join(dir, fmt.Sprintf("config-https-%d.json", li*(*rounds)+r))
+			if err := os.WriteFile(httpsPath, e.Config().JSON(map[string]any{"transport": "https"}), 0o600); err != nil {
+				e.Close()
+				return err
+			}
 			cfg := e.Config()
 			env := append(os.Environ(), "SSL_CERT_FILE="+cfg.CAFile)
 			runs := []func() (usage, error){
 				func() (usage, error) { return runFloor(self, env, cfg, "sarama", *n) },
 				func() (usage, error) { return runFloor(self, env, cfg, "franz-go", *n) },
 				func() (usage, error) {
-					u, _, _, err := runConnector(env, cfgPath, catPath, *connector, *n, *stateEvery)
+					u, _, _, err := runConnector(nameConnector, env, cfgPath, catPath, *connector, *n, *stateEvery)
+					return u, err
+				},
+				func() (usage, error) {
+					u, _, _, err := runConnector(nameHTTPS, env, httpsPath, catPath, *connector, *n, *stateEvery)
 					return u, err
 				},
 			}
@@ -185,12 +194,14 @@ func run() error {
 // The clients measured, in the table's order.
 const (
 	nameConnector = "destination-keen"
+	nameHTTPS     = "destination-keen-https"
 	nameSarama    = "sarama"
 	nameFranz     = "franz-go"
 )
 
 var clientNotes = map[string]string{
 	nameConnector: "destination-keen",
+	nameHTTPS:     "destination-keen, transport https",
 	nameSarama:    "sarama, tuned, not idempotent",
 	nameFranz:     "franz-go, idempotent",
 }
@@ -214,7 +225,7 @@ func table(results []map[string][]usage, latencies []time.Duration, n, stateEver
 	cpu := func(u usage) float64 { return float64(u.cpu.Microseconds()) / float64(u.records) }
 	rss := func(u usage) float64 { return float64(u.rssKiB) / 1024 }
 	for li, lat := range latencies {
-		for _, name := range []string{nameConnector, nameSarama, nameFranz} {
+		for _, name := range []string{nameConnector, nameHTTPS, nameSarama, nameFranz} {
 			r := med(li, name, rate)
 			fmt.Fprintf(&b, "| %s | %s | %.1fk | %.1f | %.2f | %.0f MiB |\n", fmtLatency(lat), clientNotes[name],
 				r/1000, r*float64(size)/1e6, med(li, name, cpu), med(li, name, rss))
@@ -236,11 +247,15 @@ func table(results []map[string][]usage, latencies []time.Duration, n, stateEver
 		} else if loop >= 0 {
 			ratios = append(ratios, fmt.Sprintf("%.2fx its own loopback figure", conn/med(loop, nameConnector, rate)))
 		}
-		var peak float64
+		var peak, peakHTTPS float64
 		for _, u := range results[li][nameConnector] {
 			peak = max(peak, rss(u))
 		}
-		fmt.Fprintf(&b, "%s: destination-keen at %s; its highest peak RSS %.0f MiB\n", fmtLatency(lat), strings.Join(ratios, ", "), peak)
+		for _, u := range results[li][nameHTTPS] {
+			peakHTTPS = max(peakHTTPS, rss(u))
+		}
+		fmt.Fprintf(&b, "%s: destination-keen at %s; its highest peak RSS %.0f MiB; over HTTPS %.2fx its Kafka rate, %.2fx its CPU per record, highest peak RSS %.0f MiB\n",
+			fmtLatency(lat), strings.Join(ratios, ", "), peak, med(li, nameHTTPS, rate)/conn, med(li, nameHTTPS, cpu)/med(li, nameConnector, cpu), peakHTTPS)
 	}
 	return b.String()
 }
@@ -303,7 +318,7 @@ func runFloor(self string, env []string, cfg emulator.ConnectorConfig, client st
 // runConnector runs one sync of n records through the connector, fed by a
 // pipe as the platform feeds it, and returns what it used, the longest gap
 // between two echoed states and its goroutine-count log line.
-func runConnector(env []string, cfgPath, catPath, connector string, n, stateEvery int) (usage, time.Duration, string, error) {
+func runConnector(name string, env []string, cfgPath, catPath, connector string, n, stateEvery int) (usage, time.Duration, string, error) {
 	cmd := exec.Command(connector, "write", "--config", cfgPath, "--catalog", catPath)
 	cmd.Env = env
 	cmd.Stderr = os.Stderr
@@ -354,7 +369,7 @@ func runConnector(env []string, cfgPath, catPath, connector string, n, stateEver
 		}
 		_ = stdin.Close()
 	}
-	connU, err := measure(nameConnector, n, cmd, func() error {
+	connU, err := measure(name, n, cmd, func() error {
 		go startReader()
 		go startWriter()
 		if err := <-readDone; err != nil && !errors.Is(err, io.EOF) {
@@ -522,7 +537,7 @@ func soak(connector string, n int, out string) error {
 		cfg := e.Config()
 		// The connector reports its goroutines at the end only when asked:
 		// it then waits for the producer's connections to wind down.
-		u, gap, g, err := runConnector(append(os.Environ(), "SSL_CERT_FILE="+cfg.CAFile, "DESTINATION_KEEN_GOROUTINE_REPORT=1"), cfgPath, catPath, connector, records, 100)
+		u, gap, g, err := runConnector(nameConnector, append(os.Environ(), "SSL_CERT_FILE="+cfg.CAFile, "DESTINATION_KEEN_GOROUTINE_REPORT=1"), cfgPath, catPath, connector, records, 100)
 		e.Close()
 		if err != nil {
 			return err

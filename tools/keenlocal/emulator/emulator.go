@@ -165,6 +165,7 @@ func Start(opts Options) (*Emulator, error) {
 		cutoff:    map[string]map[int32]int64{},
 		deletes:   map[string][]deleteRule{},
 		httpsNext: map[string]int64{},
+		filed:     make(chan struct{}),
 	}
 	e.internal.user, e.internal.pass = "keenlocal-internal", randomHex(16)
 	ok := false

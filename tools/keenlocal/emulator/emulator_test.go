@@ -623,6 +623,10 @@ func TestBlackhole(t *testing.T) {
 	if err := send(p, "void", `{"a":1}`, `not even json`); err != nil {
 		t.Fatal(err)
 	}
+	// Over HTTPS too: every event answered as kept, none stored.
+	if status, answer := postEvents(t, e, e.APIKey(), `{"void":[{"a":1},{"$b":2}]}`); status != http.StatusOK || len(answer["void"]) != 2 || !answer["void"][0].Success || !answer["void"][1].Success {
+		t.Fatalf("bulk request: %d %v", status, answer)
+	}
 	cols, err := e.Collections(ctx(t))
 	if err != nil || len(cols) != 0 {
 		t.Fatalf("blackhole stored %v (%v)", cols, err)
