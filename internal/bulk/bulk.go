@@ -92,6 +92,7 @@ func (b *batch) fits(env *transport.Envelope) bool {
 // goroutines. api's MaxWait should be
 // the delivery timeout.
 func Open(ctx context.Context, api *keenapi.Client, out transport.Outcomes) (*Transport, error) {
+	api.UseHTTP1(Requests)
 	began := time.Now()
 	if err := api.CheckWrite(ctx, true); err != nil {
 		return nil, err

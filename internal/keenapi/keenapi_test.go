@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -204,5 +206,54 @@ func TestDeleteEventsFilters(t *testing.T) {
 	want := `DELETE /3.0/projects/p1/events/my coll [{"property_name":"_airbyte_generation_id","operator":"ne","property_value":7}]`
 	if err != nil || !existed || got != want {
 		t.Fatalf("got %q (%v, %v)\nwant %q", got, existed, err, want)
+	}
+}
+
+// TestPostEvents: the bulk request carries the body and the key, and its
+// answer comes back; over HTTP/1.1 with UseHTTP1 even where the server
+// offers HTTP/2, on connections kept for the next requests; a 403 says the
+// key may not write, and 408 is retried.
+func TestPostEvents(t *testing.T) {
+	var protos, conns []string
+	var mu sync.Mutex
+	statuses := []int{http.StatusRequestTimeout, http.StatusOK, http.StatusOK, http.StatusForbidden}
+	var n atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		protos, conns = append(protos, r.Proto), append(conns, r.RemoteAddr)
+		mu.Unlock()
+		if r.Header.Get("Authorization") != key || string(body) != `{"c":[{"n":1}]}` || r.Header.Get("Content-Type") != "application/json" {
+			w.WriteHeader(http.StatusTeapot)
+			return
+		}
+		s := statuses[min(int(n.Add(1))-1, len(statuses)-1)]
+		w.WriteHeader(s)
+		if s == http.StatusOK {
+			fmt.Fprint(w, `{"c":[{"success":true}]}`)
+		}
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	c := client(t, srv, true)
+	c.UseHTTP1(2)
+	for range 2 {
+		answer, err := c.PostEvents(context.Background(), []byte(`{"c":[{"n":1}]}`), 1)
+		if err != nil || string(answer) != `{"c":[{"success":true}]}` {
+			t.Fatalf("answer %s, %v", answer, err)
+		}
+	}
+	_, err := c.PostEvents(context.Background(), []byte(`{"c":[{"n":1}]}`), 1)
+	if f := failure.As(err); f == nil || f.Kind != failure.Config || !strings.Contains(f.Message, "may not write events") {
+		t.Fatalf("403: %v", err)
+	}
+	for _, p := range protos {
+		if p != "HTTP/1.1" {
+			t.Fatalf("protocols %v", protos)
+		}
+	}
+	if conns[0] != conns[len(conns)-1] {
+		t.Fatalf("a new connection per request: %v", conns)
 	}
 }
