@@ -13,9 +13,9 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/destination-keen .
 
 FROM gcr.io/distroless/static-debian12:nonroot
 LABEL io.airbyte.name=airbyte/destination-keen
-LABEL io.airbyte.version=0.6.0
+LABEL io.airbyte.version=0.7.0
 LABEL org.opencontainers.image.title=destination-keen
-LABEL org.opencontainers.image.version=0.6.0
+LABEL org.opencontainers.image.version=0.7.0
 WORKDIR /airbyte
 COPY --from=build /out/destination-keen /airbyte/destination-keen
 USER 65532:65532

@@ -22,7 +22,7 @@ import (
 
 // Version is the connector's version; the Dockerfile's io.airbyte.version
 // label and metadata.yaml's dockerImageTag must equal it (a test checks).
-const Version = "0.6.0"
+const Version = "0.7.0"
 
 // Spec returns the connector specification: schemas/spec.json with the
 // connectionSpecification taken from schemas/config.schema.json, less the
