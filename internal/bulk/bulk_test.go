@@ -273,27 +273,28 @@ func TestAnswersThatDoNotMatch(t *testing.T) {
 func TestSendWaitsForASlot(t *testing.T) {
 	e := start(t, emulator.Options{})
 	tr, o := open(t, client(e))
-	e.DelayEvents(2*time.Second, Requests)
-	seq := uint64(0)
-	for range Requests { // fill every slot with a batch of its own
-		for range MaxBatchEvents {
-			seq++
-			send(t, tr, seq, "busy", `{"n":1}`)
+	release := e.HoldEvents(Requests)
+	defer release()
+	// Every request held: Send takes events until the slots are full and
+	// one more batch has filled (a batch may go early, by Linger, while a
+	// slot is free), and then gives up when its context ends.
+	seq, most := uint64(0), uint64((Requests+1)*MaxBatchEvents)
+	for ; seq < most+1; seq++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		env := tr.Get()
+		env.Seq, env.Collection, env.Buf = seq+1, "busy", append(env.Buf, `{"n":1}`...)
+		took := tr.Send(ctx, env)
+		cancel()
+		if !took {
+			break
 		}
 	}
-	for range MaxBatchEvents { // fills the batch after them
-		seq++
-		send(t, tr, seq, "busy", `{"n":1}`)
+	if seq > most || seq <= MaxBatchEvents {
+		t.Fatalf("Send took %d events with every request held, want more than %d and at most %d", seq, MaxBatchEvents, most)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	env := tr.Get()
-	env.Seq, env.Collection, env.Buf = seq+1, "busy", append(env.Buf, `{"n":2}`...)
-	if tr.Send(ctx, env) {
-		t.Fatal("Send took an event with every slot busy and the next batch full")
-	}
+	release()
 	tr.Close()
 	if len(o.stored) != int(seq) || len(o.failed) != 0 {
-		t.Fatalf("%d stored of %d, %d failed", len(o.stored), seq, len(o.failed))
+		t.Fatalf("%d stored of %d taken, %d failed", len(o.stored), seq, len(o.failed))
 	}
 }

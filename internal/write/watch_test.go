@@ -1,7 +1,6 @@
 package write
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -21,14 +20,14 @@ import (
 // calls and answers refuse.
 type watched struct {
 	*syncRun
-	out       *bytes.Buffer
+	out       *syncBuffer // written by the watchdog, read by the test
 	diagnoses atomic.Int32
 	refuse    error
 }
 
 func newWatched(t *testing.T, inFlight int, timeout time.Duration) *watched {
 	t.Helper()
-	out := &bytes.Buffer{}
+	out := newSyncBuffer()
 	em := airbyte.NewEmitter(out)
 	w := &watched{out: out}
 	w.syncRun = &syncRun{em: em, cfg: &config.Config{DeliveryTimeout: timeout}, tracker: checkpoint.New(em.Line), peer: kafkaPeer}
@@ -65,7 +64,7 @@ func TestWatchdog(t *testing.T) {
 			w.start(t)
 			time.Sleep(4500 * time.Millisecond)
 			synctest.Wait()
-			if w.out.Len() != 0 || w.diagnoses.Load() != 0 {
+			if w.out.String() != "" || w.diagnoses.Load() != 0 {
 				t.Fatalf("before 5 s of stall: %d diagnoses, %s", w.diagnoses.Load(), w.out)
 			}
 			time.Sleep(time.Second)
@@ -108,7 +107,7 @@ func TestWatchdog(t *testing.T) {
 			}
 			time.Sleep(time.Minute) // nothing in flight: nothing to wait for
 			synctest.Wait()
-			if w.out.Len() != 0 || w.diagnoses.Load() != 0 || w.firstFailure() != nil {
+			if w.out.String() != "" || w.diagnoses.Load() != 0 || w.firstFailure() != nil {
 				t.Fatalf("%d diagnoses, %v, %s", w.diagnoses.Load(), w.firstFailure(), w.out)
 			}
 		})

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -42,6 +43,7 @@ type bulkFault struct {
 	retryAfter string        // with status 429 or 503
 	drop       bool          // store the events, then close the connection unanswered
 	delay      time.Duration // answer this much later
+	hold       chan struct{} // answer once closed
 }
 
 // Faults apply to the bulk requests that carry events, in order; a request
@@ -64,6 +66,15 @@ func (e *Emulator) DropEventsConnections(n int) {
 // DelayEvents answers each of the next n bulk requests d late.
 func (e *Emulator) DelayEvents(d time.Duration, n int) {
 	e.addBulkFaults(n, bulkFault{delay: d})
+}
+
+// HoldEvents holds the answers of the next n bulk requests (their events
+// stored) until release is called.
+func (e *Emulator) HoldEvents(n int) (release func()) {
+	hold := make(chan struct{})
+	e.addBulkFaults(n, bulkFault{hold: hold})
+	var once sync.Once
+	return func() { once.Do(func() { close(hold) }) }
 }
 
 func (e *Emulator) addBulkFaults(n int, f bulkFault) {
@@ -149,6 +160,13 @@ func (e *Emulator) handleEvents(w http.ResponseWriter, r *http.Request) {
 	if f.delay > 0 {
 		select {
 		case <-time.After(f.delay):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if f.hold != nil {
+		select {
+		case <-f.hold:
 		case <-r.Context().Done():
 			return
 		}
