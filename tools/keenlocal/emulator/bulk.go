@@ -39,11 +39,10 @@ type bulkError struct {
 
 // bulkFault is the next bulk request's fault.
 type bulkFault struct {
-	status     int           // an error status to answer, or 0
-	retryAfter string        // with status 429 or 503
-	drop       bool          // store the events, then close the connection unanswered
-	delay      time.Duration // answer this much later
-	hold       chan struct{} // answer once closed
+	httpFault               // an error status to answer (0: none), with Retry-After
+	drop      bool          // store the events, then close the connection unanswered
+	delay     time.Duration // answer this much later
+	hold      chan struct{} // answer once closed
 }
 
 // Faults apply to the bulk requests that carry events, in order; a request
@@ -53,7 +52,7 @@ type bulkFault struct {
 // 500, 503...), with Retry-After when retryAfter is not empty, storing
 // nothing.
 func (e *Emulator) FailEvents(n, status int, retryAfter string) {
-	e.addBulkFaults(n, bulkFault{status: status, retryAfter: retryAfter})
+	e.addBulkFaults(n, bulkFault{httpFault: httpFault{status, retryAfter}})
 }
 
 // DropEventsConnections stores the events of each of the next n bulk
@@ -125,14 +124,7 @@ func (e *Emulator) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	e.mu.Unlock()
 	if f.status != 0 {
-		if f.retryAfter != "" {
-			w.Header().Set("Retry-After", f.retryAfter)
-		}
-		code := "InternalServerError"
-		if f.status == http.StatusTooManyRequests {
-			code = "TooManyRequestsError"
-		}
-		keenError(w, f.status, code, http.StatusText(f.status))
+		f.answer(w)
 		return
 	}
 	answer := make(map[string][]bulkResult, len(batch))

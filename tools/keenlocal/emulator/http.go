@@ -102,6 +102,19 @@ func (e *Emulator) master(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// answer writes the fault's error status as Keen would, with Retry-After
+// when the fault has one.
+func (f httpFault) answer(w http.ResponseWriter) {
+	if f.retryAfter != "" {
+		w.Header().Set("Retry-After", f.retryAfter)
+	}
+	code := "InternalServerError"
+	if f.status == http.StatusTooManyRequests {
+		code = "TooManyRequestsError"
+	}
+	keenError(w, f.status, code, http.StatusText(f.status))
+}
+
 func (e *Emulator) handleDelete(w http.ResponseWriter, r *http.Request) {
 	e.mu.Lock()
 	var f *httpFault
@@ -111,14 +124,7 @@ func (e *Emulator) handleDelete(w http.ResponseWriter, r *http.Request) {
 	}
 	e.mu.Unlock()
 	if f != nil {
-		if f.retryAfter != "" {
-			w.Header().Set("Retry-After", f.retryAfter)
-		}
-		code := "InternalServerError"
-		if f.status == http.StatusTooManyRequests {
-			code = "TooManyRequestsError"
-		}
-		keenError(w, f.status, code, http.StatusText(f.status))
+		f.answer(w)
 		return
 	}
 	collection := r.PathValue("collection")
