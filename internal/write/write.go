@@ -200,9 +200,9 @@ type syncRun struct {
 	pipe    *pipeline.Pipeline
 	out     conn // the transport
 	peer    peer // who acknowledges, for messages
-	// diagnose opens a fresh connection to the brokers and says whether
-	// they now refuse the key or the certificate (the sink's Diagnose; a
-	// fake in the watchdog's tests).
+	// diagnose makes a fresh connection to Keen (the brokers, or the HTTPS
+	// API) and says whether it now refuses the key or the certificate (the
+	// transport's Diagnose; a fake in the watchdog's tests).
 	diagnose func() error
 
 	mu         sync.Mutex
@@ -257,7 +257,7 @@ func (s *syncRun) refused(env *transport.Envelope, r transport.Refusal) {
 	p := s.cat.Plans[env.Plan]
 	desc := r.Description
 	if len(desc) > 500 {
-		desc = desc[:500] + "…"
+		desc = strings.ToValidUTF8(desc[:500], "") + "…"
 	}
 	if s.cfg.FailRefused {
 		s.fail(&failure.Error{Kind: failure.System, Stream: p.Stream, Namespace: p.Namespace,
