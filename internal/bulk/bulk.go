@@ -273,6 +273,9 @@ func (t *Transport) send(b *batch, body *bytes.Buffer) {
 			if r := results[c][i]; r.Success {
 				t.out.Stored(env)
 			} else {
+				if r.Error.Name == "" {
+					r.Error.Name = "UnnamedError" // {"success":false} alone
+				}
 				t.out.Refused(env, transport.Refusal{Name: r.Error.Name, Description: r.Error.Description})
 			}
 			t.put(env)

@@ -244,7 +244,7 @@ func TestFailures(t *testing.T) {
 // events sent, or none for a collection, fails the batch: no event is
 // taken as kept on a guess.
 func TestAnswersThatDoNotMatch(t *testing.T) {
-	for _, answer := range []string{`{"a":[{"success":true}]}`, `{"a":[{"success":true},{"success":true},{"success":true}]}`, `{"b":[{"success":true},{"success":true}]}`, `[]`} {
+	for _, answer := range []string{`{"a":[{"success":true}]}`, `{"a":[{"success":true},{"success":"yes"}]}`, `{"a":[{"success":true},{"success":true},{"success":true}]}`, `{"b":[{"success":true},{"success":true}]}`, `[]`} {
 		t.Run(answer, func(t *testing.T) {
 			srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if r.ContentLength <= 2 { // CheckWrite's {}
@@ -296,5 +296,27 @@ func TestSendWaitsForASlot(t *testing.T) {
 	tr.Close()
 	if len(o.stored) != int(seq) || len(o.failed) != 0 {
 		t.Fatalf("%d stored of %d taken, %d failed", len(o.stored), seq, len(o.failed))
+	}
+}
+
+// TestUnnamedRefusal: a refusal without an error object is still a
+// refusal, named as such, never a stored event.
+func TestUnnamedRefusal(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength <= 2 {
+			fmt.Fprint(w, `{}`)
+			return
+		}
+		fmt.Fprint(w, `{"a":[{"success":true},{"success":false}]}`)
+	}))
+	defer srv.Close()
+	api := keenapi.New(&config.Config{ProjectID: "p", APIKey: key, APIURL: srv.URL + "/3.0"})
+	api.SetRootCAs(srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs)
+	tr, o := open(t, api)
+	send(t, tr, 1, "a", `{"n":1}`)
+	send(t, tr, 2, "a", `{"n":2}`)
+	tr.Close()
+	if o.stored[1] != 1 || o.stored[2] != 0 || o.refused[2].Name != "UnnamedError" {
+		t.Fatalf("stored %v, refused %v", o.stored, o.refused)
 	}
 }
