@@ -23,7 +23,12 @@ type Tracker struct {
 	mu      sync.Mutex
 	next    uint64              // the last sequence number handed out
 	done    uint64              // every record numbered up to done is finished
-	ahead   map[uint64]struct{} // finished records above done+1
+	// ahead marks the finished records above done+1: record s at
+	// ahead[s % len(ahead)], for done < s < done+len(ahead), so no two
+	// share a slot; it doubles when a record finishes further ahead. A
+	// ring rather than a set: most records finish ahead of the watermark
+	// when several producers answer, and a map cost 4% of a sync's CPU.
+	ahead []bool
 	pending []pending           // states waiting, in input order
 	// carry holds, per stream (plan index), the refusals that no queued
 	// state covers yet: the next state that covers the stream takes them.
@@ -52,7 +57,7 @@ const AllStreams = -1
 
 // New returns a tracker that writes released states with emit.
 func New(emit func(line []byte) error) *Tracker {
-	return &Tracker{emit: emit, ahead: map[uint64]struct{}{}, carry: map[int]int64{}, drained: make(chan struct{})}
+	return &Tracker{emit: emit, ahead: make([]bool, 1024), carry: map[int]int64{}, drained: make(chan struct{})}
 }
 
 // Seal says that no record will be numbered any more (the input ended):
@@ -125,15 +130,16 @@ func (t *Tracker) Refused(seq uint64, plan int) error {
 func (t *Tracker) finish(seq uint64) error {
 	if seq == t.done+1 {
 		t.done = seq
-		for {
-			if _, ok := t.ahead[t.done+1]; !ok {
-				break
-			}
-			delete(t.ahead, t.done+1)
+		mask := uint64(len(t.ahead) - 1)
+		for t.ahead[(t.done+1)&mask] {
+			t.ahead[(t.done+1)&mask] = false
 			t.done++
 		}
 	} else if seq > t.done {
-		t.ahead[seq] = struct{}{}
+		for seq-t.done >= uint64(len(t.ahead)) {
+			t.grow()
+		}
+		t.ahead[seq&uint64(len(t.ahead)-1)] = true
 	}
 	t.checkDrained()
 	ready := len(t.pending) > 0 && t.pending[0].after <= t.done
@@ -142,6 +148,18 @@ func (t *Tracker) finish(seq uint64) error {
 		return t.release()
 	}
 	return nil
+}
+
+// grow doubles the ring of records finished ahead; t.mu is held.
+func (t *Tracker) grow() {
+	old, oldMask := t.ahead, uint64(len(t.ahead)-1)
+	t.ahead = make([]bool, 2*len(old))
+	mask := uint64(len(t.ahead) - 1)
+	for s := t.done + 1; s < t.done+uint64(len(old)); s++ {
+		if old[s&oldMask] {
+			t.ahead[s&mask] = true
+		}
+	}
 }
 
 // State queues a state behind every record numbered so far, covering the

@@ -231,3 +231,37 @@ func TestRefusalsCountTowardTheirState(t *testing.T) {
 		})
 	}
 }
+
+// TestFinishedFarAhead: records finished in order but for the first,
+// thousands ahead of the watermark (the ring grows with records marked in
+// it, three times), all count once the first one finishes.
+func TestFinishedFarAhead(t *testing.T) {
+	var out []string
+	tr := New(func(l []byte) error { out = append(out, string(l)); return nil })
+	const n = 5000
+	for range n {
+		tr.Next()
+	}
+	if err := tr.State(AllStreams, line("s")); err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(2); seq <= n; seq++ {
+		if err := tr.Done(seq); err != nil {
+			t.Fatal(err)
+		}
+		if seq == n/2 {
+			if err := tr.Done(2); err != nil { // again: no effect
+				t.Fatal(err)
+			}
+		}
+	}
+	if s := tr.Stats(); s.Finished != 0 || len(out) != 0 {
+		t.Fatalf("before record 1: %+v, %v", s, out)
+	}
+	if err := tr.Done(1); err != nil {
+		t.Fatal(err)
+	}
+	if s := tr.Stats(); s.Finished != n || len(out) != 1 {
+		t.Fatalf("after record 1: %+v, %v", s, out)
+	}
+}

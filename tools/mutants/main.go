@@ -32,6 +32,8 @@ type mutant struct {
 }
 
 var mutants = []mutant{
+	{"the ring of records finished ahead loses them when it grows", "internal/checkpoint/checkpoint.go",
+		"\t\tif old[s&oldMask] {", "\t\tif false && old[s&oldMask] {", "./internal/checkpoint", "TestFinishedFarAhead"},
 	{"a refusal counted as stored", "internal/bulk/bulk.go",
 		"if r := results[c][i]; r.Success {", "if r := results[c][i]; r.Success || true {", "./internal/bulk", "TestOutcomesFollowKeensAnswer"},
 	{"results matched to the wrong event", "internal/bulk/bulk.go",
