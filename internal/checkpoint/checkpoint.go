@@ -20,16 +20,16 @@ import "sync"
 // use: records and states come from the reader, acknowledgements from the
 // producer.
 type Tracker struct {
-	mu      sync.Mutex
-	next    uint64              // the last sequence number handed out
-	done    uint64              // every record numbered up to done is finished
+	mu   sync.Mutex
+	next uint64 // the last sequence number handed out
+	done uint64 // every record numbered up to done is finished
 	// ahead marks the finished records above done+1: record s at
 	// ahead[s % len(ahead)], for done < s < done+len(ahead), so no two
 	// share a slot; it doubles when a record finishes further ahead. A
 	// ring rather than a set: most records finish ahead of the watermark
 	// when several producers answer, and a map cost 4% of a sync's CPU.
-	ahead []bool
-	pending []pending           // states waiting, in input order
+	ahead   []bool
+	pending []pending // states waiting, in input order
 	// carry holds, per stream (plan index), the refusals that no queued
 	// state covers yet: the next state that covers the stream takes them.
 	carry map[int]int64
