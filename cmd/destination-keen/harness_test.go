@@ -452,13 +452,5 @@ func (e *env) storedOnce(n int) {
 }
 
 // refusedAddr is an address that refuses connections for the rest of the
-// test (emulator.RefusingAddr).
-func refusedAddr(t *testing.T) string {
-	t.Helper()
-	addr, release, err := emulator.RefusingAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(release)
-	return addr
-}
+// test.
+func refusedAddr(t *testing.T) string { return emulator.RefusedFor(t) }

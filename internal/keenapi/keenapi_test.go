@@ -133,14 +133,10 @@ func TestUntrustedTLS(t *testing.T) {
 }
 
 func TestConnectionRefused(t *testing.T) {
-	addr, release, err := emulator.RefusingAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer release()
+	addr := emulator.RefusedFor(t)
 	c := New(&config.Config{ProjectID: "p1", APIKey: key, APIURL: "https://" + addr + "/3.0"})
 	c.Backoff, c.MaxWait = 10*time.Millisecond, 50*time.Millisecond
-	_, err = c.DeleteEvents(context.Background(), "c", nil)
+	_, err := c.DeleteEvents(context.Background(), "c", nil)
 	if f := failure.As(err); f.Kind != failure.Transient || !strings.Contains(f.Message, "unreachable") {
 		t.Fatalf("got %v", err)
 	}

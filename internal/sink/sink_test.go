@@ -72,7 +72,7 @@ func TestProduceAndAck(t *testing.T) {
 func TestOpenFailures(t *testing.T) {
 	e := emu(t)
 	other := emu(t)
-	closed := refused(t)
+	closed := emulator.RefusedFor(t)
 	tests := []struct {
 		name string
 		cfg  *config.Config
@@ -345,7 +345,7 @@ func TestLanesOverALink(t *testing.T) {
 // given; no seed answering fails; a refused key fails whatever the seeds.
 func TestProbeSeeds(t *testing.T) {
 	e := emu(t)
-	refusedAddr := refused(t)
+	refusedAddr := emulator.RefusedFor(t)
 	silent, err := net.Listen("tcp", "127.0.0.1:0") // accepts, never answers
 	if err != nil {
 		t.Fatal(err)
@@ -416,17 +416,6 @@ func TestOptionsFor(t *testing.T) {
 	if d := OptionsFor(&config.Config{}); d.Compression != "lz4" || d.Lanes != 0 || d.Patience != 30*time.Second {
 		t.Fatalf("zero config: %+v", d)
 	}
-}
-
-// refused is an address that refuses connections for the rest of the test.
-func refused(t *testing.T) string {
-	t.Helper()
-	addr, release, err := emulator.RefusingAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(release)
-	return addr
 }
 
 // outcomes reports stored events to stored and fails the test on any other

@@ -202,14 +202,7 @@ func httpClient(t *testing.T, e *Emulator) *http.Client {
 
 func call(t *testing.T, e *Emulator, method, url, key string) (int, http.Header, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if key != "" {
-		req.Header.Set("Authorization", key)
-	}
-	resp, err := httpClient(t, e).Do(req)
+	resp, err := do(t, e, method, url, key, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,6 +210,23 @@ func call(t *testing.T, e *Emulator, method, url, key string) (int, http.Header,
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, resp.Header, string(b)
 }
+
+// do makes one request to the emulator's API with key (none when empty)
+// and body (none when empty).
+func do(t *testing.T, e *Emulator, method, url, key, body string) (*http.Response, error) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", key)
+	}
+	return httpClient(t, e).Do(req)
+}
+
+// eventsURL is the bulk API's address.
+func eventsURL(e *Emulator) string { return e.APIURL() + "/projects/" + e.ProjectID() + "/events" }
 
 func getJSON(t *testing.T, e *Emulator, url, key string, want int) string {
 	t.Helper()
@@ -414,12 +424,7 @@ func TestEventRules(t *testing.T) {
 // Keen's per-event answer.
 func postEvents(t *testing.T, e *Emulator, key, body string) (int, map[string][]bulkResult) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, e.APIURL()+"/projects/"+e.ProjectID()+"/events", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", key)
-	resp, err := httpClient(t, e).Do(req)
+	resp, err := do(t, e, http.MethodPost, eventsURL(e), key, body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -474,9 +479,7 @@ func TestBulkEvents(t *testing.T) {
 	if status, _ := postEvents(t, e, e.APIKey(), `{}`); status != http.StatusOK {
 		t.Fatalf("a request of no events met the fault: %d", status)
 	}
-	req, _ := http.NewRequest(http.MethodPost, e.APIURL()+"/projects/"+e.ProjectID()+"/events", strings.NewReader(`{"x":[{"n":1}]}`))
-	req.Header.Set("Authorization", e.APIKey())
-	resp, err := httpClient(t, e).Do(req)
+	resp, err := do(t, e, http.MethodPost, eventsURL(e), e.APIKey(), `{"x":[{"n":1}]}`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -485,9 +488,7 @@ func TestBulkEvents(t *testing.T) {
 		t.Fatalf("429 fault: %d %v", resp.StatusCode, resp.Header)
 	}
 	e.DropEventsConnections(1)
-	req, _ = http.NewRequest(http.MethodPost, e.APIURL()+"/projects/"+e.ProjectID()+"/events", strings.NewReader(`{"dropped":[{"n":1}]}`))
-	req.Header.Set("Authorization", e.APIKey())
-	if resp, err := httpClient(t, e).Do(req); err == nil {
+	if resp, err := do(t, e, http.MethodPost, eventsURL(e), e.APIKey(), `{"dropped":[{"n":1}]}`); err == nil {
 		resp.Body.Close()
 		t.Fatalf("a dropped connection answered %d", resp.StatusCode)
 	}

@@ -28,3 +28,21 @@ func RefusingAddr() (addr string, release func(), err error) {
 	}
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port)), release, nil
 }
+
+// TB is what RefusedFor needs of a test (testing.TB has it).
+type TB interface {
+	Helper()
+	Fatal(args ...any)
+	Cleanup(func())
+}
+
+// RefusedFor is a RefusingAddr held for the rest of the test.
+func RefusedFor(t TB) string {
+	t.Helper()
+	addr, release, err := RefusingAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(release)
+	return addr
+}
