@@ -128,6 +128,11 @@ func (t *Transport) Describe() string {
 	return fmt.Sprintf("batches of up to %d events or %d MiB, up to %d requests in flight", MaxBatchEvents, MaxBatchBytes>>20, Requests)
 }
 
+// InFlightBytes is the most bytes of events the transport holds awaiting
+// their outcome: a full batch in every request slot, and the batch being
+// filled.
+func (t *Transport) InFlightBytes() int { return (Requests + 1) * MaxBatchBytes }
+
 // Send adds env to the current batch, sending the batch first when env
 // does not fit; it waits while every request slot is busy, and returns
 // false, env not sent, when ctx ends first.

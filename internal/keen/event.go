@@ -124,6 +124,30 @@ func (r Record) WithData(conformed []byte) Record {
 	return r
 }
 
+// EventLen bounds the length of the event AppendEvent appends for r with
+// token and gen (it is exact but for the timestamp's fraction when data has
+// no keen member), so that a caller can size the event's buffer once:
+// append's growth, in two steps for a record's data and then the members
+// spliced in, leaves a buffer up to 60% larger than its event, and a sync
+// to far brokers holds tens of thousands of them in flight.
+func (r *Record) EventLen(token []byte, gen *Generation) int {
+	n := len(r.data) - len(`}`) + len(`"keen":{"timestamp":""}}`) + MaxTimestampLen
+	if !r.empty {
+		n += len(`,`)
+	}
+	if gen != nil {
+		n += len(`"":,`) + len(gen.Name) + len(gen.Value)
+	}
+	if token != nil {
+		n += len(`,"uniqueness_token":""`) + len(token)
+	}
+	return n
+}
+
+// MaxTimestampLen is the longest text AppendTimestamp writes: four digits
+// of year and nine of fraction (2021-08-04T12:27:48.123456789Z).
+const MaxTimestampLen = len("2021-08-04T12:27:48.123456789Z")
+
 // AppendEvent appends the record's event to dst: its data with
 // keen.timestamp set to ts, and keen.uniqueness_token set to token unless
 // token is nil or the source set one itself, and gen's member (when not

@@ -220,6 +220,36 @@ func TestAppendEvent(t *testing.T) {
 	}
 }
 
+// TestEventLen: exact for data without a keen member and a timestamp of
+// nine fraction digits, with and without a token and a generation, and an
+// upper bound otherwise.
+func TestEventLen(t *testing.T) {
+	nano := ts.Add(123456789)
+	token, gen := []byte("dk2_0123456789"), &Generation{Name: "_airbyte_generation_id", Value: []byte("12")}
+	for _, data := range []string{`{"a":1}`, `{}`, `{"keen":{"location":{},"id":1},"b":"x"}`, `{"keen":{"uniqueness_token":"mine"}}`, `{"keen":5}`} {
+		for _, tc := range []struct {
+			name  string
+			token []byte
+			gen   *Generation
+		}{{"bare", nil, nil}, {"token", token, nil}, {"generation", nil, gen}, {"both", token, gen}} {
+			t.Run(data+" "+tc.name, func(t *testing.T) {
+				r, err := capture([]byte(data), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, at := range []time.Time{nano, ts} {
+					got, _ := r.AppendEvent(nil, at, tc.token, tc.gen)
+					n := r.EventLen(tc.token, tc.gen)
+					exact := at == nano && !strings.Contains(data, "keen")
+					if len(got) > n || exact && len(got) != n {
+						t.Fatalf("%s: %d bytes, EventLen %d (exact: %v)", got, len(got), n, exact)
+					}
+				}
+			})
+		}
+	}
+}
+
 // capture decodes data as the decoder does for a RECORD, and captures its
 // Record for cursor; it checks that capturing without the decoder's
 // members (as for data too wide to keep them) finds the same.
@@ -279,6 +309,13 @@ func FuzzAppendEvent(f *testing.F) {
 			return
 		}
 		out, _ := r.AppendEvent(nil, ts, nil, nil)
+		if len(out) > r.EventLen(nil, nil) {
+			t.Fatalf("%q: event of %d bytes, EventLen %d", data, len(out), r.EventLen(nil, nil))
+		}
+		token, gen := []byte("dk2_0123456789abcdef"), &Generation{Name: "airbyte_generation", Value: []byte("12")}
+		if full, _ := r.AppendEvent(nil, ts.Add(123456789), token, gen); len(full) > r.EventLen(token, gen) {
+			t.Fatalf("%q: event with token and generation of %d bytes, EventLen %d", data, len(full), r.EventLen(token, gen))
+		}
 		var in, ev map[string]json.RawMessage
 		if err := json.Unmarshal(data, &in); err != nil {
 			t.Fatalf("accepted data encoding/json rejects: %q: %v", data, err)

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"encoding/json"
+	"slices"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -62,6 +63,9 @@ func connectorPath(b *testing.B, line []byte, tokens bool, changes int) {
 		ts, ok := p.Parse(rec.Cursor)
 		if !ok {
 			b.Fatal("cursor not parsed")
+		}
+		if n := rec.EventLen(tok, nil); cap(buf) < n {
+			buf = slices.Grow([]byte(nil), n) // as shapeRecord sizes a buffer
 		}
 		buf, _ = rec.AppendEvent(buf[:0], ts, tok, nil)
 	}

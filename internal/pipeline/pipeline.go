@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -509,8 +510,15 @@ func (p *Pipeline) shapeRecord(wk *worker, it *item) {
 		ts = time.UnixMilli(m.EmittedAt)
 	}
 	env := p.out.Get()
+	gen := p.gens[plan.Index]
+	if n := rec.EventLen(token, gen); cap(env.Buf) < n {
+		// One allocation, of n rounded up to the allocator's size class
+		// (the room is there anyway, and a slightly longer event later
+		// fits): no slack of append's growth (see EventLen).
+		env.Buf = slices.Grow([]byte(nil), n)
+	}
 	var sh keen.Shape
-	env.Buf, sh = rec.AppendEvent(env.Buf[:0], ts, token, p.gens[plan.Index])
+	env.Buf, sh = rec.AppendEvent(env.Buf[:0], ts, token, gen)
 	if sh.SourceToken {
 		outcome = tokenSource
 	}

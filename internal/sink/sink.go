@@ -669,6 +669,10 @@ func (s *Sink) Describe() string {
 	return fmt.Sprintf("%d producer(s), each with up to %d MiB of events awaiting acknowledgement", len(s.lanes), s.opts.LaneBytes>>20)
 }
 
+// InFlightBytes is the most bytes of events the sink holds awaiting their
+// outcome: every lane's share.
+func (s *Sink) InFlightBytes() int { return len(s.lanes) * s.opts.LaneBytes }
+
 // MaxMessageBytes is the largest event the sink sends.
 func (s *Sink) MaxMessageBytes() int { return s.opts.MaxMessageBytes }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -141,6 +142,47 @@ func TestProgressLine(t *testing.T) {
 			got := progressLine(tt.prev, tt.cur, "Keen's brokers")
 			if !strings.Contains(got, tt.want) || strings.Contains(got, tt.not) {
 				t.Fatalf("%q: want %q, not %q", got, tt.want, tt.not)
+			}
+		})
+	}
+}
+
+// TestGCHeadroom: the collector's target is halved only for a transport
+// with more than headroomAbove bytes in flight and an environment that
+// sets neither GOGC nor GOMEMLIMIT, and restored after.
+func TestGCHeadroom(t *testing.T) {
+	before := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(before)
+	for _, tc := range []struct {
+		name     string
+		inFlight int
+		env      map[string]string
+		want     int
+	}{
+		{"one producer to near brokers", 4 << 20, nil, 0},
+		{"at the threshold", headroomAbove, nil, 0},
+		{"far brokers", 16 << 20, nil, farGCPercent},
+		{"https", 18 << 20, nil, farGCPercent},
+		{"the operator's GOGC", 16 << 20, map[string]string{"GOGC": "200"}, 0},
+		{"the operator's GOMEMLIMIT", 16 << 20, map[string]string{"GOMEMLIMIT": "200MiB"}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pct, restore := gcHeadroom(tc.inFlight, func(k string) string { return tc.env[k] })
+			if pct != tc.want || (restore == nil) != (tc.want == 0) {
+				t.Fatalf("percent %d (restore %v), want %d", pct, restore != nil, tc.want)
+			}
+			want := 100 // as the test set it
+			if tc.want != 0 {
+				want = tc.want
+			}
+			if got := debug.SetGCPercent(want); got != want {
+				t.Fatalf("the runtime's target is %d, want %d", got, want)
+			}
+			if restore != nil {
+				restore()
+				if got := debug.SetGCPercent(100); got != 100 {
+					t.Fatalf("restored to %d, want 100", got)
+				}
 			}
 		})
 	}
