@@ -209,7 +209,12 @@ var mutants = []mutant{
 	{"events from before generations kept", "internal/write/write.go",
 		`Operator: "exists", PropertyValue: false}}`, `Operator: "exists", PropertyValue: true}}`, "./cmd/destination-keen", "TestReplaceWithoutAGap"},
 	{"a generation's events without their generation", "internal/pipeline/pipeline.go",
-		"rec.AppendEvent(env.Buf[:0], ts, token, p.gens[plan.Index])", "rec.AppendEvent(env.Buf[:0], ts, token, nil)", "./cmd/destination-keen", "TestReplaceWithoutAGap"},
+		"rec.AppendEvent(env.Buf[:0], ts, token, gen)", "rec.AppendEvent(env.Buf[:0], ts, token, nil)", "./cmd/destination-keen", "TestReplaceWithoutAGap"},
+	// Memory.
+	{"event buffers grown by append again", "internal/pipeline/pipeline.go",
+		"cap(env.Buf) < n {", "cap(env.Buf) < n && false {", "./internal/pipeline", "TestEventBuffersSized"},
+	{"the operator's GOMEMLIMIT overridden", "internal/write/write.go",
+		`|| getenv("GOMEMLIMIT") != ""`, "", "./internal/write", "TestGCHeadroom"},
 	// The end of a sync.
 	{"the sequencer deaf to a stop while it waits for input", "internal/pipeline/pipeline.go",
 		"\t\tcase <-ctx.Done():\n\t\t\treturn nil\n\t\t}\n\t\tselect {\n\t\tcase <-b.done:", "\t\t}\n\t\tselect {\n\t\tcase <-b.done:", "./cmd/destination-keen", "TestSIGTERM$"},
