@@ -132,8 +132,8 @@ type conn interface {
 // envelopes and producer messages, the producer's batches. The collector's
 // default target lets the heap grow to twice what is live before
 // collecting; at half, GOGC=50, the peak RSS at +100 ms is about 85 MiB
-// instead of about 100, at the same records/s, for one more collection in
-// every two (the README's performance section has the measurements). A
+// instead of about 100, at the same records/s, for twice as many
+// collections (the README's performance section has the measurements). A
 // sync with little in flight (one producer to near brokers) keeps the
 // default: its heap is small, and collections would cost CPU where CPU is
 // the limit.
