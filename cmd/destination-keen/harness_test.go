@@ -215,6 +215,18 @@ func (r result) states() []map[string]any {
 	return out
 }
 
+// stateCounts is each echoed state's destinationStats as
+// "recordCount/rejectedRecordCount", joined by commas ("<nil>" for a count
+// left out).
+func (r result) stateCounts() string {
+	var got []string
+	for _, s := range r.states() {
+		ds, _ := s["destinationStats"].(map[string]any)
+		got = append(got, fmt.Sprintf("%v/%v", ds["recordCount"], ds["rejectedRecordCount"]))
+	}
+	return strings.Join(got, ",")
+}
+
 func (r result) trace(t *testing.T) map[string]any {
 	t.Helper()
 	tr := r.ofType("TRACE")

@@ -43,13 +43,8 @@ func TestHTTPSRefusals(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("exit %d:\n%s", r.code, r.stdout)
 	}
-	var got []string
-	for _, s := range r.states() {
-		ds := s["destinationStats"].(map[string]any)
-		got = append(got, fmt.Sprintf("%v/%v", ds["recordCount"], ds["rejectedRecordCount"]))
-	}
-	if want := "2.0/1.0,2.0/1.0,1.0/1.0"; strings.Join(got, ",") != want {
-		t.Fatalf("recordCount/rejectedRecordCount %s, want %s", strings.Join(got, ","), want)
+	if got, want := r.stateCounts(), "2.0/1.0,2.0/1.0,1.0/1.0"; got != want {
+		t.Fatalf("recordCount/rejectedRecordCount %s, want %s", got, want)
 	}
 	logs := r.logs()
 	if n := strings.Count(logs, `Keen refused an event of stream "a": InvalidEventError: marked events are not allowed here`); n != 1 {

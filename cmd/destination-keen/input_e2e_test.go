@@ -115,12 +115,8 @@ func TestStateCounting(t *testing.T) {
 		if r.code != 0 {
 			t.Fatalf("exit %d: %s", r.code, r.stdout)
 		}
-		var counts []string
-		for _, s := range r.states() {
-			counts = append(counts, fmt.Sprint(s["destinationStats"].(map[string]any)["recordCount"]))
-		}
-		if got := strings.Join(counts, ","); got != "0.0,2.0,2.0,2.0,1.0,0.0" {
-			t.Fatalf("recordCounts %s, want 0.0,2.0,2.0,2.0,1.0,0.0", got)
+		if got, want := r.stateCounts(), "0.0/<nil>,2.0/<nil>,2.0/<nil>,2.0/<nil>,1.0/<nil>,0.0/<nil>"; got != want {
+			t.Fatalf("recordCount/rejectedRecordCount %s, want %s", got, want)
 		}
 		// Blobs pass through byte for byte, sourceStats too.
 		if !strings.Contains(r.stdout, `"shared_state":`+blob) || !strings.Contains(r.stdout, `"data":`+blob) || !strings.Contains(r.stdout, `"sourceStats":{"recordCount":2.0}`) {
@@ -152,13 +148,8 @@ func TestRejectedCounts(t *testing.T) {
 		if r.code != 0 {
 			t.Fatalf("exit %d: %s", r.code, r.stdout)
 		}
-		var got []string
-		for _, s := range r.states() {
-			ds := s["destinationStats"].(map[string]any)
-			got = append(got, fmt.Sprintf("%v/%v", ds["recordCount"], ds["rejectedRecordCount"]))
-		}
-		if want := "2.0/1.0,3.0/2.0,1.0/1.0,1.0/<nil>"; strings.Join(got, ",") != want {
-			t.Fatalf("recordCount/rejectedRecordCount %s, want %s", strings.Join(got, ","), want)
+		if got, want := r.stateCounts(), "2.0/1.0,3.0/2.0,1.0/1.0,1.0/<nil>"; got != want {
+			t.Fatalf("recordCount/rejectedRecordCount %s, want %s", got, want)
 		}
 		if n := len(e.events("a")) + len(e.events("b")); n != 3 {
 			t.Fatalf("%d events, want the 3 that follow Keen's rules", n)
@@ -242,13 +233,8 @@ func TestOversizedRecords(t *testing.T) {
 		if r.code != 0 {
 			t.Fatalf("exit %d: %s", r.code, r.stdout)
 		}
-		states := r.states()
-		if len(states) != 1 {
-			t.Fatalf("states %v", states)
-		}
-		ds := states[0]["destinationStats"].(map[string]any)
-		if fmt.Sprint(ds["recordCount"]) != "3.0" || fmt.Sprint(ds["rejectedRecordCount"]) != "1.0" {
-			t.Fatalf("destinationStats %v, want 3 records with 1 rejected", ds)
+		if got := r.stateCounts(); got != "3.0/1.0" {
+			t.Fatalf("recordCount/rejectedRecordCount %s, want one state of 3 records with 1 rejected", got)
 		}
 		if !strings.Contains(r.logs(), "Skipped the record on input line 2") {
 			t.Fatalf("the skip must be logged:\n%s", r.logs())
